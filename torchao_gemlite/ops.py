@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from .formats import PackedFormat
-from .quant import QuantizedWeight, reference_linear
+from .quant import QuantizedWeight, reference_linear, reference_linear_a8w4, reference_linear_dynamic
 
 
 @torch.library.custom_op("torchao_gemlite::linear_weight_only", mutates_args=())
@@ -24,12 +24,62 @@ def linear_weight_only(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor
         from .kernels.dispatch import weight_only_linear
 
         return weight_only_linear(x, qdata, scale, zero, bias, bits, group_size, symmetric)
-    n = qdata.shape[1]
-    k = qdata.shape[0] * (32 // bits)
-    qw = QuantizedWeight(qdata, scale, zero, PackedFormat(bits, group_size, symmetric), (n, k))
-    return reference_linear(x, qw, bias)
+    return reference_linear(x, _packed_weight(qdata, scale, zero, bits, group_size, symmetric), bias)
 
 
 @linear_weight_only.register_fake
 def _(x, qdata, scale, zero, bias, bits, group_size, symmetric):
+    return x.new_empty(*x.shape[:-1], qdata.shape[1])
+
+
+def _packed_weight(qdata, scale, zero, bits, group_size, symmetric) -> QuantizedWeight:
+    k = qdata.shape[0] * (32 // bits)
+    return QuantizedWeight(qdata, scale, zero, PackedFormat(bits, group_size, symmetric), (qdata.shape[1], k))
+
+
+@torch.library.custom_op("torchao_gemlite::linear_dynamic_int8", mutates_args=())
+def linear_dynamic_int8(x: torch.Tensor, weight_q: torch.Tensor, weight_scale: torch.Tensor,
+                        bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """A8W8 int8: x quantized per token to int8 on the fly; weight_q int8 [N, K], weight_scale fp32 [N]."""
+    if x.device.type == "cuda":
+        from .kernels.dispatch import dynamic_int8_linear
+
+        return dynamic_int8_linear(x, weight_q, weight_scale, bias)
+    return reference_linear_dynamic(x, weight_q, weight_scale, bias, act="int8")
+
+
+@torch.library.custom_op("torchao_gemlite::linear_dynamic_fp8", mutates_args=())
+def linear_dynamic_fp8(x: torch.Tensor, weight_q: torch.Tensor, weight_scale: torch.Tensor,
+                       bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """A8W8 fp8: x quantized per token to float8_e4m3fn; weight_q e4m3 [N, K], weight_scale fp32 [N]."""
+    if x.device.type == "cuda":
+        from .kernels.dispatch import dynamic_fp8_linear
+
+        return dynamic_fp8_linear(x, weight_q, weight_scale, bias)
+    return reference_linear_dynamic(x, weight_q, weight_scale, bias, act="fp8")
+
+
+@torch.library.custom_op("torchao_gemlite::linear_dynamic_a8w4", mutates_args=())
+def linear_dynamic_a8w4(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor, bias: Optional[torch.Tensor],
+                        group_size: int) -> torch.Tensor:
+    """A8W4: x quantized per token to int8; a packed 4-bit symmetric weight (docs/formats.md)."""
+    if x.device.type == "cuda":
+        from .kernels.dispatch import dynamic_a8w4_linear
+
+        return dynamic_a8w4_linear(x, qdata, scale, bias, group_size)
+    return reference_linear_a8w4(x, _packed_weight(qdata, scale, None, 4, group_size, True), bias)
+
+
+@linear_dynamic_int8.register_fake
+def _(x, weight_q, weight_scale, bias):
+    return x.new_empty(*x.shape[:-1], weight_q.shape[0])
+
+
+@linear_dynamic_fp8.register_fake
+def _(x, weight_q, weight_scale, bias):
+    return x.new_empty(*x.shape[:-1], weight_q.shape[0])
+
+
+@linear_dynamic_a8w4.register_fake
+def _(x, qdata, scale, bias, group_size):
     return x.new_empty(*x.shape[:-1], qdata.shape[1])

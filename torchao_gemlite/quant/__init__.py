@@ -9,7 +9,7 @@ from .quantize import (
     quantize_rowwise_int8,
     quantize_weight,
 )
-from .reference import dequantize_weight, reference_linear, reference_linear_dynamic
+from .reference import dequantize_weight, reference_linear, reference_linear_a8w4, reference_linear_dynamic
 
 __all__ = [
     "FP8_DTYPE",
@@ -21,6 +21,7 @@ __all__ = [
     "quantize_rowwise_int8",
     "quantize_weight",
     "reference_linear",
+    "reference_linear_a8w4",
     "reference_linear_dynamic",
     "unpack_codes",
 ]

@@ -52,3 +52,15 @@ def reference_linear_dynamic(x: torch.Tensor, weight_q: torch.Tensor, weight_sca
     if bias is not None:
         y = y + bias.double()
     return y.to(x.dtype)
+
+
+def reference_linear_a8w4(x: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """int8 per-token activations times a packed 4-bit symmetric weight, in float64."""
+    _check_linear_input(x, qw.shape[1])
+    if qw.fmt.bits != 4 or not qw.fmt.symmetric:
+        raise ValueError(f"A8W4 needs a 4-bit symmetric weight, got bits={qw.fmt.bits} symmetric={qw.fmt.symmetric}")
+    xq, x_scale = quantize_rowwise_int8(x)
+    y = (xq.double() @ dequantize_weight(qw, torch.float64).t()) * x_scale.double()
+    if bias is not None:
+        y = y + bias.double()
+    return y.to(x.dtype)
