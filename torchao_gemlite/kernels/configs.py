@@ -1,0 +1,160 @@
+"""Launch configurations for the weight-only kernels: heuristics, shipped tables, the user cache.
+
+Lookup order for a call (M, N, K, bits, group size, dtype) on a GPU:
+  1. the user's tuning cache (written by ``torchao_gemlite.tune``), then
+  2. the table shipped in ``tuned/<gpu>.json`` for H100 / H200, then
+  3. the shape heuristic below.
+Tables are keyed by the M bucket (next power of two, capped at 4096), so a new batch
+size never triggers a measurement; nothing is ever tuned implicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+SM_COUNT_DEFAULT = 132
+TUNED_DIR = Path(__file__).with_name("tuned")
+CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
+MAX_M_BUCKET = 4096
+GEMV_MAX_M = 4
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """One kernel choice. kernel: "gemv" (M <= 4) or "gemm" (tensor cores)."""
+
+    kernel: str
+    block_m: int
+    block_n: int
+    block_k: int
+    split_k: int = 1
+    num_warps: int = 4
+    num_stages: int = 2
+    swap_ab: bool = False
+    group_m: int = 8
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LaunchConfig":
+        return cls(**d)
+
+
+def m_bucket(m: int) -> int:
+    return min(MAX_M_BUCKET, 1 << max(0, (m - 1).bit_length()))
+
+
+def table_key(m: int, n: int, k: int, bits: int, group_size: int, dtype_name: str) -> str:
+    group = "pc" if group_size == k else str(group_size)
+    return f"{bits}b/g{group}/{dtype_name}/k{k}/n{n}/m{m_bucket(m)}"
+
+
+def device_file_name(device_name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'nvidia_h100_80gb_hbm3' (file-name safe)."""
+    return re.sub(r"[^a-z0-9]+", "_", device_name.lower()).strip("_")
+
+
+def user_cache_path(device_name: str) -> Path:
+    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "torchao_gemlite")
+    return Path(root) / f"{device_file_name(device_name)}.json"
+
+
+def _read_table(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())["configs"]
+    except FileNotFoundError:
+        return {}
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"tuning table {path} is not valid: {err}; delete it or re-run torchao_gemlite.tune") from err
+
+
+@lru_cache(maxsize=None)
+def shipped_table(device_name: str) -> dict:
+    """The table shipped for this GPU model: exact file name first, then its family (h100, h200)."""
+    name = device_file_name(device_name)
+    candidates = [TUNED_DIR / f"{name}.json"]
+    for family in ("h100", "h200"):
+        if family in name:
+            candidates.append(TUNED_DIR / f"{family}.json")
+    for path in candidates:
+        if path.exists():
+            return _read_table(path)
+    return {}
+
+
+def clear_caches() -> None:
+    """Forget loaded tables and chosen configs (after tuning, or in tests)."""
+    shipped_table.cache_clear()
+    _user_table.cache_clear()
+    choose_config.cache_clear()
+
+
+@lru_cache(maxsize=None)
+def _user_table(device_name: str) -> dict:
+    return _read_table(user_cache_path(device_name))
+
+
+def _pow2_at_least(v: int) -> int:
+    return 1 << max(0, (v - 1).bit_length())
+
+
+def _split_for(programs: int, k_tiles: int, sm_count: int, cap: int = 16) -> int:
+    """Enough K splits for about four programs per SM, never more than the K tiles."""
+    want = max(1, (4 * sm_count + programs - 1) // programs)
+    return max(1, min(cap, k_tiles, _pow2_at_least(want) if want > 1 else 1))
+
+
+def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
+    """A sound default for any shape. BLOCK_K always divides the group size (or K is one group)."""
+    per_channel = group_size == k
+    max_bk = 128 if per_channel else min(128, group_size)
+    if m <= GEMV_MAX_M:
+        block_m = _pow2_at_least(m)
+        block_n = 64
+        block_k = max(32, min(max_bk, 128 // block_m))
+        k_tiles = -(-k // block_k)
+        split = _split_for(-(-n // block_n), k_tiles, sm_count)
+        return LaunchConfig("gemv", block_m, block_n, block_k, split, num_warps=4, num_stages=1)
+    if m <= 64:
+        block_m = max(16, _pow2_at_least(m))
+        block_n = 128
+        block_k = max(32, min(max_bk, 128))
+        k_tiles = -(-k // block_k)
+        split = _split_for(-(-n // block_n) * -(-m // block_m), k_tiles, sm_count, cap=8)
+        return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=4, num_stages=4, swap_ab=True)
+    block_m = 64 if m <= 128 else 128
+    block_k = max(32, min(max_bk, 64))
+    return LaunchConfig("gemm", block_m, 128, block_k, 1, num_warps=8 if block_m == 128 else 4, num_stages=4)
+
+
+@lru_cache(maxsize=4096)
+def choose_config(m: int, n: int, k: int, bits: int, group_size: int, dtype_name: str, device_name: str,
+                  sm_count: int) -> LaunchConfig:
+    """The configuration for one call; cached so the per-call cost is one dict lookup."""
+    key = table_key(m, n, k, bits, group_size, dtype_name)
+    for table in (_user_table(device_name), shipped_table(device_name)):
+        if key in table:
+            cfg = LaunchConfig.from_dict(table[key])
+            if cfg.kernel != "gemv" or cfg.block_m >= m:
+                return cfg
+    return heuristic_config(m, n, k, bits, group_size, sm_count)
+
+
+def write_table_atomically(path: Path, configs: dict, device_name: str) -> None:
+    """Merges ``configs`` into the JSON table at ``path`` via a temp file + os.replace.
+
+    Several processes (tensor-parallel ranks) may tune at once: each replace is atomic,
+    so readers see a whole file; concurrent writers may drop each other's new keys,
+    never corrupt the file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    merged = {**_read_table(path), **configs}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"device": device_name, "configs": merged}, indent=1, sort_keys=True))
+    os.replace(tmp, path)

@@ -1,0 +1,122 @@
+"""Validation and dispatch: picks the kernel and launch configuration for each call.
+
+Everything here runs on every call of a quantized linear, so it stays short: checks
+that would otherwise surface as a Triton trace, one cached config lookup, one or two
+launches. Outputs and split-K workspaces are fresh allocations from PyTorch's caching
+allocator (safe inside CUDA graph capture).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..formats import ACTIVATION_DTYPES, PackedFormat, codes_per_word, symmetric_zero
+from .configs import LaunchConfig, choose_config
+from .gemm import gemm_kernel
+from .gemv import gemv_kernel
+from .reduce import splitk_reduce, splitk_workspace
+
+
+def _device_facts(device: torch.device) -> tuple[str, int]:
+    if device.type != "cuda":
+        return "cpu-interpreter", 4
+    props = torch.cuda.get_device_properties(device)
+    return props.name, props.multi_processor_count
+
+
+_DEVICE_FACTS: dict = {}
+
+
+def _facts(device: torch.device) -> tuple[str, int]:
+    key = (device.type, device.index)
+    if key not in _DEVICE_FACTS:
+        _DEVICE_FACTS[key] = _device_facts(device)
+    return _DEVICE_FACTS[key]
+
+
+def check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric) -> None:
+    """Clear errors for everything the kernels cannot take."""
+    fmt = PackedFormat(bits, group_size, symmetric)
+    if x.dtype not in ACTIVATION_DTYPES:
+        raise TypeError(f"input dtype {x.dtype} is not supported by the kernels: use one of {ACTIVATION_DTYPES}")
+    if qdata.dtype != torch.int32 or qdata.dim() != 2:
+        raise TypeError(f"qdata must be a 2-D int32 tensor [K / {fmt.codes_per_word}, N], got {qdata.dtype} {tuple(qdata.shape)}")
+    k = qdata.shape[0] * fmt.codes_per_word
+    n = qdata.shape[1]
+    if x.shape[-1] != k:
+        raise ValueError(f"input has {x.shape[-1]} features in its last axis, the weight expects K={k}")
+    if k % group_size:
+        raise ValueError(f"group_size={group_size} does not divide K={k}")
+    if scale.shape != (k // group_size, n):
+        raise ValueError(f"scale must have shape {(k // group_size, n)} [K / group_size, N], got {tuple(scale.shape)}")
+    if scale.dtype != x.dtype:
+        raise TypeError(f"scale dtype {scale.dtype} differs from the input dtype {x.dtype}: "
+                        f"quantize with scale_dtype={x.dtype} or cast the input")
+    if symmetric != (zero is None):
+        raise ValueError("zero must be None for symmetric formats and a tensor for asymmetric ones")
+    if zero is not None and (zero.shape != scale.shape or zero.dtype != scale.dtype):
+        raise ValueError(f"zero must match scale's shape {tuple(scale.shape)} and dtype {scale.dtype}")
+    if bias is not None and (bias.shape != (n,)):
+        raise ValueError(f"bias must have shape ({n},), got {tuple(bias.shape)}")
+    for name, t in (("qdata", qdata), ("scale", scale), ("zero", zero), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but the input is on {x.device}: move both to one device")
+
+
+def _unit_stride_rows(t: torch.Tensor | None) -> torch.Tensor | None:
+    """Kernels index [rows, N] tensors as row * stride + n: N must be the unit-stride axis."""
+    if t is None or t.stride(-1) == 1:
+        return t
+    return t.contiguous()
+
+
+def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, group_size: int, symmetric: bool,
+                       config: LaunchConfig) -> torch.Tensor:
+    """Runs one configuration on a 2-D input [M, K]; returns [M, N] in x's dtype."""
+    m, k = x2.shape
+    n = qdata.shape[1]
+    out = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
+    if m == 0:
+        return out
+    qdata, scale = _unit_stride_rows(qdata), _unit_stride_rows(scale)
+    if zero is not None:
+        zero = _unit_stride_rows(zero)
+        if zero.stride() != scale.stride():
+            zero, scale = zero.contiguous(), scale.contiguous()
+    c = config
+    k_tiles = -(-k // c.block_k)
+    split = max(1, min(c.split_k, k_tiles))
+    tiles_per_split = -(-k_tiles // split)
+    split = -(-k_tiles // tiles_per_split)  # no empty splits
+    ws = splitk_workspace(split, m, n, x2.device)
+    args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
+            ws if ws is not None else out, m, n, k, tiles_per_split,
+            x2.stride(0), x2.stride(1), qdata.stride(0), scale.stride(0), out.stride(0))
+    meta = dict(BITS=bits, GROUP_SIZE=group_size, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
+                PER_CHANNEL=group_size == k, HAS_BIAS=bias is not None and split == 1,
+                BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, SPLIT_K=split,
+                num_warps=c.num_warps)
+    if c.kernel == "gemv":
+        if c.block_m < m:
+            raise ValueError(f"gemv config block_m={c.block_m} is smaller than M={m}")
+        gemv_kernel[(-(-n // c.block_n), split)](*args, **meta, num_stages=c.num_stages)
+    else:
+        grid = (-(-m // c.block_m) * -(-n // c.block_n), split)
+        gemm_kernel[grid](*args, **meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab, NUM_STAGES=c.num_stages)
+    if ws is not None:
+        splitk_reduce(ws, bias, out)
+    return out
+
+
+def weight_only_linear(x, qdata, scale, zero, bias, bits: int, group_size: int, symmetric: bool,
+                       config: LaunchConfig | None = None) -> torch.Tensor:
+    """y = x @ dequant(W).T + bias for x [..., K] (any strides) -> [..., N] in x's dtype."""
+    check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric)
+    k = qdata.shape[0] * codes_per_word(bits)
+    n = qdata.shape[1]
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k)
+    if config is None:
+        device_name, sm_count = _facts(x.device)
+        config = choose_config(x2.shape[0], n, k, bits, group_size, str(x.dtype)[6:], device_name, sm_count)
+    return launch_weight_only(x2, qdata, scale, zero, bias, bits, group_size, symmetric, config).reshape(*lead, n)

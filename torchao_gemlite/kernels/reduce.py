@@ -1,0 +1,57 @@
+"""Output epilogue shared by the GEMV and GEMM kernels, and the deterministic split-K reduction.
+
+With SPLIT_K == 1 a program adds the bias and writes its tile in the output dtype.
+With SPLIT_K > 1 each program writes its fp32 partial tile to a workspace
+[SPLIT_K, M, N]; a second launch sums the partials in the fixed order 0..SPLIT_K-1,
+adds the bias and casts. No atomics: the result is bit-identical from run to run.
+Extra traffic: 2 * SPLIT_K * M * N * 4 bytes, small next to the weight at decode sizes.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def store_tile(result, offs_m, offs_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k,
+               HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
+    """Writes an fp32 [BLOCK_M, BLOCK_N] tile: finished output, or a split-K partial."""
+    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    if SPLIT_K == 1:
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
+            result = result + bias[None, :]
+        out = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :]
+        tl.store(out, result.to(out_ptr.dtype.element_ty), mask=mask)
+    else:
+        part = ws_ptr + pid_k * M * N + offs_m[:, None] * N + offs_n[None, :]
+        tl.store(part, result, mask=mask)
+
+
+@triton.jit
+def _splitk_reduce_kernel(ws_ptr, bias_ptr, out_ptr, M, N, stride_om,
+                          HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK: tl.constexpr):
+    # Grid: cdiv(M * N, BLOCK). Reads SPLIT_K * BLOCK fp32, writes BLOCK outputs.
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M * N
+    acc = tl.load(ws_ptr + offs, mask=mask, other=0.0)
+    for s in tl.static_range(1, SPLIT_K):
+        acc += tl.load(ws_ptr + s * M * N + offs, mask=mask, other=0.0)
+    n = offs % N
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + n, mask=mask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + (offs // N) * stride_om + n, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def splitk_workspace(split_k: int, m: int, n: int, device) -> torch.Tensor | None:
+    """The fp32 partials buffer of a split-K launch (None without split-K)."""
+    return torch.empty((split_k, m, n), dtype=torch.float32, device=device) if split_k > 1 else None
+
+
+def splitk_reduce(workspace: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
+    split_k, m, n = workspace.shape
+    block = 1024
+    _splitk_reduce_kernel[(triton.cdiv(m * n, block),)](
+        workspace, bias if bias is not None else workspace, out, m, n, out.stride(0),
+        HAS_BIAS=bias is not None, SPLIT_K=split_k, BLOCK=block, num_warps=4,
+    )
