@@ -1,0 +1,55 @@
+"""A8W4: int8 per-token dynamic activations times a packed 4-bit symmetric weight.
+
+:class:`Int8DynActInt4GemliteTensor` stores the packed layout of :class:`PackedGemliteTensor`
+with bits=4 and symmetric=True (no zero_point). ``F.linear(x, w)`` quantizes x per token
+to int8 and calls ``torch.ops.torchao_gemlite.linear_dynamic_a8w4``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .. import ops  # noqa: F401  (registers torch.ops.torchao_gemlite)
+from ._qparams import quantize_weight_refined
+from ._common import check_linear_input, finalize_tensor_class, linear_args
+from .packed_tensor import PackedGemliteTensor
+
+aten = torch.ops.aten
+
+
+class Int8DynActInt4GemliteTensor(PackedGemliteTensor):
+    """Packed 4-bit symmetric weight for the A8W4 path.
+
+    Tensor data: qdata int32 [K // 8, N]; scale [K // group_size, N] in the tensor's dtype
+    (the weight's dtype). Attributes: bits (always 4), group_size, symmetric (always True),
+    shape [N, K]. Dequantized weight: (q - 8) * scale, levels -7 .. 7.
+    """
+
+    BITS = 4
+    SYMMETRIC_ONLY = True
+
+    @classmethod
+    def from_hp(cls, weight: torch.Tensor, group_size: Optional[int] = 128) -> "Int8DynActInt4GemliteTensor":
+        """Quantizes a float [N, K] weight, symmetric absmax per group (None: per-channel)."""
+        with torch.no_grad():
+            qw = quantize_weight_refined(weight.detach(), 4, group_size, symmetric=True)
+        return cls(qw.qdata, qw.scale, 4, qw.fmt.group_size, True, qw.shape)
+
+
+implements = Int8DynActInt4GemliteTensor.implements
+implements_torch_function = Int8DynActInt4GemliteTensor.implements_torch_function
+
+
+@implements(aten.linear.default)
+@implements_torch_function(torch.nn.functional.linear)
+def _(func, types, args, kwargs):
+    x, w, bias = linear_args(args, kwargs)
+    check_linear_input(x, w)
+    return torch.ops.torchao_gemlite.linear_dynamic_a8w4(
+        x, w.qdata.contiguous(), w.scale.contiguous(), bias, w.group_size
+    )
+
+
+finalize_tensor_class(Int8DynActInt4GemliteTensor)
