@@ -1,0 +1,505 @@
+"""Tensor-core GEMM for dynamically quantized activations: A8W8 (int8 or fp8) and A8W4.
+
+    y[m, n] = (sum_k xq[m, k] * w[k, n]) * x_scale[m] * w_scale[n] + bias[n]      (per-channel)
+    y[m, n] = x_scale[m] * sum_g w_scale[g, n] * (sum_{k in g} xq[m, k] * w[k, n]) + bias[n]   (A8W4 groups)
+
+xq is int8 or float8_e4m3fn [M, K] (act_quant.py), x_scale fp32 [M]. The weight is
+  * int8 / fp8 (the same dtype as xq) [N, K] with fp32 scale [N]: the B tile [BLOCK_K, BLOCK_N]
+    is read K-contiguous, the operand order wgmma wants for 8-bit types;
+  * A8W4: int32 words [K/8, N] (code k = 8j + s in bits 4s..4s+3 of word j, N contiguous), scale
+    [K/G, N] (fp16/bf16/fp32), zero fixed at 8. Each word row is loaded once and unpacked in
+    registers to an int8 [BLOCK_K, BLOCK_N] tile of (q - 8): shift by 4s, mask, subtract, then
+    reshape [BLOCK_K/8, 8, BLOCK_N] -> [BLOCK_K, BLOCK_N] (row 8j + s), and fed to the same int8 dot.
+
+Grid: (cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), SPLIT_K); programs are ordered in bands of GROUP_M
+row tiles so that neighbours share weight tiles in L2 (prefill). Program (tile, s) covers
+K range [s * K_PER_SPLIT, (s + 1) * K_PER_SPLIT) in BLOCK_K steps; each step loads
+  x tile   [BLOCK_M, BLOCK_K] int8/fp8        BLOCK_M * BLOCK_K bytes
+  w tile   [BLOCK_K, BLOCK_N] int8/fp8        BLOCK_K * BLOCK_N bytes     (A8W8)
+           [BLOCK_K / 8, BLOCK_N] int32       BLOCK_K * BLOCK_N / 2 bytes (A8W4)
+  A8W4 groups: one scale row [BLOCK_N] per group (BLOCK_K divides the group size).
+and issues one tl.dot [BLOCK_M, BLOCK_K] @ [BLOCK_K, BLOCK_N] -> [BLOCK_M, BLOCK_N].
+Accumulation: int32 (exact) for int8 operands; A8W4 groups keep an int32 accumulator per
+group and add it, scaled, to an fp32 one; fp8 accumulates in fp32, promoted to full fp32
+precision after every K step (max_num_imprecise_acc=BLOCK_K, the Hopper fast-accumulation
+default would keep ~14 mantissa bits over the whole K).
+HBM bytes per output tile: BLOCK_N * K (A8W8) or BLOCK_N * K / 2 + 2 * BLOCK_N * K / G
+(A8W4) + BLOCK_M * K (x) + BLOCK_M * BLOCK_N * out bytes; split-K adds SPLIT_K * BLOCK_M *
+BLOCK_N * 4 bytes written and read back by the reduction.
+
+Split-K is deterministic: each split writes its raw partial tile (int32 when the whole
+accumulation is integer, else fp32) to a workspace [SPLIT_K, M, N]; a second kernel sums
+the partials in the fixed order 0..SPLIT_K-1 and applies scales and bias. No atomics, so
+results are bit-identical from run to run (and, for int8 / per-channel A8W4, identical to
+SPLIT_K = 1, since int32 sums are exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from .act_quant import FP8_DTYPE, quantize_per_token, triton_can_run_on
+
+KINDS = ("int8", "fp8", "a8w4")
+OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+NUM_SMS_H100 = 132
+GROUP_M = 8
+K_ALIGNMENT = 16  # int8/fp8 rows start on 16-byte boundaries (vector loads, TMA-compatible)
+W4_PER_WORD = 8
+W4_ZERO = 8
+
+
+# --------------------------------------------------------------------------------------------
+# Launch configurations
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DynamicGemmConfig:
+    """Tile sizes and launch parameters. SPLIT_K is an upper bound: the launcher never
+    creates empty splits, and for A8W4 splits fall on group boundaries."""
+
+    BLOCK_M: int
+    BLOCK_N: int
+    BLOCK_K: int
+    SPLIT_K: int = 1
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def __post_init__(self):
+        for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 16 or v & (v - 1):
+                raise ValueError(f"{name}={v!r} must be a power of two >= 16")
+        if self.BLOCK_K < 32:
+            raise ValueError(f"BLOCK_K={self.BLOCK_K} must be >= 32 (8-bit tensor-core dots need K >= 32)")
+        if not isinstance(self.SPLIT_K, int) or self.SPLIT_K < 1:
+            raise ValueError(f"SPLIT_K={self.SPLIT_K!r} must be an int >= 1")
+        if self.num_warps not in (1, 2, 4, 8, 16):
+            raise ValueError(f"num_warps={self.num_warps!r} must be one of 1, 2, 4, 8, 16")
+        if not isinstance(self.num_stages, int) or self.num_stages < 1:
+            raise ValueError(f"num_stages={self.num_stages!r} must be an int >= 1")
+
+
+def _regime(m: int) -> str:
+    if m <= 16:
+        return "decode"
+    if m <= 64:
+        return "small"
+    if m <= 256:
+        return "medium"
+    return "prefill"
+
+
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages); the first entry is the heuristic's choice.
+# 8-bit K tiles: 128 B (prefill, 128x128x128 int8 = 32 KB of smem per stage) up to 256 B per
+# weight row at decode, where the weight stream is all that matters. A8W4 K tiles are capped
+# by the group size (128 for the usual g128), so A8W4 widens BLOCK_N instead.
+_TILES = {
+    ("decode", False): [(16, 64, 256, 4, 4), (16, 128, 128, 4, 4), (16, 128, 256, 4, 3), (16, 32, 256, 4, 4)],
+    ("decode", True): [(16, 128, 128, 4, 4), (16, 64, 128, 4, 4), (16, 256, 128, 4, 3), (16, 128, 128, 4, 2)],
+    ("small", False): [(64, 128, 128, 4, 4), (32, 64, 256, 4, 4), (64, 64, 256, 4, 3), (32, 128, 128, 4, 4)],
+    ("small", True): [(64, 128, 128, 4, 4), (32, 128, 128, 4, 4), (64, 64, 128, 4, 4), (32, 256, 128, 8, 3)],
+    ("medium", False): [(64, 128, 128, 4, 4), (128, 128, 128, 8, 4), (64, 256, 128, 8, 3), (128, 64, 128, 4, 4)],
+    ("medium", True): [(64, 128, 128, 4, 4), (128, 128, 128, 8, 3), (64, 256, 128, 8, 3), (128, 64, 128, 4, 4)],
+    ("prefill", False): [(128, 128, 128, 8, 4), (128, 256, 128, 8, 3), (128, 128, 128, 4, 4), (256, 128, 128, 8, 3)],
+    ("prefill", True): [(128, 128, 128, 8, 3), (128, 256, 128, 8, 3), (128, 128, 128, 4, 4), (64, 128, 128, 4, 4)],
+}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not supported: choose one of {KINDS}")
+
+
+def auto_split_k(m: int, n: int, k: int, block_m: int, block_n: int, block_k: int,
+                 num_sms: int = NUM_SMS_H100) -> int:
+    """Doubles SPLIT_K while the output tiles alone fill less than one wave of SMs,
+    keeping at least 4 K steps per split (so the load pipeline still has work)."""
+    tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
+    k_steps = triton.cdiv(k, block_k)
+    split = 1
+    while tiles * split < num_sms and k_steps >= 4 * split * 2 and split < 16:
+        split *= 2
+    return split
+
+
+def pick_config(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) -> DynamicGemmConfig:
+    """Heuristic launch configuration for an H100-class GPU (132 SMs by default).
+
+    decode (M <= 16): BLOCK_M=16, wide N tiles, long K tiles, split-K to fill the SMs;
+    small (M <= 64) and medium (M <= 256): 64-row tiles with split-K when tiles are few;
+    prefill: 128x128x128, 8 warps, 3-4 stages.
+    """
+    _check_kind(kind)
+    bm, bn, bk, warps, stages = _TILES[(_regime(M), kind == "a8w4")][0]
+    return DynamicGemmConfig(bm, bn, bk, auto_split_k(M, N, K, bm, bn, bk, num_sms), warps, stages)
+
+
+def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) -> list[DynamicGemmConfig]:
+    """A short list for a tuner: each tile of M's regime with its automatic split-K, plus the
+    no-split and double-split variants. The heuristic's pick comes first."""
+    _check_kind(kind)
+    out = []
+    for bm, bn, bk, warps, stages in _TILES[(_regime(M), kind == "a8w4")]:
+        split = auto_split_k(M, N, K, bm, bn, bk, num_sms)
+        for s in (split, 1, split * 2):
+            cfg = DynamicGemmConfig(bm, bn, bk, s, warps, stages)
+            if cfg not in out and (s == 1 or triton.cdiv(K, bk) >= 2 * s):
+                out.append(cfg)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------------
+
+@triton.jit
+def _epilogue(acc, o_m, o_n, M, N, a_scale_ptr, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
+              B_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """acc [BM, BN] (int32 or fp32) -> acc * x_scale[m] (* w_scale[n]) (+ bias[n]), cast, stored."""
+    m_m = o_m < M
+    m_n = o_n < N
+    b_sa = tl.load(a_scale_ptr + o_m, mask=m_m, other=0.0)
+    b_y = acc.to(tl.float32) * b_sa[:, None]
+    if B_SCALE:
+        b_sb = tl.load(b_scale_ptr + o_n * stride_bs_n, mask=m_n, other=0.0).to(tl.float32)
+        b_y = b_y * b_sb[None, :]
+    if HAS_BIAS:
+        b_bias = tl.load(bias_ptr + o_n, mask=m_n, other=0.0).to(tl.float32)
+        b_y = b_y + b_bias[None, :]
+    p_c = c_ptr + o_m.to(tl.int64)[:, None] * stride_cm + o_n[None, :] * stride_cn
+    tl.store(p_c, b_y.to(c_ptr.dtype.element_ty), mask=m_m[:, None] & m_n[None, :])
+
+
+@triton.jit
+def _dynamic_gemm_kernel(
+    a_ptr, a_scale_ptr, b_ptr, b_scale_ptr, bias_ptr, c_ptr, ws_ptr,
+    M, N, K, K_PER_SPLIT,
+    stride_am, stride_ak, stride_bk, stride_bn, stride_bs_g, stride_bs_n, stride_cm, stride_cn,
+    FP8: tl.constexpr, W4: tl.constexpr, GROUP_K: tl.constexpr, GROUP_STEPS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, USE_WS: tl.constexpr, EVEN_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):
+    # GROUP_K == 0: one scale per output channel, applied in the epilogue. GROUP_K > 0 (A8W4
+    # groups): GROUP_STEPS = GROUP_K // BLOCK_K K steps share one scale row.
+    i_t = tl.program_id(0)
+    i_s = tl.program_id(1)
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    band = i_t // (GROUP_M * tiles_n)
+    first_m = band * GROUP_M
+    band_rows = tl.minimum(tiles_m - first_m, GROUP_M)
+    i_m = first_m + (i_t % (GROUP_M * tiles_n)) % band_rows
+    i_n = (i_t % (GROUP_M * tiles_n)) // band_rows
+
+    o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    # Rows past M / N read row M-1 / N-1 modulo wrap instead of masking: the inner loop stays
+    # mask-free along M and N, and those rows are never stored.
+    r_m = (o_m % M).to(tl.int64)
+    r_n = o_n % N
+    m_n = o_n < N
+    o_kk = tl.arange(0, BLOCK_K)
+    p_a = a_ptr + r_m[:, None] * stride_am + o_kk[None, :] * stride_ak
+    if W4:
+        o_kw = tl.arange(0, BLOCK_K // 8)
+        p_b = b_ptr + o_kw[:, None] * stride_bk + r_n[None, :] * stride_bn
+        shifts = tl.arange(0, 8) * 4
+    else:
+        p_b = b_ptr + r_n.to(tl.int64)[None, :] * stride_bn + o_kk[:, None] * stride_bk
+
+    INT_ACC: tl.constexpr = (not FP8) and GROUP_K == 0
+    if INT_ACC:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)  # A8W4 groups spanning several K steps
+
+    k_lo = i_s * K_PER_SPLIT
+    k_hi = tl.minimum(k_lo + K_PER_SPLIT, K)
+    for k0 in range(k_lo, k_hi, BLOCK_K):
+        # ---- loads ----
+        if EVEN_K:
+            b_a = tl.load(p_a + k0 * stride_ak)  # [BM, BK]
+        else:
+            m_k = (k0 + o_kk) < K
+            if FP8:
+                b_a = tl.load(p_a + k0 * stride_ak, mask=m_k[None, :], other=0.0)
+            else:
+                b_a = tl.load(p_a + k0 * stride_ak, mask=m_k[None, :], other=0)
+        if W4:
+            p_w = p_b + (k0 // 8) * stride_bk
+            if EVEN_K:
+                b_w = tl.load(p_w)  # [BK/8, BN] int32
+            else:
+                b_w = tl.load(p_w, mask=((k0 // 8 + o_kw) < K // 8)[:, None], other=0)
+            b_q = ((b_w[:, None, :] >> shifts[None, :, None]) & 0xF) - 8  # [BK/8, 8, BN], row 8j + s
+            b_b = tl.reshape(b_q.to(tl.int8), (BLOCK_K, BLOCK_N))  # [BK, BN]
+        else:
+            if EVEN_K:
+                b_b = tl.load(p_b + k0 * stride_bk)  # [BK, BN]
+            elif FP8:
+                b_b = tl.load(p_b + k0 * stride_bk, mask=m_k[:, None], other=0.0)
+            else:
+                b_b = tl.load(p_b + k0 * stride_bk, mask=m_k[:, None], other=0)
+        # ---- multiply-accumulate ----
+        if FP8:
+            acc = tl.dot(b_a, b_b, acc, max_num_imprecise_acc=BLOCK_K)  # [BM, BK] @ [BK, BN] -> [BM, BN]
+        elif GROUP_K == 0:
+            acc = tl.dot(b_a, b_b, acc, out_dtype=tl.int32)  # [BM, BK] @ [BK, BN] -> [BM, BN]
+        elif GROUP_STEPS == 1:
+            b_s = tl.load(b_scale_ptr + (k0 // GROUP_K) * stride_bs_g + r_n * stride_bs_n).to(tl.float32)
+            b_p = tl.dot(b_a, b_b, out_dtype=tl.int32)  # [BM, BK] @ [BK, BN] -> [BM, BN]
+            acc += b_p.to(tl.float32) * b_s[None, :]
+        else:
+            acc_g = tl.dot(b_a, b_b, acc_g, out_dtype=tl.int32)  # [BM, BK] @ [BK, BN] -> [BM, BN]
+            if (k0 + BLOCK_K) % GROUP_K == 0:  # last step of a group: scale it into the fp32 sum
+                b_s = tl.load(b_scale_ptr + (k0 // GROUP_K) * stride_bs_g + r_n * stride_bs_n).to(tl.float32)
+                acc += acc_g.to(tl.float32) * b_s[None, :]
+                acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
+
+    if USE_WS:
+        p_ws = ws_ptr + (i_s * M + o_m.to(tl.int64))[:, None] * N + o_n[None, :]
+        tl.store(p_ws, acc, mask=(o_m < M)[:, None] & m_n[None, :])
+    else:
+        _epilogue(acc, o_m, o_n, M, N, a_scale_ptr, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
+                  GROUP_K == 0, HAS_BIAS)
+
+
+@triton.jit
+def _splitk_reduce_kernel(
+    ws_ptr, a_scale_ptr, b_scale_ptr, bias_ptr, c_ptr,
+    M, N, N_SPLITS, stride_bs_n, stride_cm, stride_cn,
+    B_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Sums the [N_SPLITS, M, N] partials in the fixed order 0..N_SPLITS-1, then the epilogue."""
+    o_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    o_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_mn = (o_m < M)[:, None] & (o_n < N)[None, :]
+    p_ws = ws_ptr + o_m.to(tl.int64)[:, None] * N + o_n[None, :]
+    acc = tl.load(p_ws, mask=m_mn, other=0)
+    for s in range(1, N_SPLITS):
+        acc += tl.load(p_ws + s * M * N, mask=m_mn, other=0)
+    _epilogue(acc, o_m, o_n, M, N, a_scale_ptr, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
+              B_SCALE, HAS_BIAS)
+
+
+# --------------------------------------------------------------------------------------------
+# Launchers
+# --------------------------------------------------------------------------------------------
+
+def _check_same_device(ref: torch.Tensor, ref_name: str, **tensors) -> None:
+    for name, t in tensors.items():
+        if t is not None and t.device != ref.device:
+            raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}: put them on one device")
+    if not triton_can_run_on(ref.device):
+        raise ValueError(
+            f"{ref_name} is on {ref.device}: the Triton kernels need CUDA tensors "
+            f"(CPU tensors only under TRITON_INTERPRET=1, set before importing torchao_gemlite.kernels)"
+        )
+
+
+def _check_bias(bias, n: int) -> None:
+    if bias is None:
+        return
+    if not isinstance(bias, torch.Tensor) or not bias.dtype.is_floating_point or bias.dtype == FP8_DTYPE:
+        raise TypeError(f"bias must be a floating-point tensor or None, got {getattr(bias, 'dtype', type(bias))}")
+    if bias.shape != (n,):
+        raise ValueError(f"bias must have shape ({n},) [N], got {tuple(bias.shape)}")
+
+
+def _check_act(xq: torch.Tensor, x_scale: torch.Tensor, dtypes: tuple) -> tuple[int, int]:
+    if not isinstance(xq, torch.Tensor) or xq.dim() != 2 or xq.dtype not in dtypes:
+        raise TypeError(f"xq must be a 2-D {' or '.join(map(str, dtypes))} tensor [M, K], "
+                        f"got {getattr(xq, 'dtype', type(xq))} {tuple(getattr(xq, 'shape', ()))}")
+    m, k = xq.shape
+    if not isinstance(x_scale, torch.Tensor) or x_scale.dtype != torch.float32 or x_scale.numel() != m \
+            or x_scale.shape not in ((m,), (m, 1)):
+        raise ValueError(f"x_scale must be a float32 tensor of shape ({m},) or ({m}, 1), "
+                         f"got {getattr(x_scale, 'dtype', None)} {tuple(getattr(x_scale, 'shape', ()))}")
+    return m, k
+
+
+def _check_out(out, m: int, n: int, out_dtype, device) -> torch.Tensor:
+    if out_dtype not in OUT_DTYPES:
+        raise TypeError(f"out_dtype must be one of {OUT_DTYPES}, got {out_dtype}")
+    if out is None:
+        return torch.empty((m, n), dtype=out_dtype, device=device)
+    if out.shape != (m, n) or out.dtype != out_dtype or out.device != device:
+        raise ValueError(f"out must be a {out_dtype} tensor of shape ({m}, {n}) on {device}, "
+                         f"got {out.dtype} {tuple(out.shape)} on {out.device}")
+    return out
+
+
+def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, config: DynamicGemmConfig,
+            fp8: bool, w4: bool, group_k: int) -> torch.Tensor:
+    m = xq.shape[0]
+    if m == 0 or n == 0:
+        return out
+    c = config
+    block_k = min(c.BLOCK_K, group_k) if group_k else c.BLOCK_K
+    x_scale = x_scale.reshape(m)
+    if group_k:  # splits fall on group boundaries; BLOCK_K divides the group size
+        groups = k // group_k
+        k_per_split = triton.cdiv(groups, max(1, min(c.SPLIT_K, groups))) * group_k
+    else:
+        k_steps = triton.cdiv(k, block_k)
+        k_per_split = triton.cdiv(k_steps, max(1, min(c.SPLIT_K, k_steps))) * block_k
+    splits = triton.cdiv(k, k_per_split)  # never an empty split
+    int_acc = not fp8 and not group_k
+    ws = None
+    if splits > 1:
+        ws = torch.empty((splits, m, n), dtype=torch.int32 if int_acc else torch.float32, device=xq.device)
+    grid = (triton.cdiv(m, c.BLOCK_M) * triton.cdiv(n, c.BLOCK_N), splits)
+    _dynamic_gemm_kernel[grid](
+        xq, x_scale, b, b_scale, bias if bias is not None else x_scale, out, ws if ws is not None else out,
+        m, n, k, k_per_split,
+        xq.stride(0), xq.stride(1), b.stride(1) if not w4 else b.stride(0), b.stride(0) if not w4 else b.stride(1),
+        stride_bs_g, stride_bs_n, out.stride(0), out.stride(1),
+        FP8=fp8, W4=w4, GROUP_K=group_k, GROUP_STEPS=group_k // block_k if group_k else 0,
+        HAS_BIAS=bias is not None, USE_WS=ws is not None, EVEN_K=k % block_k == 0,
+        BLOCK_M=c.BLOCK_M, BLOCK_N=c.BLOCK_N, BLOCK_K=block_k, GROUP_M=GROUP_M,
+        num_warps=c.num_warps, num_stages=c.num_stages,
+    )
+    if ws is not None:
+        rbm = min(32, triton.next_power_of_2(m))
+        _splitk_reduce_kernel[(triton.cdiv(m, rbm), triton.cdiv(n, 128))](
+            ws, x_scale, b_scale, bias if bias is not None else x_scale, out,
+            m, n, splits, stride_bs_n, out.stride(0), out.stride(1),
+            B_SCALE=not group_k, HAS_BIAS=bias is not None, BLOCK_M=rbm, BLOCK_N=128, num_warps=4,
+        )
+    return out
+
+
+def dynamic_gemm(xq: torch.Tensor, x_scale: torch.Tensor, weight_q: torch.Tensor, weight_scale: torch.Tensor,
+                 bias: torch.Tensor | None, out_dtype: torch.dtype, config: DynamicGemmConfig | None = None,
+                 *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A8W8 GEMM on quantized inputs: (xq @ weight_q.T) * x_scale * weight_scale.T + bias -> [M, N].
+
+    xq int8 or float8_e4m3fn [M, K] (any strides), x_scale fp32 [M] or [M, 1]; weight_q the same
+    dtype, [N, K]; weight_scale fp32 [N] or [N, 1]; bias [N] or None; config None -> pick_config.
+    """
+    m, k = _check_act(xq, x_scale, (torch.int8, FP8_DTYPE))
+    fp8 = xq.dtype == FP8_DTYPE
+    if not isinstance(weight_q, torch.Tensor) or weight_q.dim() != 2 or weight_q.dtype != xq.dtype:
+        raise TypeError(f"weight_q must be a 2-D {xq.dtype} tensor [N, K] (the dtype of xq), "
+                        f"got {getattr(weight_q, 'dtype', type(weight_q))} {tuple(getattr(weight_q, 'shape', ()))}")
+    n = weight_q.shape[0]
+    if weight_q.shape[1] != k:
+        raise ValueError(f"weight_q has K={weight_q.shape[1]} columns but xq has K={k}")
+    if k % K_ALIGNMENT:
+        raise ValueError(f"K={k} must be a multiple of {K_ALIGNMENT} for the int8/fp8 kernels")
+    if not isinstance(weight_scale, torch.Tensor) or weight_scale.dtype != torch.float32 \
+            or weight_scale.shape not in ((n,), (n, 1)):
+        raise ValueError(f"weight_scale must be a float32 tensor of shape ({n},) or ({n}, 1), "
+                         f"got {getattr(weight_scale, 'dtype', None)} {tuple(getattr(weight_scale, 'shape', ()))}")
+    _check_bias(bias, n)
+    _check_same_device(xq, "xq", x_scale=x_scale, weight_q=weight_q, weight_scale=weight_scale, bias=bias, out=out)
+    out = _check_out(out, m, n, out_dtype, xq.device)
+    config = config or pick_config(m, n, k, "fp8" if fp8 else "int8")
+    w_scale = weight_scale.reshape(n)
+    return _launch(xq, x_scale, weight_q, w_scale, 0, w_scale.stride(0), bias, out, n, k, config,
+                   fp8=fp8, w4=False, group_k=0)
+
+
+def a8w4_gemm(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor,
+              bias: torch.Tensor | None, group_size: int | None, out_dtype: torch.dtype,
+              config: DynamicGemmConfig | None = None, *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """A8W4 GEMM: int8 xq [M, K] times a packed symmetric 4-bit weight (qdata int32 [K/8, N],
+    scale [K/G, N] fp16/bf16/fp32, zero 8); group_size None, -1 or K means per-channel."""
+    m, k = _check_act(xq, x_scale, (torch.int8,))
+    if not isinstance(qdata, torch.Tensor) or qdata.dtype != torch.int32 or qdata.dim() != 2:
+        raise TypeError(f"qdata must be a 2-D int32 tensor [K/8, N], "
+                        f"got {getattr(qdata, 'dtype', type(qdata))} {tuple(getattr(qdata, 'shape', ()))}")
+    if qdata.shape[0] * W4_PER_WORD != k:
+        raise ValueError(f"qdata has {qdata.shape[0]} word rows = K {qdata.shape[0] * W4_PER_WORD}, but xq has K={k}")
+    n = qdata.shape[1]
+    group = k if group_size in (None, -1) else group_size
+    if not isinstance(group, int) or isinstance(group, bool) or group < 32 or k % group \
+            or (group != k and group & (group - 1)):
+        raise ValueError(f"group_size={group_size!r} is not supported for K={k}: use a power of two >= 32 "
+                         f"that divides K, or None / -1 / K for per-channel")
+    if not isinstance(scale, torch.Tensor) or scale.dtype not in (torch.float16, torch.bfloat16, torch.float32) \
+            or scale.shape != (k // group, n):
+        raise ValueError(f"scale must be a float16/bfloat16/float32 tensor of shape ({k // group}, {n}) "
+                         f"[K / group_size, N], got {getattr(scale, 'dtype', None)} {tuple(getattr(scale, 'shape', ()))}")
+    _check_bias(bias, n)
+    _check_same_device(xq, "xq", x_scale=x_scale, qdata=qdata, scale=scale, bias=bias, out=out)
+    out = _check_out(out, m, n, out_dtype, xq.device)
+    config = config or pick_config(m, n, k, "a8w4")
+    per_channel = group == k
+    return _launch(xq, x_scale, qdata, scale, 0 if per_channel else scale.stride(0), scale.stride(1), bias, out,
+                   n, k, config, fp8=False, w4=True, group_k=0 if per_channel else group)
+
+
+# --------------------------------------------------------------------------------------------
+# Linear layers: x [..., K] fp16/bf16 -> quantize per token -> GEMM -> [..., N] in x's dtype
+# --------------------------------------------------------------------------------------------
+
+def _check_x(x, k: int, weight_name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        raise TypeError(f"x dtype {x.dtype} is not supported: use torch.float16 or torch.bfloat16")
+    if x.dim() < 1 or x.shape[-1] != k:
+        raise ValueError(f"x has {x.shape[-1] if x.dim() else 'no'} features in its last axis, "
+                         f"{weight_name} expects K={k}")
+
+
+def _linear_out(out, x: torch.Tensor, n: int):
+    if out is None:
+        return None
+    shape = (*x.shape[:-1], n)
+    if out.shape != shape or out.dtype != x.dtype or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous {x.dtype} tensor of shape {shape}, got {out.dtype} {tuple(out.shape)}")
+    return out.view(-1, n)
+
+
+def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
+    if not isinstance(weight_q, torch.Tensor) or weight_q.dim() != 2 or weight_q.dtype != qdtype:
+        raise TypeError(f"weight_q must be a 2-D {qdtype} tensor [N, K], "
+                        f"got {getattr(weight_q, 'dtype', type(weight_q))} {tuple(getattr(weight_q, 'shape', ()))}")
+    n, k = weight_q.shape
+    _check_x(x, k, "weight_q")
+    _check_same_device(x, "x", weight_q=weight_q, weight_scale=weight_scale, bias=bias, out=out)
+    out2 = _linear_out(out, x, n)
+    xq, x_scale = quantize_per_token(x.reshape(-1, k), qdtype)
+    y = dynamic_gemm(xq, x_scale, weight_q, weight_scale, bias, x.dtype, config, out=out2)
+    return y.view(*x.shape[:-1], n)
+
+
+def int8_dynamic_linear(x: torch.Tensor, weight_q: torch.Tensor, weight_scale: torch.Tensor,
+                        bias: torch.Tensor | None = None, config: DynamicGemmConfig | None = None, *,
+                        out: torch.Tensor | None = None) -> torch.Tensor:
+    """A8W8 int8: x [..., K] fp16/bf16 quantized per token to int8, weight_q int8 [N, K] with
+    fp32 weight_scale [N] (or [N, 1]); int32 accumulation; returns [..., N] in x's dtype."""
+    return _a8w8_linear(x, weight_q, weight_scale, bias, config, out, torch.int8)
+
+
+def fp8_dynamic_linear(x: torch.Tensor, weight_q: torch.Tensor, weight_scale: torch.Tensor,
+                       bias: torch.Tensor | None = None, config: DynamicGemmConfig | None = None, *,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
+    """A8W8 fp8: x [..., K] quantized per token to float8_e4m3fn (saturating), weight_q e4m3
+    [N, K] with fp32 weight_scale [N] (or [N, 1]); fp32 accumulation; [..., N] in x's dtype."""
+    return _a8w8_linear(x, weight_q, weight_scale, bias, config, out, FP8_DTYPE)
+
+
+def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+                        group_size: int | None, config: DynamicGemmConfig | None = None, *,
+                        out: torch.Tensor | None = None) -> torch.Tensor:
+    """A8W4: x [..., K] quantized per token to int8 times a packed symmetric 4-bit weight
+    (qdata int32 [K/8, N], scale [K/G, N], zero 8); returns [..., N] in x's dtype."""
+    if not isinstance(qdata, torch.Tensor) or qdata.dtype != torch.int32 or qdata.dim() != 2:
+        raise TypeError(f"qdata must be a 2-D int32 tensor [K/8, N], "
+                        f"got {getattr(qdata, 'dtype', type(qdata))} {tuple(getattr(qdata, 'shape', ()))}")
+    k, n = qdata.shape[0] * W4_PER_WORD, qdata.shape[1]
+    _check_x(x, k, "qdata")
+    _check_same_device(x, "x", qdata=qdata, scale=scale, bias=bias, out=out)
+    out2 = _linear_out(out, x, n)
+    xq, x_scale = quantize_per_token(x.reshape(-1, k), torch.int8)
+    y = a8w4_gemm(xq, x_scale, qdata, scale, bias, group_size, x.dtype, config, out=out2)
+    return y.view(*x.shape[:-1], n)
