@@ -54,16 +54,18 @@ class QuantizedWeight:
 def _round_up_to_dtype(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Rounds positive fp32 values to ``dtype``, upward (the result is never smaller)."""
     stored = values.to(dtype)
+    if dtype != torch.float32:
+        too_small = stored.float() < values
+        bumped = (stored.view(torch.int16) + 1).view(dtype)  # next representable value up
+        stored = torch.where(too_small, bumped, stored)
+    # Checked after the bump: a step just above the dtype's largest finite value rounds
+    # down to it, and bumping that gives inf.
     if not torch.isfinite(stored).all():
         raise ValueError(
             f"weight values span too wide a range for {dtype} scales: a group's step overflows; "
-            f"use float32 weights or a smaller group size"
+            f"use scale_dtype=torch.float32, float32 weights or a smaller group size"
         )
-    if dtype == torch.float32:
-        return stored
-    too_small = stored.float() < values
-    bumped = (stored.view(torch.int16) + 1).view(dtype)  # next representable value up
-    return torch.where(too_small, bumped, stored)
+    return stored
 
 
 def quantize_groupwise_codes(weight: torch.Tensor, bits: int, group_size: int | None, symmetric: bool,
