@@ -2,5 +2,25 @@
 
 from .formats import PackedFormat
 from .quant import QuantizedWeight, dequantize_weight, quantize_weight, reference_linear
+from .configs import (
+    GemliteFloat8DynamicActivationFloat8WeightConfig,
+    GemliteInt4WeightOnlyConfig,
+    GemliteInt8DynamicActivationInt4WeightConfig,
+    GemliteInt8DynamicActivationInt8WeightConfig,
+    GemliteWeightOnlyConfig,
+)
+from .tensors import (
+    Float8DynActFloat8GemliteTensor,
+    GemliteWeightOnlyTensor,
+    Int1GemliteTensor,
+    Int2GemliteTensor,
+    Int4GemliteTensor,
+    Int8DynActInt4GemliteTensor,
+    Int8DynActInt8GemliteTensor,
+    Int8GemliteTensor,
+)
+from . import _registration
+
+_registration.register()
 
 __version__ = "0.1.0"

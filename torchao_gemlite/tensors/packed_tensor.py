@@ -100,7 +100,7 @@ class PackedGemliteTensor(GemliteBaseTensor):
         return PackedFormat(self.bits, self.group_size, self.symmetric)
 
     def _quantization_type(self) -> str:
-        group = "per-channel" if self.group_size == self.shape[1] else self.group_size
+        group = f"{self.group_size} (per-channel)" if self.group_size == self.shape[1] else self.group_size
         return (f"shape={list(self.shape)}, bits={self.bits}, group_size={group}, symmetric={self.symmetric}, "
                 f"dtype={self.dtype}, device={self.device}, qdata={describe(self.qdata)}, "
                 f"scale={describe(self.scale)}, zero_point={describe(self.zero_point)}")
