@@ -71,11 +71,14 @@ def _unit_stride_rows(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, group_size: int, symmetric: bool,
-                       config: LaunchConfig) -> torch.Tensor:
-    """Runs one configuration on a 2-D input [M, K]; returns [M, N] in x's dtype."""
+                       config: LaunchConfig, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Runs one configuration on a 2-D input [M, K]; returns [M, N] in x's dtype (into ``out`` if given)."""
     m, k = x2.shape
     n = qdata.shape[1]
-    out = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
+    if out is None:
+        out = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
+    elif out.shape != (m, n) or out.dtype != x2.dtype or out.stride(1) != 1:
+        raise ValueError(f"out must be a row-major {(m, n)} {x2.dtype} tensor, got {out.dtype} {tuple(out.shape)}")
     if m == 0:
         return out
     qdata, scale = _unit_stride_rows(qdata), _unit_stride_rows(scale)
@@ -94,7 +97,7 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
             x2.stride(0), x2.stride(1), qdata.stride(0), scale.stride(0), out.stride(0))
     meta = dict(BITS=bits, GROUP_SIZE=group_size, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
                 PER_CHANNEL=group_size == k, HAS_BIAS=bias is not None and split == 1,
-                BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, SPLIT_K=split,
+                BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, USE_WORKSPACE=split > 1,
                 num_warps=c.num_warps)
     if c.kernel == "gemv":
         if c.block_m < m:

@@ -27,7 +27,7 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
                 BITS: tl.constexpr, GROUP_SIZE: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 PER_CHANNEL: tl.constexpr, HAS_BIAS: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_WORKSPACE: tl.constexpr,
                 GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr, NUM_STAGES: tl.constexpr):
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
@@ -81,4 +81,4 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
     if PER_CHANNEL:
         scale, zero = load_group_params(scale_ptr, zero_ptr, 0, o_n, m_n, stride_sg, SYMMETRIC, SYM_ZERO)
         result = (result - zero * x_sum[:, None]) * scale
-    store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k, HAS_BIAS, SPLIT_K)
+    store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k, HAS_BIAS, USE_WORKSPACE)

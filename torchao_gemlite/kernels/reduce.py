@@ -14,10 +14,10 @@ import triton.language as tl
 
 @triton.jit
 def store_tile(result, offs_m, offs_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k,
-               HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr):
+               HAS_BIAS: tl.constexpr, USE_WORKSPACE: tl.constexpr):
     """Writes an fp32 [BLOCK_M, BLOCK_N] tile: finished output, or a split-K partial."""
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    if SPLIT_K == 1:
+    if not USE_WORKSPACE:
         if HAS_BIAS:
             bias = tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)
             result = result + bias[None, :]

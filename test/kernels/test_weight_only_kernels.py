@@ -1,0 +1,161 @@
+"""Weight-only kernels against the reference linear.
+
+Without CUDA the kernels run on CPU tensors under Triton's interpreter (conftest.py), on
+small shapes and fp16 only (the interpreter computes bf16 wrongly). With CUDA the full
+matrix of the issue runs: every bit width x fp16/bf16 x group sizes x M x shapes.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+from torchao_gemlite.kernels.configs import LaunchConfig, heuristic_config
+from torchao_gemlite.kernels.dispatch import launch_weight_only, weight_only_linear
+from torchao_gemlite.quant import quantize_weight, reference_linear
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float16]
+# Relative Frobenius error against the fp32 reference: the kernels round the dequantized
+# weight tile to the activation dtype before the tensor-core product.
+TOLERANCE = {torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
+GROUPS = [32, 64, 128, 256, None]
+FORMATS = list(itertools.product([8, 4, 2, 1], [False, True]))
+M_GPU = [1, 2, 3, 4, 7, 8, 16, 33, 64, 127, 256, 1024]
+SHAPES_GPU = [(256, 200), (768, 1000), (4096, 1376)]  # (K, N): ragged N, K not a power of two
+
+
+def _rel_err(y, ref):
+    return ((y.float() - ref.float()).norm() / ref.float().norm()).item()
+
+
+def _case(bits, symmetric, group, m, k, n, dtype, bias=True, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, k, generator=gen).to(dtype)
+    qw = quantize_weight(w.to(DEVICE), bits, group, symmetric)
+    x = torch.randn(m, k, generator=gen).to(dtype).to(DEVICE)
+    b = torch.randn(n, generator=gen).to(dtype).to(DEVICE) if bias else None
+    return qw, x, b
+
+
+def _run(qw, x, b, config=None):
+    out = torch.full((x.shape[0], qw.shape[0]), float("nan"), dtype=x.dtype, device=x.device)
+    cfg = config or heuristic_config(x.shape[0], qw.shape[0], qw.shape[1], qw.fmt.bits, qw.fmt.group_size)
+    return launch_weight_only(x, qw.qdata, qw.scale, qw.zero, b, qw.fmt.bits, qw.fmt.group_size, qw.fmt.symmetric,
+                              cfg, out=out)
+
+
+def _check(qw, x, b, y):
+    ref = reference_linear(x, qw, b)
+    assert not torch.isnan(y).any(), "unwritten (NaN-poisoned) outputs remain"
+    assert _rel_err(y, ref) < TOLERANCE[x.dtype]
+
+
+if CUDA:
+    MATRIX = [(bits, sym, g, m, k, n, dt) for (bits, sym), g, m, (k, n), dt
+              in itertools.product(FORMATS, GROUPS, M_GPU, SHAPES_GPU, DTYPES)]
+else:
+    # Interpreter: every format x group size once, the M values spread across them.
+    M_CPU = [1, 2, 3, 4, 7, 8, 16, 33]
+    MATRIX = [(bits, sym, g, M_CPU[i % len(M_CPU)], 256, 200, torch.float16)
+              for i, ((bits, sym), g) in enumerate(itertools.product(FORMATS, GROUPS))]
+
+
+@pytest.mark.parametrize("bits,symmetric,group,m,k,n,dtype", MATRIX)
+def test_dispatched_kernel_matches_reference(bits, symmetric, group, m, k, n, dtype):
+    qw, x, b = _case(bits, symmetric, group, m, k, n, dtype, bias=m % 2 == 1)
+    _check(qw, x, b, _run(qw, x, b))
+
+
+EXPLICIT = [
+    LaunchConfig("gemv", 1, 64, 64, split_k=1),
+    LaunchConfig("gemv", 4, 32, 32, split_k=4),
+    LaunchConfig("gemm", 16, 64, 64, split_k=1, swap_ab=True),
+    LaunchConfig("gemm", 16, 64, 32, split_k=3, swap_ab=True),
+    LaunchConfig("gemm", 32, 64, 64, split_k=2),
+    LaunchConfig("gemm", 64, 32, 64, split_k=1, group_m=2),
+]
+
+
+@pytest.mark.parametrize("config", EXPLICIT, ids=str)
+@pytest.mark.parametrize("bits,group", [(4, 64), (2, None), (8, 128)])
+def test_every_kernel_variant(config, bits, group):
+    m = min(config.block_m, 3) if config.kernel == "gemv" else 37
+    qw, x, b = _case(bits, False, group, m, 320 if group is None else 256, 72, torch.float16)
+    _check(qw, x, b, _run(qw, x, b, config))
+
+
+def test_split_k_is_deterministic():
+    qw, x, b = _case(4, False, 32, 5, 512, 96, torch.float16)
+    cfg = LaunchConfig("gemm", 16, 32, 32, split_k=4, swap_ab=True)
+    first = _run(qw, x, b, cfg)
+    assert torch.equal(first, _run(qw, x, b, cfg))
+
+
+def test_3d_noncontiguous_and_empty_inputs():
+    qw, _, b = _case(4, True, 64, 1, 256, 40, torch.float16)
+    x3 = torch.randn(2, 3, 512, dtype=torch.float16, device=DEVICE)[..., ::2]  # stride 2 along K
+    y = weight_only_linear(x3, qw.qdata, qw.scale, qw.zero, b, 4, 64, True)
+    assert y.shape == (2, 3, 40)
+    assert _rel_err(y, reference_linear(x3, qw, b)) < TOLERANCE[torch.float16]
+    empty = weight_only_linear(x3[:0], qw.qdata, qw.scale, qw.zero, b, 4, 64, True)
+    assert empty.shape == (0, 3, 40)
+
+
+def test_sliced_weight_views():
+    """Column and K-group slices of the packed tensors (strided views) give the sliced layer."""
+    qw, x, _ = _case(4, False, 64, 3, 256, 96, torch.float16, bias=False)
+    cols = slice(32, 80)
+    y = weight_only_linear(x, qw.qdata[:, cols], qw.scale[:, cols], qw.zero[:, cols], None, 4, 64, False)
+    assert _rel_err(y, reference_linear(x, qw)[:, cols]) < TOLERANCE[torch.float16]
+
+
+def _good():
+    qw, x, b = _case(4, False, 64, 2, 256, 40, torch.float16)
+    return dict(x=x, qdata=qw.qdata, scale=qw.scale, zero=qw.zero, bias=b, bits=4, group_size=64, symmetric=False)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda a: a.update(x=a["x"].float()), "input dtype"),
+    (lambda a: a.update(x=a["x"][:, :128]), "features"),
+    (lambda a: a.update(scale=a["scale"].bfloat16(), zero=a["zero"].bfloat16()), "scale dtype"),
+    (lambda a: a.update(zero=None), "zero must be None"),
+    (lambda a: a.update(bias=a["bias"][:10]), "bias must have shape"),
+    (lambda a: a.update(qdata=a["qdata"].to(torch.int64)), "qdata must be"),
+    (lambda a: a.update(scale=a["scale"][:2], zero=a["zero"][:2]), "scale must have shape"),
+    (lambda a: a.update(bits=3), "bits"),
+    (lambda a: a.update(group_size=48), "group_size"),
+])
+def test_bad_input_gets_clear_error(change, match):
+    args = _good()
+    change(args)
+    with pytest.raises((ValueError, TypeError), match=match):
+        weight_only_linear(**args)
+
+
+@pytest.mark.skipif(not CUDA, reason="device mismatch needs a GPU")
+def test_device_mismatch_error():
+    args = _good()
+    args["bias"] = args["bias"].cpu()
+    with pytest.raises(ValueError, match="bias is on cpu"):
+        weight_only_linear(**args)
+
+
+@pytest.mark.skipif(not CUDA, reason="the custom op routes CUDA inputs to the kernels")
+def test_custom_op_eager_compile_and_cuda_graph():
+    qw, x, b = _case(4, False, 128, 4, 1024, 512, torch.float16)
+    op = torch.ops.torchao_gemlite.linear_weight_only
+    args = (qw.qdata, qw.scale, qw.zero, b, 4, 128, False)
+    eager = op(x, *args)
+    _check(qw, x, b, eager)
+    compiled = torch.compile(lambda t: op(t, *args), fullgraph=True)
+    assert torch.equal(compiled(x), eager)
+    static_x = x.clone()
+    op(static_x, *args)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = op(static_x, *args)
+    static_x.copy_(torch.randn_like(x))
+    graph.replay()
+    assert torch.equal(static_y, op(static_x, *args))

@@ -1,0 +1,181 @@
+"""Explicit tuning: measure launch configurations for your shapes and save the best.
+
+    python -m torchao_gemlite.kernels.tuning --shapes 4096x14336 14336x4096 --bits 4 --group-size 128
+    # or, from Python:
+    torchao_gemlite.tune(shapes=[(4096, 14336)], m_values=[1, 16, 256], bits=4, group_size=128)
+
+Each (shape, M bucket) tries a short list of candidates around the heuristic choice,
+timed by CUDA-graph replay over enough weight copies to defeat the L2 cache. The best
+ones are merged into the user cache (configs.user_cache_path, keyed by GPU model),
+written atomically. Nothing is ever tuned implicitly at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..quant import quantize_weight
+from .configs import (
+    GEMV_MAX_M,
+    LaunchConfig,
+    clear_caches,
+    heuristic_config,
+    table_key,
+    user_cache_path,
+    write_table_atomically,
+)
+from .dispatch import launch_weight_only
+
+L2_ROTATION_BYTES = 256 * 2**20  # rotate over at least this many bytes of weights
+
+
+def graph_time_us(launches, replays: int = 20) -> float:
+    """Median time of one launch: ``launches`` (closures, one per weight copy) captured
+    in one CUDA graph, replayed ``replays`` times."""
+    for fn in launches:  # compile and warm up outside the capture
+        fn()
+    torch.cuda.synchronize()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for fn in launches:
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for fn in launches:
+            fn()
+    graph.replay()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1000 / len(launches))
+    return statistics.median(times)
+
+
+def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int) -> list[LaunchConfig]:
+    """A short list around the heuristic choice; every BLOCK_K divides the group size."""
+    base = heuristic_config(m, n, k, bits, group_size, sm_count)
+    per_channel = group_size == k
+    max_bk = 256 if per_channel else min(256, group_size)
+    ks = [bk for bk in (32, 64, 128, 256) if bk <= max_bk]
+    out = [base]
+    if base.kernel == "gemv":
+        for bn in (32, 64, 128):
+            for bk in ks:
+                if base.block_m * bk * bn > 32768:  # register tile [BM, BK, BN] per 128 threads
+                    continue
+                for split in {max(1, base.split_k // 2), base.split_k, base.split_k * 2}:
+                    for warps in (4, 8):
+                        out.append(replace(base, block_n=bn, block_k=bk, split_k=split, num_warps=warps))
+    elif m <= 64:
+        for swap in (True, False):
+            for bn in (64, 128, 256):
+                for bk in ks[-2:]:
+                    for split in {1, base.split_k, base.split_k * 2}:
+                        out.append(replace(base, swap_ab=swap, block_n=bn, block_k=bk, split_k=split,
+                                           num_stages=3 if bn == 256 else 4))
+    else:
+        for bm, bn, warps in ((64, 128, 4), (128, 128, 8), (128, 256, 8), (64, 256, 8)):
+            for bk in ks[:3]:
+                for stages in (3, 4):
+                    out.append(replace(base, block_m=bm, block_n=bn, block_k=bk, num_warps=warps,
+                                       num_stages=stages, split_k=1))
+    seen, unique = set(), []
+    for c in out:
+        if c not in seen:
+            seen.add(c)
+            unique.append(c)
+    return unique
+
+
+def _weight_copies(n: int, k: int, bits: int, group_size, symmetric: bool, dtype, device):
+    w = torch.randn(n, k, dtype=dtype, device=device)
+    qw = quantize_weight(w, bits, group_size, symmetric)
+    nbytes = qw.qdata.numel() * 4 + qw.scale.numel() * 4
+    copies = max(2, min(64, L2_ROTATION_BYTES // nbytes))
+    # Distinct storage per copy; values need not differ.
+    return qw, [(qw.qdata.clone(), qw.scale.clone(), None if qw.zero is None else qw.zero.clone())
+                for _ in range(copies)]
+
+
+def tune_shape(n: int, k: int, m_values, bits: int, group_size, symmetric: bool, dtype=torch.float16,
+               device="cuda", log=print) -> dict:
+    """Times the candidates for one weight shape; returns {table key: (config, us, fp16 us)}."""
+    props = torch.cuda.get_device_properties(device)
+    qw, copies = _weight_copies(n, k, bits, group_size, symmetric, dtype, device)
+    group = qw.fmt.group_size
+    dense = [torch.randn(n, k, dtype=dtype, device=device) for _ in range(max(2, L2_ROTATION_BYTES // (n * k * 2)))]
+    results = {}
+    for m in m_values:
+        x = torch.randn(m, k, dtype=dtype, device=device)
+        fp16_us = graph_time_us([lambda w=w: F.linear(x, w) for w in dense])
+        best = None
+        for cfg in candidate_configs(m, n, k, bits, group, props.multi_processor_count):
+            launches = [lambda c=c, cfg=cfg: launch_weight_only(x, c[0], c[1], c[2], None, bits, group, symmetric, cfg)
+                        for c in copies]
+            try:
+                us = graph_time_us(launches)
+            except Exception as err:  # a candidate that does not compile on this GPU is skipped
+                log(f"  skip {cfg}: {type(err).__name__}: {str(err)[:120]}")
+                continue
+            if best is None or us < best[1]:
+                best = (cfg, us)
+        key = table_key(m, n, k, bits, group, str(dtype)[6:])
+        results[key] = (best[0], best[1], fp16_us)
+        log(f"{key}: {best[1]:8.1f} us  fp16 {fp16_us:8.1f} us  x{fp16_us / best[1]:.2f}  {best[0]}")
+    return results
+
+
+def tune(shapes, m_values=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096), bits: int = 4, group_size=128,
+         symmetric: bool = False, dtype=torch.float16, output: str | Path | None = None, log=print) -> Path:
+    """Tunes every (K, N) in ``shapes`` for each M and merges the winners into a JSON table.
+
+    output: the table to write (default: the user cache for this GPU, which the dispatcher
+    reads before the shipped tables). Returns its path.
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError("tuning measures kernels on the GPU: CUDA is not available")
+    device_name = torch.cuda.get_device_name()
+    found = {}
+    for k, n in shapes:
+        for key, (cfg, _, _) in tune_shape(n, k, m_values, bits, group_size, symmetric, dtype, log=log).items():
+            found[key] = cfg.to_dict()
+    path = Path(output) if output else user_cache_path(device_name)
+    write_table_atomically(path, found, device_name)
+    clear_caches()
+    return path
+
+
+def _shape(text: str) -> tuple[int, int]:
+    k, n = text.lower().split("x")
+    return int(k), int(n)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", nargs="+", type=_shape, required=True, help="K x N, e.g. 4096x14336")
+    p.add_argument("--m", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096])
+    p.add_argument("--bits", type=int, default=4)
+    p.add_argument("--group-size", type=int, default=128, help="-1 for per-channel")
+    p.add_argument("--symmetric", action="store_true")
+    p.add_argument("--dtype", choices=["float16", "bfloat16"], default="float16")
+    p.add_argument("--output", help="table to write (default: the user cache for this GPU)")
+    a = p.parse_args(argv)
+    path = tune(a.shapes, a.m, a.bits, None if a.group_size == -1 else a.group_size, a.symmetric,
+                getattr(torch, a.dtype), a.output)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
