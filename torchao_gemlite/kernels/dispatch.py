@@ -93,9 +93,9 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     split = -(-k_tiles // tiles_per_split)  # no empty splits
     ws = splitk_workspace(split, m, n, x2.device)
     args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
-            ws if ws is not None else out, m, n, k, tiles_per_split,
+            ws if ws is not None else out, m, n, k, group_size, tiles_per_split,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale.stride(0), out.stride(0))
-    meta = dict(BITS=bits, GROUP_SIZE=group_size, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
+    meta = dict(BITS=bits, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
                 PER_CHANNEL=group_size == k, HAS_BIAS=bias is not None and split == 1,
                 BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, USE_WORKSPACE=split > 1,
                 num_warps=c.num_warps)

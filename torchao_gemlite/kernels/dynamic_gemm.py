@@ -375,6 +375,46 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
     return out
 
 
+def _check_a8w8_weight(weight_q, weight_scale, bias, k: int, qdtype: torch.dtype) -> int:
+    """Validates an int8/fp8 weight [N, K] with its fp32 scale; returns N."""
+    if not isinstance(weight_q, torch.Tensor) or weight_q.dim() != 2 or weight_q.dtype != qdtype:
+        raise TypeError(f"weight_q must be a 2-D {qdtype} tensor [N, K], "
+                        f"got {getattr(weight_q, 'dtype', type(weight_q))} {tuple(getattr(weight_q, 'shape', ()))}")
+    n = weight_q.shape[0]
+    if weight_q.shape[1] != k:
+        raise ValueError(f"weight_q has K={weight_q.shape[1]} columns but the activations have K={k}")
+    if k % K_ALIGNMENT:
+        raise ValueError(f"K={k} must be a multiple of {K_ALIGNMENT} for the int8/fp8 kernels")
+    if not isinstance(weight_scale, torch.Tensor) or weight_scale.dtype != torch.float32 \
+            or weight_scale.shape not in ((n,), (n, 1)):
+        raise ValueError(f"weight_scale must be a float32 tensor of shape ({n},) or ({n}, 1), "
+                         f"got {getattr(weight_scale, 'dtype', None)} {tuple(getattr(weight_scale, 'shape', ()))}")
+    _check_bias(bias, n)
+    return n
+
+
+def _check_w4_weight(qdata, scale, bias, group_size, k: int) -> tuple[int, int]:
+    """Validates a packed symmetric 4-bit weight; returns (N, group) with group = K when per-channel."""
+    if not isinstance(qdata, torch.Tensor) or qdata.dtype != torch.int32 or qdata.dim() != 2:
+        raise TypeError(f"qdata must be a 2-D int32 tensor [K/8, N], "
+                        f"got {getattr(qdata, 'dtype', type(qdata))} {tuple(getattr(qdata, 'shape', ()))}")
+    if qdata.shape[0] * W4_PER_WORD != k:
+        raise ValueError(f"qdata has {qdata.shape[0]} word rows (K={qdata.shape[0] * W4_PER_WORD}) "
+                         f"but the activations have K={k}")
+    n = qdata.shape[1]
+    group = k if group_size in (None, -1) else group_size
+    if not isinstance(group, int) or isinstance(group, bool) or group < 32 or k % group \
+            or (group != k and group & (group - 1)):
+        raise ValueError(f"group_size={group_size!r} is not supported for K={k}: use a power of two >= 32 "
+                         f"that divides K, or None / -1 / K for per-channel")
+    if not isinstance(scale, torch.Tensor) or scale.dtype not in (torch.float16, torch.bfloat16, torch.float32) \
+            or scale.shape != (k // group, n):
+        raise ValueError(f"scale must be a float16/bfloat16/float32 tensor of shape ({k // group}, {n}) "
+                         f"[K / group_size, N], got {getattr(scale, 'dtype', None)} {tuple(getattr(scale, 'shape', ()))}")
+    _check_bias(bias, n)
+    return n, group
+
+
 def dynamic_gemm(xq: torch.Tensor, x_scale: torch.Tensor, weight_q: torch.Tensor, weight_scale: torch.Tensor,
                  bias: torch.Tensor | None, out_dtype: torch.dtype, config: DynamicGemmConfig | None = None,
                  *, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -385,19 +425,7 @@ def dynamic_gemm(xq: torch.Tensor, x_scale: torch.Tensor, weight_q: torch.Tensor
     """
     m, k = _check_act(xq, x_scale, (torch.int8, FP8_DTYPE))
     fp8 = xq.dtype == FP8_DTYPE
-    if not isinstance(weight_q, torch.Tensor) or weight_q.dim() != 2 or weight_q.dtype != xq.dtype:
-        raise TypeError(f"weight_q must be a 2-D {xq.dtype} tensor [N, K] (the dtype of xq), "
-                        f"got {getattr(weight_q, 'dtype', type(weight_q))} {tuple(getattr(weight_q, 'shape', ()))}")
-    n = weight_q.shape[0]
-    if weight_q.shape[1] != k:
-        raise ValueError(f"weight_q has K={weight_q.shape[1]} columns but xq has K={k}")
-    if k % K_ALIGNMENT:
-        raise ValueError(f"K={k} must be a multiple of {K_ALIGNMENT} for the int8/fp8 kernels")
-    if not isinstance(weight_scale, torch.Tensor) or weight_scale.dtype != torch.float32 \
-            or weight_scale.shape not in ((n,), (n, 1)):
-        raise ValueError(f"weight_scale must be a float32 tensor of shape ({n},) or ({n}, 1), "
-                         f"got {getattr(weight_scale, 'dtype', None)} {tuple(getattr(weight_scale, 'shape', ()))}")
-    _check_bias(bias, n)
+    n = _check_a8w8_weight(weight_q, weight_scale, bias, k, xq.dtype)
     _check_same_device(xq, "xq", x_scale=x_scale, weight_q=weight_q, weight_scale=weight_scale, bias=bias, out=out)
     out = _check_out(out, m, n, out_dtype, xq.device)
     config = config or pick_config(m, n, k, "fp8" if fp8 else "int8")
@@ -412,22 +440,7 @@ def a8w4_gemm(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scal
     """A8W4 GEMM: int8 xq [M, K] times a packed symmetric 4-bit weight (qdata int32 [K/8, N],
     scale [K/G, N] fp16/bf16/fp32, zero 8); group_size None, -1 or K means per-channel."""
     m, k = _check_act(xq, x_scale, (torch.int8,))
-    if not isinstance(qdata, torch.Tensor) or qdata.dtype != torch.int32 or qdata.dim() != 2:
-        raise TypeError(f"qdata must be a 2-D int32 tensor [K/8, N], "
-                        f"got {getattr(qdata, 'dtype', type(qdata))} {tuple(getattr(qdata, 'shape', ()))}")
-    if qdata.shape[0] * W4_PER_WORD != k:
-        raise ValueError(f"qdata has {qdata.shape[0]} word rows = K {qdata.shape[0] * W4_PER_WORD}, but xq has K={k}")
-    n = qdata.shape[1]
-    group = k if group_size in (None, -1) else group_size
-    if not isinstance(group, int) or isinstance(group, bool) or group < 32 or k % group \
-            or (group != k and group & (group - 1)):
-        raise ValueError(f"group_size={group_size!r} is not supported for K={k}: use a power of two >= 32 "
-                         f"that divides K, or None / -1 / K for per-channel")
-    if not isinstance(scale, torch.Tensor) or scale.dtype not in (torch.float16, torch.bfloat16, torch.float32) \
-            or scale.shape != (k // group, n):
-        raise ValueError(f"scale must be a float16/bfloat16/float32 tensor of shape ({k // group}, {n}) "
-                         f"[K / group_size, N], got {getattr(scale, 'dtype', None)} {tuple(getattr(scale, 'shape', ()))}")
-    _check_bias(bias, n)
+    n, group = _check_w4_weight(qdata, scale, bias, group_size, k)
     _check_same_device(xq, "xq", x_scale=x_scale, qdata=qdata, scale=scale, bias=bias, out=out)
     out = _check_out(out, m, n, out_dtype, xq.device)
     config = config or pick_config(m, n, k, "a8w4")
@@ -460,11 +473,9 @@ def _linear_out(out, x: torch.Tensor, n: int):
 
 
 def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
-    if not isinstance(weight_q, torch.Tensor) or weight_q.dim() != 2 or weight_q.dtype != qdtype:
-        raise TypeError(f"weight_q must be a 2-D {qdtype} tensor [N, K], "
-                        f"got {getattr(weight_q, 'dtype', type(weight_q))} {tuple(getattr(weight_q, 'shape', ()))}")
-    n, k = weight_q.shape
+    k = weight_q.shape[1] if isinstance(weight_q, torch.Tensor) and weight_q.dim() == 2 else -1
     _check_x(x, k, "weight_q")
+    n = _check_a8w8_weight(weight_q, weight_scale, bias, k, qdtype)
     _check_same_device(x, "x", weight_q=weight_q, weight_scale=weight_scale, bias=bias, out=out)
     out2 = _linear_out(out, x, n)
     xq, x_scale = quantize_per_token(x.reshape(-1, k), qdtype)
@@ -493,11 +504,9 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
                         out: torch.Tensor | None = None) -> torch.Tensor:
     """A8W4: x [..., K] quantized per token to int8 times a packed symmetric 4-bit weight
     (qdata int32 [K/8, N], scale [K/G, N], zero 8); returns [..., N] in x's dtype."""
-    if not isinstance(qdata, torch.Tensor) or qdata.dtype != torch.int32 or qdata.dim() != 2:
-        raise TypeError(f"qdata must be a 2-D int32 tensor [K/8, N], "
-                        f"got {getattr(qdata, 'dtype', type(qdata))} {tuple(getattr(qdata, 'shape', ()))}")
-    k, n = qdata.shape[0] * W4_PER_WORD, qdata.shape[1]
+    k = qdata.shape[0] * W4_PER_WORD if isinstance(qdata, torch.Tensor) and qdata.dim() == 2 else -1
     _check_x(x, k, "qdata")
+    n, _ = _check_w4_weight(qdata, scale, bias, group_size, k)
     _check_same_device(x, "x", qdata=qdata, scale=scale, bias=bias, out=out)
     out2 = _linear_out(out, x, n)
     xq, x_scale = quantize_per_token(x.reshape(-1, k), torch.int8)

@@ -23,9 +23,9 @@ from .unpack import load_group_params, unpack_words
 
 @triton.jit
 def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
-                M, N, K, tiles_per_split,
+                M, N, K, group_size, tiles_per_split,
                 stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
-                BITS: tl.constexpr, GROUP_SIZE: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
+                BITS: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 PER_CHANNEL: tl.constexpr, HAS_BIAS: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_WORKSPACE: tl.constexpr,
                 GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr, NUM_STAGES: tl.constexpr):
@@ -66,7 +66,7 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
             b_w = b_codes.to(dot_dtype)
             x_sum += tl.sum(b_x.to(tl.float32), axis=1)
         else:
-            scale, zero = load_group_params(scale_ptr, zero_ptr, (t * BLOCK_K) // GROUP_SIZE, o_n, m_n,
+            scale, zero = load_group_params(scale_ptr, zero_ptr, (t * BLOCK_K) // group_size, o_n, m_n,
                                             stride_sg, SYMMETRIC, SYM_ZERO)
             b_w = ((b_codes.to(tl.float32) - zero) * scale).to(dot_dtype)
         if SWAP_AB:

@@ -23,9 +23,9 @@ from .unpack import load_group_params, unpack_words
 
 @triton.jit
 def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
-                M, N, K, tiles_per_split,
+                M, N, K, group_size, tiles_per_split,
                 stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
-                BITS: tl.constexpr, GROUP_SIZE: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
+                BITS: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 PER_CHANNEL: tl.constexpr, HAS_BIAS: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_WORKSPACE: tl.constexpr):
     E: tl.constexpr = 32 // BITS
@@ -53,7 +53,7 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         if PER_CHANNEL:
             x_acc += b_x
         else:
-            scale, zero = load_group_params(scale_ptr, zero_ptr, (t * BLOCK_K) // GROUP_SIZE, o_n, m_n,
+            scale, zero = load_group_params(scale_ptr, zero_ptr, (t * BLOCK_K) // group_size, o_n, m_n,
                                             stride_sg, SYMMETRIC, SYM_ZERO)
             b_w = (b_w - zero) * scale
         acc += b_x[:, :, None] * b_w[None, :, :]  # [BM, BK, 1] * [1, BK, BN]
