@@ -212,11 +212,12 @@ def _dynamic_gemm_kernel(
     else:
         p_b = b_ptr + r_n.to(tl.int64)[None, :] * stride_bn + o_kk[:, None] * stride_bk
 
-    INT_ACC: tl.constexpr = (not FP8) and GROUP_K == 0
-    if INT_ACC:
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
-    else:
+    if FP8:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    elif GROUP_K > 0:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)  # sum over groups of scaled int32 sums
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)  # exact
     acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)  # A8W4 groups spanning several K steps
 
     k_lo = i_s * K_PER_SPLIT
@@ -453,14 +454,15 @@ def a8w4_gemm(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scal
 # Linear layers: x [..., K] fp16/bf16 -> quantize per token -> GEMM -> [..., N] in x's dtype
 # --------------------------------------------------------------------------------------------
 
-def _check_x(x, k: int, weight_name: str) -> None:
+def _check_x(x) -> int:
+    """x: a floating-point fp16/bf16 tensor [..., K]; returns K."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in (torch.float16, torch.bfloat16):
         raise TypeError(f"x dtype {x.dtype} is not supported: use torch.float16 or torch.bfloat16")
-    if x.dim() < 1 or x.shape[-1] != k:
-        raise ValueError(f"x has {x.shape[-1] if x.dim() else 'no'} features in its last axis, "
-                         f"{weight_name} expects K={k}")
+    if x.dim() < 1:
+        raise ValueError("x must have at least one axis [..., K]")
+    return x.shape[-1]
 
 
 def _linear_out(out, x: torch.Tensor, n: int):
@@ -473,8 +475,7 @@ def _linear_out(out, x: torch.Tensor, n: int):
 
 
 def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
-    k = weight_q.shape[1] if isinstance(weight_q, torch.Tensor) and weight_q.dim() == 2 else -1
-    _check_x(x, k, "weight_q")
+    k = _check_x(x)
     n = _check_a8w8_weight(weight_q, weight_scale, bias, k, qdtype)
     _check_same_device(x, "x", weight_q=weight_q, weight_scale=weight_scale, bias=bias, out=out)
     out2 = _linear_out(out, x, n)
@@ -504,8 +505,7 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
                         out: torch.Tensor | None = None) -> torch.Tensor:
     """A8W4: x [..., K] quantized per token to int8 times a packed symmetric 4-bit weight
     (qdata int32 [K/8, N], scale [K/G, N], zero 8); returns [..., N] in x's dtype."""
-    k = qdata.shape[0] * W4_PER_WORD if isinstance(qdata, torch.Tensor) and qdata.dim() == 2 else -1
-    _check_x(x, k, "qdata")
+    k = _check_x(x)
     n, _ = _check_w4_weight(qdata, scale, bias, group_size, k)
     _check_same_device(x, "x", qdata=qdata, scale=scale, bias=bias, out=out)
     out2 = _linear_out(out, x, n)

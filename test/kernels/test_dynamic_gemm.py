@@ -1,0 +1,306 @@
+"""A8W8 (int8, fp8) and A8W4 GEMM kernels against the float64 references.
+
+int8: int32 accumulation is exact, so only the fp32 epilogue (x_scale * w_scale, bias) and the
+final cast round: the output is within one ulp of the reference (usually identical). fp8 and
+A8W4 groups accumulate in fp32: a few fp32 ulps, invisible after the cast.
+Without CUDA the kernels run under Triton's interpreter (conftest.py): small shapes, fp16 only,
+and the fp8 GEMM is fed the reference quantizer's output (the interpreter casts fp32 -> fp8
+inside a kernel wrongly, see test_act_quant.py). Every output is poisoned with NaN first.
+"""
+
+import pytest
+import torch
+
+from torchao_gemlite.kernels.dynamic_gemm import (
+    DynamicGemmConfig,
+    a8w4_dynamic_linear,
+    a8w4_gemm,
+    candidate_configs,
+    dynamic_gemm,
+    fp8_dynamic_linear,
+    int8_dynamic_linear,
+    pick_config,
+)
+from torchao_gemlite.quant import (
+    FP8_DTYPE,
+    quantize_rowwise_fp8,
+    quantize_rowwise_int8,
+    quantize_weight,
+    reference_linear_a8w4,
+    reference_linear_dynamic,
+)
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float16]
+M_VALUES = [1, 2, 3, 8, 16, 33, 64] + ([256, 1024] if CUDA else [])
+K, N = 256, 200  # ragged N: not a multiple of any BLOCK_N
+cuda_only = pytest.mark.skipif(not CUDA, reason="needs CUDA")
+
+
+def _poisoned(shape, dtype):
+    return torch.full(shape, float("nan"), dtype=dtype, device=DEVICE)
+
+
+def _data(m, k, n, dtype, bias, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(m, k, generator=gen) * 2).to(dtype).to(DEVICE)
+    w = torch.randn(n, k, generator=gen).to(DEVICE)
+    b = torch.randn(n, generator=gen).to(dtype).to(DEVICE) if bias else None
+    return x, w, b
+
+
+def _check(y, ref, dtype, rel_ulps=1.0, atol_frac=1e-5):
+    eps = torch.finfo(dtype).eps
+    assert y.dtype == dtype and not torch.isnan(y).any(), "output not fully written"
+    err = (y.double() - ref.double()).abs()
+    bound = rel_ulps * eps * ref.double().abs() + atol_frac * ref.double().abs().max()
+    assert (err <= bound).all(), f"max err {err.max().item():.3g} (ulps={rel_ulps}, atol_frac={atol_frac})"
+
+
+# ---------------------------------------------------------------------------------------------
+# int8
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("m", M_VALUES)
+def test_int8_linear(m, bias, dtype):
+    x, w, b = _data(m, K, N, dtype, bias)
+    wq, ws = quantize_rowwise_int8(w)
+    y = int8_dynamic_linear(x, wq, ws.reshape(-1), b, out=_poisoned((m, N), dtype))
+    _check(y, reference_linear_dynamic(x, wq, ws, b, act="int8"), dtype)
+
+
+@pytest.mark.parametrize("m", [1, 33])
+def test_int8_gemm_exact_on_prequantized(m):
+    """dynamic_gemm alone: integer products exact, only the epilogue rounds."""
+    x, w, b = _data(m, 512, 256, torch.float16, True, seed=1)
+    xq, xs = quantize_rowwise_int8(x)
+    wq, ws = quantize_rowwise_int8(w)
+    acc = (xq.double() @ wq.double().t())
+    ref = (acc * xs.double() * ws.double().t() + b.double()).to(torch.float16)
+    y = dynamic_gemm(xq, xs, wq, ws, b, torch.float16, out=_poisoned((m, 256), torch.float16))
+    _check(y, ref, torch.float16)
+    y32 = dynamic_gemm(xq, xs, wq, ws, None, torch.float32, DynamicGemmConfig(16, 64, 128, 2))
+    torch.testing.assert_close(y32.double(), acc * xs.double() * ws.double().t(), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_int8_leading_dims_and_strides(dtype):
+    x, w, b = _data(2 * 3 * 2, K, N, dtype, True)
+    x = x.reshape(2, 3, 2, K)[:, :, 1]  # [2, 3, K], not viewable as [6, K] without a copy
+    xt = _data(K, 5, 1, dtype, False)[0].t()  # [5, K] with K stride != 1
+    wq, ws = quantize_rowwise_int8(w)
+    for inp in (x, xt):
+        y = int8_dynamic_linear(inp, wq, ws, b)
+        assert y.shape == (*inp.shape[:-1], N)
+        _check(y, reference_linear_dynamic(inp, wq, ws, b, act="int8"), dtype)
+
+
+def test_int8_split_k_deterministic_and_exact():
+    x, w, b = _data(16, 512, N, torch.float16, True, seed=2)
+    wq, ws = quantize_rowwise_int8(w)
+    no_split = int8_dynamic_linear(x, wq, ws, b, DynamicGemmConfig(16, 128, 64, 1))
+    runs = [int8_dynamic_linear(x, wq, ws, b, DynamicGemmConfig(16, 128, 64, 4), out=_poisoned((16, N), x.dtype))
+            for _ in range(2)]
+    # int32 partial sums are exact: split-K gives the very same bits as no split
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], no_split)
+
+
+# ---------------------------------------------------------------------------------------------
+# fp8
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("m", M_VALUES)
+def test_fp8_gemm_prequantized(m, bias):
+    x, w, b = _data(m, K, N, torch.float16, bias)
+    xq, xs = quantize_rowwise_fp8(x)
+    wq, ws = quantize_rowwise_fp8(w)
+    ref = reference_linear_dynamic(x, wq, ws, b, act="fp8")
+    y = dynamic_gemm(xq, xs.reshape(-1), wq, ws, b, torch.float16, out=_poisoned((m, N), torch.float16))
+    # fp32 accumulation of exact fp8 products: off by fp32 rounding only (tensor cores: a bit more)
+    _check(y, ref, torch.float16, rel_ulps=2, atol_frac=1e-4 if CUDA else 1e-5)
+
+
+@cuda_only
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("m", M_VALUES)
+def test_fp8_linear(m, bias, dtype):
+    x, w, b = _data(m, 1024, 1000, dtype, bias)
+    wq, ws = quantize_rowwise_fp8(w)
+    y = fp8_dynamic_linear(x, wq, ws, b, out=_poisoned((m, 1000), dtype))
+    _check(y, reference_linear_dynamic(x, wq, ws, b, act="fp8"), dtype, rel_ulps=2, atol_frac=1e-4)
+
+
+def test_fp8_split_k_deterministic():
+    x, w, b = _data(8, 512, N, torch.float16, True, seed=3)
+    xq, xs = quantize_rowwise_fp8(x)
+    wq, ws = quantize_rowwise_fp8(w)
+    cfg = DynamicGemmConfig(16, 64, 64, 4)
+    a = dynamic_gemm(xq, xs, wq, ws, b, torch.float16, cfg)
+    c = dynamic_gemm(xq, xs, wq, ws, b, torch.float16, cfg, out=_poisoned((8, N), torch.float16))
+    assert torch.equal(a, c)
+    _check(a, dynamic_gemm(xq, xs, wq, ws, b, torch.float16, DynamicGemmConfig(16, 64, 64, 1)), torch.float16,
+           rel_ulps=2, atol_frac=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# A8W4
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("m", M_VALUES)
+def test_a8w4_linear(m, bias, dtype):
+    x, w, b = _data(m, K, N, dtype, bias)
+    qw = quantize_weight(w.to(dtype), bits=4, group_size=64, symmetric=True)
+    y = a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, 64, out=_poisoned((m, N), dtype))
+    _check(y, reference_linear_a8w4(x, qw, b), dtype, rel_ulps=2, atol_frac=1e-5)
+
+
+@pytest.mark.parametrize("group", [32, 128, 256, None])
+@pytest.mark.parametrize("config", [None, DynamicGemmConfig(16, 64, 64, 1), DynamicGemmConfig(32, 128, 128, 2)])
+def test_a8w4_groups_and_configs(group, config):
+    """BLOCK_K below, equal to and above the group size (clamped), per-channel, split-K."""
+    x, w, b = _data(5, 512, N, torch.float16, True, seed=4)
+    qw = quantize_weight(w.half(), bits=4, group_size=group, symmetric=True)
+    y = a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, group, config, out=_poisoned((5, N), torch.float16))
+    _check(y, reference_linear_a8w4(x, qw, b), torch.float16, rel_ulps=2, atol_frac=1e-5)
+
+
+@pytest.mark.parametrize("group", [128, None])
+def test_a8w4_split_k_deterministic(group):
+    x, w, b = _data(3, 512, N, torch.float16, True, seed=5)
+    qw = quantize_weight(w.half(), bits=4, group_size=group, symmetric=True)
+    cfg = DynamicGemmConfig(16, 128, 64, 4)
+    a = a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, group, cfg)
+    c = a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, group, cfg, out=_poisoned((3, N), torch.float16))
+    one = a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, group, DynamicGemmConfig(16, 128, 64, 1))
+    assert torch.equal(a, c)
+    if group is None:  # per-channel: integer partials, so split-K is bit-identical to no split
+        assert torch.equal(a, one)
+    _check(a, one, torch.float16, rel_ulps=2, atol_frac=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU-only: large M, Llama-like K, every candidate config compiles and is correct
+# ---------------------------------------------------------------------------------------------
+
+@cuda_only
+@pytest.mark.parametrize("kind", ["int8", "fp8", "a8w4"])
+@pytest.mark.parametrize("m", [1, 16, 33, 256, 1024])
+def test_candidate_configs_gpu(kind, m):
+    k, n = 1024, 1000
+    x, w, b = _data(m, k, n, torch.bfloat16, True)
+    if kind == "a8w4":
+        qw = quantize_weight(w.bfloat16(), bits=4, group_size=128, symmetric=True)
+        ref = reference_linear_a8w4(x, qw, b)
+    else:
+        wq, ws = (quantize_rowwise_int8 if kind == "int8" else quantize_rowwise_fp8)(w)
+        ref = reference_linear_dynamic(x, wq, ws, b, act=kind)
+    for cfg in candidate_configs(m, n, k, kind):
+        out = _poisoned((m, n), torch.bfloat16)
+        if kind == "a8w4":
+            y = a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, 128, cfg, out=out)
+        elif kind == "int8":
+            y = int8_dynamic_linear(x, wq, ws, b, cfg, out=out)
+        else:
+            y = fp8_dynamic_linear(x, wq, ws, b, cfg, out=out)
+        _check(y, ref, torch.bfloat16, rel_ulps=2, atol_frac=1e-4)
+
+
+@cuda_only
+def test_llama_shape_gpu():
+    x, w, b = _data(64, 4096, 14336, torch.bfloat16, False)
+    wq, ws = quantize_rowwise_int8(w)
+    _check(int8_dynamic_linear(x, wq, ws, b), reference_linear_dynamic(x, wq, ws, b, act="int8"), torch.bfloat16)
+    qw = quantize_weight(w.bfloat16(), bits=4, group_size=128, symmetric=True)
+    _check(a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, 128), reference_linear_a8w4(x, qw, b), torch.bfloat16,
+           rel_ulps=2, atol_frac=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Heuristic, empty inputs, errors
+# ---------------------------------------------------------------------------------------------
+
+def test_pick_config_regimes():
+    decode = pick_config(1, 4096, 4096, "int8")
+    assert decode.BLOCK_M == 16 and decode.SPLIT_K > 1
+    assert pick_config(1, 14336, 4096, "a8w4").BLOCK_M == 16
+    prefill = pick_config(4096, 4096, 4096, "fp8")
+    assert (prefill.BLOCK_M, prefill.BLOCK_N, prefill.BLOCK_K, prefill.SPLIT_K) == (128, 128, 128, 1)
+    assert prefill.num_warps == 8 and prefill.num_stages in (3, 4)
+    for m in (1, 16, 17, 64, 65, 256, 257, 4096):
+        for kind in ("int8", "fp8", "a8w4"):
+            cands = candidate_configs(m, 4096, 4096, kind)
+            assert cands[0] == pick_config(m, 4096, 4096, kind) and len(cands) == len(set(cands)) >= 4
+    with pytest.raises(ValueError, match="kind"):
+        pick_config(1, 64, 64, "int4")
+
+
+def test_empty_batch():
+    _, w, _ = _data(1, K, N, torch.float16, False)
+    wq, ws = quantize_rowwise_int8(w)
+    y = int8_dynamic_linear(torch.empty(0, K, dtype=torch.float16, device=DEVICE), wq, ws)
+    assert y.shape == (0, N)
+
+
+def test_errors():
+    x, w, b = _data(2, K, N, torch.float16, True)
+    wq, ws = quantize_rowwise_int8(w)
+    w8, ws8 = quantize_rowwise_fp8(w)
+    qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
+    with pytest.raises(TypeError, match="x dtype"):
+        int8_dynamic_linear(x.float(), wq, ws, b)
+    with pytest.raises(TypeError, match="weight_q must be a 2-D torch.int8"):
+        int8_dynamic_linear(x, w8, ws8, b)
+    with pytest.raises(TypeError, match="weight_q must be a 2-D torch.float8_e4m3fn"):
+        fp8_dynamic_linear(x, wq, ws, b)
+    with pytest.raises(ValueError, match="weight_q has K=128 columns but the activations have K=256"):
+        int8_dynamic_linear(x, wq[:, :128], ws, b)
+    with pytest.raises(ValueError, match="weight_scale must be a float32"):
+        int8_dynamic_linear(x, wq, ws.half(), b)
+    with pytest.raises(ValueError, match="weight_scale must be a float32"):
+        int8_dynamic_linear(x, wq, ws[:10], b)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        int8_dynamic_linear(x, wq, ws, b[:10])
+    with pytest.raises(TypeError, match="bias must be a floating-point"):
+        int8_dynamic_linear(x, wq, ws, b.to(torch.int32))
+    with pytest.raises(ValueError, match="must be a multiple of 16"):
+        int8_dynamic_linear(x[:, :40], wq[:, :40], ws)
+    with pytest.raises(ValueError, match="out must be"):
+        int8_dynamic_linear(x, wq, ws, b, out=torch.empty(2, N + 1, dtype=torch.float16, device=DEVICE))
+    with pytest.raises(ValueError, match="BLOCK_K"):
+        DynamicGemmConfig(16, 64, 16)
+    with pytest.raises(ValueError, match="SPLIT_K"):
+        DynamicGemmConfig(16, 64, 64, 0)
+    with pytest.raises(ValueError, match="x_scale must be"):
+        dynamic_gemm(wq[:2], torch.ones(3, device=DEVICE), wq, ws, None, torch.float16)
+    with pytest.raises(TypeError, match="out_dtype"):
+        dynamic_gemm(wq[:2], torch.ones(2, device=DEVICE), wq, ws, None, torch.int32)
+    # A8W4
+    with pytest.raises(TypeError, match="qdata must be a 2-D int32"):
+        a8w4_dynamic_linear(x, qw.qdata.float(), qw.scale, b, 64)
+    with pytest.raises(ValueError, match="group_size=48"):
+        a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, 48)
+    with pytest.raises(ValueError, match="scale must be"):
+        a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, 128)
+    with pytest.raises(ValueError, match=r"qdata has 32 word rows \(K=256\) but the activations have K=128"):
+        a8w4_dynamic_linear(x[:, :128], qw.qdata, qw.scale, b, 64)
+    with pytest.raises(TypeError, match="xq must be a 2-D torch.int8"):
+        a8w4_gemm(w8[:2], ws8[:2], qw.qdata, qw.scale, None, 64, torch.float16)
+
+
+@cuda_only
+def test_device_mismatch():
+    x, w, b = _data(2, K, N, torch.float16, True)
+    wq, ws = quantize_rowwise_int8(w)
+    with pytest.raises(ValueError, match="weight_q is on cpu"):
+        int8_dynamic_linear(x, wq.cpu(), ws, b)
+    with pytest.raises(ValueError, match="bias is on cpu"):
+        int8_dynamic_linear(x, wq, ws, b.cpu())
+    with pytest.raises(ValueError, match="x is on cpu"):
+        int8_dynamic_linear(x.cpu(), wq.cpu(), ws.cpu(), b.cpu())
