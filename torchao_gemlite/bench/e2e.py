@@ -53,7 +53,7 @@ class ModelArgs:
 
     @classmethod
     def tiny(cls) -> "ModelArgs":
-        return cls(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=96, vocab_size=128)
+        return cls(dim=128, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=256, vocab_size=96)
 
 
 class RMSNorm(nn.Module):

@@ -1,0 +1,91 @@
+"""Argument parsing and whole CLI runs on CPU (fake timings, placeholder docs, --from-json)."""
+
+import json
+
+import pytest
+import torch
+
+from torchao_gemlite.bench import cli, kernels, report
+
+
+def test_defaults():
+    args = cli.parse_args([])
+    assert args.formats == kernels.DEFAULT_FORMATS
+    assert args.shapes == kernels.DEFAULT_SHAPES
+    assert args.m_values == [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096]
+    assert args.dtypes == ["fp16", "bf16"]
+    assert args.graph and args.eager and not args.e2e
+    assert args.anchors is None and args.batch == [1, 8, 32, 64] and args.prefill == [1024, 4096]
+
+
+def test_quick_keeps_explicit_choices():
+    args = cli.parse_args(["--quick", "--formats", "a16w2-sym-g64"])
+    assert args.formats == ["a16w2-sym-g64"]
+    assert args.shapes == kernels.QUICK_SHAPES and args.m_values == kernels.QUICK_M
+    assert args.dtypes == kernels.QUICK_DTYPES
+
+
+def test_lists_and_flags():
+    args = cli.parse_args(["--shapes", "4096x14336,5120x13824", "--m", "1,3,4096", "--dtypes", "bf16",
+                           "--eager", "--anchors", "none", "--e2e", "--layers", "2", "--batch", "1,8",
+                           "--prefill", "128", "--json", "out.json"])
+    assert args.shapes == [(4096, 14336), (5120, 13824)]
+    assert args.m_values == [1, 3, 4096] and args.dtypes == ["bf16"]
+    assert not args.graph and args.eager
+    assert args.anchors == ["cublas"]
+    assert args.e2e and args.layers == 2 and args.batch == [1, 8] and args.prefill == [128]
+    assert str(args.json) == "out.json"
+    assert cli.parse_args(["--shapes", "llama3-8b"]).shapes == kernels.LLAMA3_8B_SHAPES
+    assert cli.parse_args(["--formats", "none"]).formats == []
+
+
+@pytest.mark.parametrize("argv", [["--shapes", "4096"], ["--formats", "a16w3-asym-g64"], ["--m", "0"],
+                                  ["--m", "a"], ["--dtypes", "fp32"], ["--anchors", "cutlass"],
+                                  ["--no-graph", "--no-eager"], ["--layers", "0"]])
+def test_bad_arguments_exit(argv, capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args(argv)
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def test_without_gpu_writes_placeholder_docs(no_gpu, tmp_path):
+    path = tmp_path / "docs" / "benchmarks.md"
+    assert cli.main(["--write-docs", "--docs-path", str(path)]) == 0
+    assert "No GPU measurements yet" in path.read_text()
+    assert cli.main([]) == 2
+
+
+def test_fake_timing_run(no_gpu, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    argv = ["--fake-timings", "--quiet", "--formats", "a16w4-asym-g128,a8w8-int8", "--shapes", "256x64",
+            "--m", "1,5", "--dtypes", "fp16", "--anchors", "torch-int-mm", "--no-gemlite", "--json", str(out)]
+    try:
+        import matplotlib  # noqa: F401
+
+        argv += ["--plots", str(tmp_path / "plots")]
+    except ImportError:
+        pass
+    assert cli.main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["fake_timings"] is True
+    assert {r["impl"] for r in doc["kernels"]} == {"a16w4-asym-g128", "a8w8-int8", "torch-int-mm", "cublas"}
+    assert len(doc["kernels"]) == 4 * 2
+    assert all(r["error"] is None and r["speedup"] is not None for r in doc["kernels"])
+    assert "fp16  K=256 N=64" in capsys.readouterr().out
+    # fake numbers never reach the docs
+    assert cli.main(argv + ["--write-docs", "--docs-path", str(tmp_path / "b.md")]) == 2
+    assert not (tmp_path / "b.md").exists()
+
+
+def test_from_json_regenerates_docs(tmp_path):
+    from .test_bench_report import fake_doc
+
+    saved = report.write_json(fake_doc(), tmp_path / "all.json")
+    docs = tmp_path / "docs" / "benchmarks.md"
+    assert cli.main(["--from-json", str(saved), "--write-docs", "--docs-path", str(docs)]) == 0
+    text = docs.read_text()
+    assert "Fake GPU" in text and "## End to end" in text

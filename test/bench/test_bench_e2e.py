@@ -1,0 +1,75 @@
+"""The end-to-end decoder on CPU in fp32 with tiny dims: shapes, KV-cache consistency, configs."""
+
+import pytest
+import torch
+
+from torchao_gemlite.bench import e2e
+
+ARGS = e2e.ModelArgs.tiny()
+
+
+@pytest.fixture
+def model():
+    return e2e.build_model(ARGS, torch.float32, torch.device("cpu"))
+
+
+def test_llama3_8b_shapes():
+    args = e2e.ModelArgs.llama3_8b()
+    assert (args.dim, args.n_layers, args.head_dim, args.n_kv_heads, args.ffn_dim) == (4096, 32, 128, 8, 14336)
+    assert e2e.ModelArgs.llama3_8b(n_layers=2).n_layers == 2
+
+
+@torch.no_grad()
+def test_decode_step_shapes(model):
+    model.setup_caches(batch=2, max_seq=16)
+    tokens = torch.randint(0, ARGS.vocab_size, (2, 1))
+    logits = model(tokens, torch.tensor([3]), last_only=True)
+    assert logits.shape == (2, 1, ARGS.vocab_size)
+    assert torch.isfinite(logits).all()
+    assert model.layers[0].attention.cache.k.shape == (2, ARGS.n_kv_heads, 16, ARGS.head_dim)
+
+
+@torch.no_grad()
+def test_incremental_decode_matches_prefill(model):
+    model.setup_caches(batch=1, max_seq=12)
+    tokens = torch.randint(0, ARGS.vocab_size, (1, 6))
+    full = model(tokens, torch.arange(6))
+    assert full.shape == (1, 6, ARGS.vocab_size)
+    model.setup_caches(batch=1, max_seq=12)
+    steps = [model(tokens[:, i:i + 1], torch.tensor([i])) for i in range(6)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-4, atol=1e-4)
+
+
+def test_forward_needs_caches(model):
+    with pytest.raises(RuntimeError, match="setup_caches"):
+        model(torch.zeros(1, 1, dtype=torch.long), torch.tensor([0]))
+
+
+def test_weight_bytes(model):
+    assert e2e.weight_bytes(model) == sum(p.numel() for p in model.parameters()) * 4
+
+
+def test_configs_build():
+    assert e2e.E2E_CONFIGS["bf16"] is None
+    from torchao.core.config import AOBaseConfig
+
+    for name, make in e2e.E2E_CONFIGS.items():
+        if make is not None:
+            assert isinstance(make(), AOBaseConfig), name
+
+
+@torch.no_grad()
+def test_quantized_decode_step_on_cpu():
+    model = e2e.build_model(ARGS, torch.float32, torch.device("cpu"))
+    dense = e2e.weight_bytes(model)
+    e2e.quantize_model(model, e2e.E2E_CONFIGS["gemlite-int4-g128"]())
+    assert type(model.output.weight) is torch.nn.Parameter and model.output.weight.dtype == torch.float32
+    assert e2e.weight_bytes(model) < dense
+    model.setup_caches(batch=2, max_seq=8)
+    logits = model(torch.randint(0, ARGS.vocab_size, (2, 1)), torch.tensor([0]), last_only=True)
+    assert logits.shape == (2, 1, ARGS.vocab_size) and torch.isfinite(logits).all()
+
+
+def test_run_e2e_rejects_unknown_configs():
+    with pytest.raises(ValueError, match="unknown e2e config"):
+        e2e.run_e2e(e2e.E2ESettings(configs=("nope",)), torch.device("cpu"))
