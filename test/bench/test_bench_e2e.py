@@ -73,3 +73,24 @@ def test_quantized_decode_step_on_cpu():
 def test_run_e2e_rejects_unknown_configs():
     with pytest.raises(ValueError, match="unknown e2e config"):
         e2e.run_e2e(e2e.E2ESettings(configs=("nope",)), torch.device("cpu"))
+
+
+@torch.no_grad()
+def test_gqa_attention_matches_repeated_kv_heads():
+    torch.manual_seed(0)
+    attn = e2e.Attention(ARGS, dtype=torch.float32)
+    attn.cache = e2e.KVCache(2, ARGS.n_kv_heads, 8, ARGS.head_dim, torch.float32, "cpu")
+    x, pos = torch.randn(2, 5, ARGS.dim), torch.arange(5)
+    cos, sin = e2e.rope_tables(8, ARGS.head_dim, ARGS.rope_theta)
+    cos, sin = cos[pos], sin[pos]
+    mask = torch.ones(8, 8, dtype=torch.bool).tril()[pos].view(1, 1, 5, 8)
+    y = attn(x, pos, cos, sin, mask)
+
+    h, d = ARGS.n_heads, ARGS.head_dim
+    q = e2e.apply_rope(attn.wq(x).view(2, 5, h, d), cos, sin).transpose(1, 2)
+    k = e2e.apply_rope(attn.wk(x).view(2, 5, -1, d), cos, sin).transpose(1, 2)
+    v = attn.wv(x).view(2, 5, -1, d).transpose(1, 2)
+    rep = h // ARGS.n_kv_heads
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1), is_causal=True)
+    torch.testing.assert_close(y, attn.wo(ref.transpose(1, 2).reshape(2, 5, h * d)), rtol=1e-5, atol=1e-5)

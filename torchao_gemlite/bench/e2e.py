@@ -114,7 +114,12 @@ class Attention(nn.Module):
         v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # [B, H, T, D]
         k, v = self.cache.update(pos, k, v)  # [B, H_kv, S, D]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        # GQA without repeating the cache: the G = H / H_kv query heads that share a KV head
+        # (head h uses KV head h // G) become G*T query rows of that KV head.
+        g = self.n_heads // self.n_kv_heads
+        q = q.reshape(b, self.n_kv_heads, g * t, self.head_dim)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.repeat(1, 1, g, 1))  # [B, H_kv, G*T, D]
+        y = y.view(b, self.n_heads, t, self.head_dim)
         return self.wo(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
 

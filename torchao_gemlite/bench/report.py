@@ -108,7 +108,10 @@ def _cell(rec: Optional[dict]) -> str:
     if rec.get("time_us") is None:
         return "n/a"
     s = rec.get("speedup")
-    return _fmt_time(rec["time_us"]) + (f" ({s:.2f}x)" if s is not None else "")
+    text = _fmt_time(rec["time_us"]) + (f" ({s:.2f}x)" if s is not None else "")
+    if rec.get("graph_us") is None and rec.get("error"):  # graph capture failed: an eager time
+        text += " [eager]"
+    return text
 
 
 def _impl_order(records: list[dict]) -> list[str]:

@@ -167,6 +167,7 @@ def run_kernel_bench(cfg: KernelRunConfig, timer, device: torch.device, progress
                             calls = [functools.partial(built.call, x, w) for w in copies]
                             result = timer.measure(calls, graph=cfg.graph, eager=cfg.eager)
                             rec["graph_us"], rec["eager_us"] = result.graph_us, result.eager_us
+                            rec["error"] = getattr(result, "graph_error", None)
                         except Exception as exc:  # noqa: BLE001
                             rec["error"] = _short_error(exc)
                     records.append(rec)

@@ -55,6 +55,7 @@ class Measurement:
     eager_us: Optional[float] = None
     graph_reps: int = 0
     eager_reps: int = 0
+    graph_error: Optional[str] = None  # set when the eager time stands alone
 
 
 def _reps(estimate_ms: float, target_ms: float, min_reps: int, max_reps: int) -> int:
@@ -105,16 +106,21 @@ class CudaTimer:
             out.eager_us = _median_event_ms(run_all, reps) * 1e3 / r
             out.eager_reps = reps
         if graph:
-            cuda_graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(cuda_graph):
-                run_all()
-            cuda_graph.replay()
-            torch.cuda.synchronize()
-            estimate = _median_event_ms(cuda_graph.replay, 1)
-            reps = _reps(estimate, self.graph_ms, self.min_reps, self.max_reps)
-            out.graph_us = _median_event_ms(cuda_graph.replay, reps) * 1e3 / r
-            out.graph_reps = reps
-            del cuda_graph
+            try:
+                cuda_graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(cuda_graph):
+                    run_all()
+                cuda_graph.replay()
+                torch.cuda.synchronize()
+                estimate = _median_event_ms(cuda_graph.replay, 1)
+                reps = _reps(estimate, self.graph_ms, self.min_reps, self.max_reps)
+                out.graph_us = _median_event_ms(cuda_graph.replay, reps) * 1e3 / r
+                out.graph_reps = reps
+                del cuda_graph
+            except Exception as exc:  # noqa: BLE001 - e.g. a host sync inside the op: keep the eager time
+                if not eager:
+                    raise
+                out.graph_error = f"graph capture failed: {type(exc).__name__}: {str(exc).strip()[:160]}"
         return out
 
 
