@@ -39,7 +39,7 @@ FP8_MAX = 448.0
 ONE_PASS_MAX_K = 16384  # a full row (as fp32) still fits in registers at 8 warps: 64 values per thread
 TWO_PASS_BLOCK_K = 4096
 ROW_TILE_ELEMENTS = 4096  # small K: several rows per program, about this many elements per tile
-_FLT_MIN = 1.1754943508222875e-38  # torch.finfo(torch.float32).tiny, the reference's scale floor
+_FLT_MIN = tl.constexpr(1.1754943508222875e-38)  # torch.finfo(torch.float32).tiny: the reference scale floor
 
 
 @triton.jit
