@@ -279,6 +279,16 @@ def make_plots(doc: dict, outdir: str | os.PathLike, extensions: Iterable[str] =
                 ax.axhline(1.0, color="black", linewidth=1, label=f"cuBLAS {dtype} (= 1)")
                 ax.set_xscale("log", base=2)
                 ax.set_yscale("log", base=2)
+                m_ticks = sorted({r["M"] for r in mine + peers})
+                ax.set_xticks(m_ticks, [str(m) for m in m_ticks])
+                speedups = [r["speedup"] for r in mine + peers] + [1.0]
+                lo, hi = min(speedups) / 1.3, max(speedups) * 1.3
+                ax.set_ylim(lo, hi)
+                y_ticks = [2.0**e for e in range(-10, 11) if lo <= 2.0**e <= hi]
+                if len(y_ticks) < 3:  # a narrow range: add half-octave ticks
+                    y_ticks = [round(2.0 ** (e / 2), 2) for e in range(-20, 21) if lo <= 2.0 ** (e / 2) <= hi]
+                ax.set_yticks(y_ticks, [f"{v:g}" for v in y_ticks])
+                ax.minorticks_off()
                 ax.set_xlabel("M (tokens)")
                 ax.set_ylabel(f"speedup vs cuBLAS {dtype}")
                 ax.set_title(f"{kernels.FAMILY_TITLES[family]}\nK={k} N={n}, {dtype}", fontsize=10)
@@ -320,8 +330,9 @@ METHOD = """\
   Bandwidth fraction = (packed weights + scales/zeros + x + y bytes) / time / measured device copy
   bandwidth (a large device-to-device copy, read + write, measured in the same run).
 - Anchors: cuBLAS fp16/bf16 (`F.linear`), torch tinygemm int4 g128 (`aten._weight_int4pack_mm`, bf16 only),
-  `torch._int_mm` and `torch._scaled_mm` fp8 (activations already quantized: matmul only), GemLite
-  when installed (its `gemlite.helper` processors). Our A8 formats quantize the activations inside the call.
+  `torch._int_mm` (cuBLAS needs M > 16: n/a below) and `torch._scaled_mm` fp8 (activations already
+  quantized: matmul only), GemLite when installed (its `gemlite.helper` processors). Our A8 formats
+  quantize the activations inside the call.
 - Host overhead = eager - graph time at the smallest M.
 - End to end: a Llama-3-8B-shaped decoder (RMSNorm, rotary, GQA attention with a static KV cache through
   `F.scaled_dot_product_attention`, SwiGLU MLP) with random weights. Decode: one CUDA graph per batch size
