@@ -94,3 +94,10 @@ def test_gqa_attention_matches_repeated_kv_heads():
     ref = torch.nn.functional.scaled_dot_product_attention(
         q, k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1), is_causal=True)
     torch.testing.assert_close(y, attn.wo(ref.transpose(1, 2).reshape(2, 5, h * d)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_decode_and_prefill_smoke():
+    model = e2e.build_model(ARGS, torch.bfloat16, torch.device("cuda"))
+    assert e2e.decode_tokens_per_s(model, batch=2, context=32, steps=8, repeats=1) > 0
+    assert e2e.prefill_tokens_per_s(model, 16, repeats=1) > 0

@@ -56,3 +56,15 @@ def test_cuda_timer_smoke():
     m = timing.CudaTimer(graph_ms=2, eager_ms=2).measure(calls)
     assert 0 < m.graph_us < 1e4 and 0 < m.eager_us < 1e4
     assert timing.copy_bandwidth_gbps(torch.device("cuda"), nbytes=64 * MB, reps=3) > 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_kernel_run_smoke():
+    cfg = runner.KernelRunConfig(formats=["a16w4-asym-g128", "a8w8-int8"], shapes=[(1024, 512)], m_values=[1, 32],
+                                 dtypes=["bf16"], anchors=["tinygemm-w4-g128"], gemlite=False)
+    timer = timing.CudaTimer(graph_ms=1, eager_ms=1, min_reps=3, max_reps=5)
+    records = runner.run_kernel_bench(cfg, timer, torch.device("cuda"))
+    assert len(records) == 4 * 2
+    for rec in records:
+        assert rec["error"] is None, rec
+        assert rec["graph_us"] > 0 and rec["eager_us"] > 0 and rec["copies"] >= 1

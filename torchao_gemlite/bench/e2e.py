@@ -224,8 +224,9 @@ def _ours(name: str, **kwargs) -> Callable[[], object]:
 
 def _torchao_int4_tinygemm():
     from torchao.quantization import Int4WeightOnlyConfig
+    from torchao.quantization.quantize_.workflows import Int4PackingFormat
 
-    return Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d")
+    return Int4WeightOnlyConfig(group_size=128, int4_packing_format=Int4PackingFormat.TILE_PACKED_TO_4D)
 
 
 E2E_CONFIGS: dict[str, Optional[Callable[[], object]]] = {
