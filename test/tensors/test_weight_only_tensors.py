@@ -185,7 +185,7 @@ class TestWeightOnlyTensor(TestCase):
         t = Int4GemliteTensor.from_hp(self.w, group_size=32)
         with self.assertRaisesRegex(ValueError, "group_size"):
             t.copy_(Int4GemliteTensor.from_hp(self.w, group_size=64))
-        with self.assertRaisesRegex(ValueError, "type Int2GemliteTensor"):
+        with self.assertRaisesRegex(ValueError, "type: source Int2GemliteTensor"):
             t.copy_(Int2GemliteTensor.from_hp(self.w, group_size=32))
         with self.assertRaisesRegex(TypeError, "quantize it first"):
             t.copy_(self.w)

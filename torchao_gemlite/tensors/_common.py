@@ -112,22 +112,22 @@ def metadata_mismatches(dst, src, attribute_names) -> list[str]:
     """Differences between two tensors that make ``dst.copy_(src)`` meaningless."""
     diffs = []
     if type(dst) is not type(src):
-        diffs.append(f"type {type(src).__name__} != {type(dst).__name__}")
+        diffs.append(f"type: source {type(src).__name__}, destination {type(dst).__name__}")
         return diffs
     if dst.shape != src.shape:
-        diffs.append(f"shape {list(src.shape)} != {list(dst.shape)}")
+        diffs.append(f"shape: source {list(src.shape)}, destination {list(dst.shape)}")
     for name in attribute_names:
         if name in ("shape", "dtype"):
             continue
         if getattr(dst, name) != getattr(src, name):
-            diffs.append(f"{name}={getattr(src, name)!r} != {getattr(dst, name)!r}")
+            diffs.append(f"{name}: source {getattr(src, name)!r}, destination {getattr(dst, name)!r}")
     names = list(dst.tensor_data_names) + list(getattr(dst, "optional_tensor_data_names", []))
     for name in names:
         a, b = getattr(dst, name), getattr(src, name)
         if (a is None) != (b is None):
             diffs.append(f"{name} present in one and absent in the other")
         elif a is not None and a.shape != b.shape:
-            diffs.append(f"{name} shape {list(b.shape)} != {list(a.shape)}")
+            diffs.append(f"{name} shape: source {list(b.shape)}, destination {list(a.shape)}")
     return diffs
 
 
