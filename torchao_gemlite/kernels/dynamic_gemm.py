@@ -198,8 +198,8 @@ def _dynamic_gemm_kernel(
 
     o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    # Rows past M / N read row M-1 / N-1 modulo wrap instead of masking: the inner loop stays
-    # mask-free along M and N, and those rows are never stored.
+    # Rows past M (columns past N) wrap around to row o_m % M (column o_n % N) instead of being
+    # masked: the inner loop stays mask-free along M and N, and those rows are never stored.
     r_m = (o_m % M).to(tl.int64)
     r_n = o_n % N
     m_n = o_n < N
