@@ -123,3 +123,10 @@ def weight_only_linear(x, qdata, scale, zero, bias, bits: int, group_size: int, 
         device_name, sm_count = _facts(x.device)
         config = choose_config(x2.shape[0], n, k, bits, group_size, str(x.dtype)[6:], device_name, sm_count)
     return launch_weight_only(x2, qdata, scale, zero, bias, bits, group_size, symmetric, config).reshape(*lead, n)
+
+
+# Dynamic-activation formats: per-token activation quantization + int8/fp8 tensor-core GEMM
+# (dynamic_gemm.py validates its inputs and picks its own configuration per regime).
+from .dynamic_gemm import a8w4_dynamic_linear as dynamic_a8w4_linear  # noqa: E402
+from .dynamic_gemm import fp8_dynamic_linear as dynamic_fp8_linear  # noqa: E402
+from .dynamic_gemm import int8_dynamic_linear as dynamic_int8_linear  # noqa: E402
