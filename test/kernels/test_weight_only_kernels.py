@@ -68,27 +68,34 @@ def test_dispatched_kernel_matches_reference(bits, symmetric, group, m, k, n, dt
     _check(qw, x, b, _run(qw, x, b))
 
 
+# Every kernel variant; BLOCK_K is given in word rows (x codes per word) so that each
+# slot's tl.dot gets the 16 rows it needs on the GPU.
 EXPLICIT = [
-    LaunchConfig("gemv", 1, 64, 64, split_k=1),
-    LaunchConfig("gemv", 4, 32, 32, split_k=4),
-    LaunchConfig("gemm", 16, 64, 64, split_k=1, swap_ab=True),
-    LaunchConfig("gemm", 16, 64, 32, split_k=3, swap_ab=True),
-    LaunchConfig("gemm", 32, 64, 64, split_k=2),
-    LaunchConfig("gemm", 64, 32, 64, split_k=1, group_m=2),
+    dict(kernel="gemv", block_m=1, block_n=64, rows=16, split_k=1),
+    dict(kernel="gemv", block_m=4, block_n=32, rows=8, split_k=4),
+    dict(kernel="gemm", block_m=16, block_n=64, rows=16, split_k=1, swap_ab=True),
+    dict(kernel="gemm", block_m=16, block_n=64, rows=16, split_k=3, swap_ab=True),
+    dict(kernel="gemm", block_m=32, block_n=64, rows=16, split_k=2),
+    dict(kernel="gemm", block_m=64, block_n=32, rows=16, split_k=1, group_m=2),
+    dict(kernel="dense", block_m=0, block_n=0, rows=0),
 ]
 
 
-@pytest.mark.parametrize("config", EXPLICIT, ids=str)
-@pytest.mark.parametrize("bits,group", [(4, 64), (2, None), (8, 128)])
-def test_every_kernel_variant(config, bits, group):
+@pytest.mark.parametrize("spec", EXPLICIT, ids=lambda d: "-".join(f"{v}" for v in d.values()))
+@pytest.mark.parametrize("bits,group", [(4, 64), (2, None), (8, 128), (1, 32)])
+def test_every_kernel_variant(spec, bits, group):
+    spec = dict(spec)
+    rows = spec.pop("rows")
+    config = LaunchConfig(block_k=rows * (32 // bits), **spec)
     m = min(config.block_m, 3) if config.kernel == "gemv" else 37
-    qw, x, b = _case(bits, False, group, m, 320 if group is None else 256, 72, torch.float16)
+    k = 32 * (32 // bits) + 32 if group is None else 1024  # per-channel: a ragged last K tile
+    qw, x, b = _case(bits, False, group, m, k, 72, torch.float16)
     _check(qw, x, b, _run(qw, x, b, config))
 
 
 def test_split_k_is_deterministic():
-    qw, x, b = _case(4, False, 32, 5, 512, 96, torch.float16)
-    cfg = LaunchConfig("gemm", 16, 32, 32, split_k=4, swap_ab=True)
+    qw, x, b = _case(4, False, 32, 5, 1024, 96, torch.float16)
+    cfg = LaunchConfig("gemm", 16, 32, 128, split_k=4, swap_ab=True)
     first = _run(qw, x, b, cfg)
     assert torch.equal(first, _run(qw, x, b, cfg))
 

@@ -22,11 +22,13 @@ TUNED_DIR = Path(__file__).with_name("tuned")
 CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
 MAX_M_BUCKET = 4096
 GEMV_MAX_M = 4
+DENSE_MIN_M = 256  # from here on, dequantize + cuBLAS (prefill is compute-bound)
 
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    """One kernel choice. kernel: "gemv" (M <= 4) or "gemm" (tensor cores)."""
+    """One kernel choice. kernel: "gemv" (CUDA cores, M <= 4), "gemm" (tensor cores, dequantized
+    in registers) or "dense" (dequantize to a dense matrix, then cuBLAS; block sizes unused)."""
 
     kernel: str
     block_m: int
@@ -111,26 +113,23 @@ def _split_for(programs: int, k_tiles: int, sm_count: int, cap: int = 16) -> int
 
 
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
-    """A sound default for any shape. BLOCK_K always divides the group size (or K is one group)."""
-    per_channel = group_size == k
-    max_bk = 128 if per_channel else min(128, group_size)
+    """A sound default for any shape.
+
+    BLOCK_K = 16 codes per slot (16 word rows): the smallest tile a slot's tl.dot takes;
+    tiles that span several groups load one scale row per word row.
+    """
+    block_k = 16 * (32 // bits)
     if m <= GEMV_MAX_M:
         block_m = _pow2_at_least(m)
-        block_n = 64
-        block_k = max(32, min(max_bk, 128 // block_m))
-        k_tiles = -(-k // block_k)
-        split = _split_for(-(-n // block_n), k_tiles, sm_count)
-        return LaunchConfig("gemv", block_m, block_n, block_k, split, num_warps=4, num_stages=1)
-    if m <= 64:
-        block_m = max(16, _pow2_at_least(m))
         block_n = 128
-        block_k = max(32, min(max_bk, 128))
-        k_tiles = -(-k // block_k)
-        split = _split_for(-(-n // block_n) * -(-m // block_m), k_tiles, sm_count, cap=8)
-        return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=4, num_stages=4, swap_ab=True)
-    block_m = 64 if m <= 128 else 128
-    block_k = max(32, min(max_bk, 64))
-    return LaunchConfig("gemm", block_m, 128, block_k, 1, num_warps=8 if block_m == 128 else 4, num_stages=4)
+        split = _split_for(-(-n // block_n), -(-k // block_k), sm_count)
+        return LaunchConfig("gemv", block_m, block_n, block_k, split, num_warps=4, num_stages=3)
+    if m < DENSE_MIN_M:
+        block_m = max(16, _pow2_at_least(m))
+        block_n = 128 if m <= 32 else 64
+        split = _split_for(-(-n // block_n) * -(-m // block_m), -(-k // block_k), sm_count, cap=8)
+        return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=4, num_stages=3, swap_ab=True)
+    return LaunchConfig("dense", 0, 0, 0)
 
 
 @lru_cache(maxsize=4096)

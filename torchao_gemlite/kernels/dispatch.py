@@ -12,6 +12,7 @@ import torch
 
 from ..formats import ACTIVATION_DTYPES, PackedFormat, codes_per_word, symmetric_zero
 from .configs import LaunchConfig, choose_config
+from .dequant import dequantize_packed
 from .gemm import gemm_kernel
 from .gemv import gemv_kernel
 from .reduce import splitk_reduce, splitk_workspace
@@ -87,6 +88,11 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
         if zero.stride() != scale.stride():
             zero, scale = zero.contiguous(), scale.contiguous()
     c = config
+    if c.kernel == "dense":
+        dense = dequantize_packed(qdata, scale, zero, bits, group_size, symmetric, symmetric_zero(bits), x2.dtype)
+        if bias is None:
+            return torch.mm(x2, dense, out=out)
+        return torch.addmm(bias, x2, dense, out=out)
     k_tiles = -(-k // c.block_k)
     split = max(1, min(c.split_k, k_tiles))
     tiles_per_split = -(-k_tiles // split)
@@ -96,16 +102,16 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
             ws if ws is not None else out, m, n, k, group_size, tiles_per_split,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale.stride(0), out.stride(0))
     meta = dict(BITS=bits, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
-                PER_CHANNEL=group_size == k, HAS_BIAS=bias is not None and split == 1,
+                SCALE_PER_ROW=c.block_k > group_size, HAS_BIAS=bias is not None and split == 1,
                 BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, USE_WORKSPACE=split > 1,
-                num_warps=c.num_warps)
+                NUM_STAGES=c.num_stages, num_warps=c.num_warps)
     if c.kernel == "gemv":
         if c.block_m < m:
             raise ValueError(f"gemv config block_m={c.block_m} is smaller than M={m}")
-        gemv_kernel[(-(-n // c.block_n), split)](*args, **meta, num_stages=c.num_stages)
+        gemv_kernel[(-(-n // c.block_n), split)](*args, **meta)
     else:
         grid = (-(-m // c.block_m) * -(-n // c.block_n), split)
-        gemm_kernel[grid](*args, **meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab, NUM_STAGES=c.num_stages)
+        gemm_kernel[grid](*args, **meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab)
     if ws is not None:
         splitk_reduce(ws, bias, out)
     return out

@@ -3,14 +3,13 @@
 Grid: (cdiv(N, BLOCK_N), SPLIT_K). A program owns BLOCK_N output columns for every row
 of x (BLOCK_M >= M, at most 4) and one contiguous range of K tiles.
 Each K step loads a [BLOCK_K / E, BLOCK_N] tile of int32 words (E = 32 / BITS codes a
-word; rows are N-contiguous, so a warp reads whole 128-byte lines in 16-byte vectors),
-one scale/zero row of the step's group, and a [BLOCK_M, BLOCK_K] slice of x (L2-resident).
-Codes are unpacked with shift+mask and multiply-accumulated into a
-[BLOCK_M, BLOCK_K, BLOCK_N] fp32 register tile that is reduced once at the end, so
-the loop has no cross-thread reductions.
-Per-channel formats skip the per-element dequant: acc = sum x*q, then
-y = scale * (acc - zero * sum x) once per tile.
-HBM bytes per program: BLOCK_N * K * BITS / 8 (weights) + scales/zeros of its columns;
+word; rows are N-contiguous, so a warp reads whole 128-byte lines in 16-byte vectors)
+and the scale/zero of its group(s). The E code slots of the tile are then processed in
+turn, all in the words' own register layout (no reshapes, no shared memory): unpack
+(2 int ops, unpack.py), dequantize (1 FMA), multiply-accumulate with the matching
+strided slice of x (L1-resident) into a [BLOCK_M, BLOCK_K / E, BLOCK_N] fp32 tile,
+reduced once at the end.
+HBM bytes per program: BLOCK_N * K * BITS / 8 (weights) + its scales/zeros;
 x and the output are negligible at decode sizes.
 """
 
@@ -18,7 +17,7 @@ import triton
 import triton.language as tl
 
 from .reduce import store_tile
-from .unpack import load_group_params, unpack_words
+from .unpack import group_mul_add, slot_as_float
 
 
 @triton.jit
@@ -26,40 +25,39 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 M, N, K, group_size, tiles_per_split,
                 stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
                 BITS: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
-                PER_CHANNEL: tl.constexpr, HAS_BIAS: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_WORKSPACE: tl.constexpr):
+                SCALE_PER_ROW: tl.constexpr, HAS_BIAS: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_WORKSPACE: tl.constexpr,
+                NUM_STAGES: tl.constexpr):
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
 
     o_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_n = o_n < N
     o_m = tl.arange(0, BLOCK_M)
-    m_m = o_m < M
+    o_n3 = o_n[None, None, :]  # [1, 1, BN]
+    o_m3 = o_m[:, None, None]  # [BM, 1, 1]
+    o_j3 = tl.arange(0, BLOCK_KW)[None, :, None]  # [1, BKW, 1]
+    m_n3 = o_n3 < N
     k_words = K // E
 
-    acc = tl.zeros((BLOCK_M, BLOCK_K, BLOCK_N), dtype=tl.float32)
-    x_acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=tl.float32)  # per-channel only: sum of x
+    acc = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.float32)
     t_end = tl.minimum((pid_k + 1) * tiles_per_split, tl.cdiv(K, BLOCK_K))
-    for t in range(pid_k * tiles_per_split, t_end):
-        o_kw = t * BLOCK_KW + tl.arange(0, BLOCK_KW)
-        p_w = w_ptr + o_kw[:, None] * stride_wk + o_n[None, :]
-        b_words = tl.load(p_w, mask=(o_kw[:, None] < k_words) & m_n[None, :], other=0)
-        b_w = unpack_words(b_words, BITS, BLOCK_KW, BLOCK_N).to(tl.float32)  # [BK, BN]
-        o_k = t * BLOCK_K + tl.arange(0, BLOCK_K)
-        p_x = x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk
-        b_x = tl.load(p_x, mask=m_m[:, None] & (o_k[None, :] < K), other=0.0).to(tl.float32)  # [BM, BK]
-        if PER_CHANNEL:
-            x_acc += b_x
+    for t in tl.range(pid_k * tiles_per_split, t_end, num_stages=NUM_STAGES):
+        o_kw = t * BLOCK_KW + o_j3  # [1, BKW, 1]
+        m_w = (o_kw < k_words) & m_n3
+        b_words = tl.load(w_ptr + o_kw * stride_wk + o_n3, mask=m_w, other=0)  # [1, BKW, BN]
+        if SCALE_PER_ROW:  # the tile spans several groups: one scale row per word row
+            mul, add = group_mul_add(scale_ptr, zero_ptr, (o_kw * E // group_size) * stride_sg + o_n3, m_w,
+                                     SYMMETRIC, SYM_ZERO, BITS)
         else:
-            scale, zero = load_group_params(scale_ptr, zero_ptr, (t * BLOCK_K) // group_size, o_n, m_n,
-                                            stride_sg, SYMMETRIC, SYM_ZERO)
-            b_w = (b_w - zero) * scale
-        acc += b_x[:, :, None] * b_w[None, :, :]  # [BM, BK, 1] * [1, BK, BN]
+            mul, add = group_mul_add(scale_ptr, zero_ptr, (t * BLOCK_K // group_size) * stride_sg + o_n3, m_n3,
+                                     SYMMETRIC, SYM_ZERO, BITS)
+        for s in tl.static_range(E):
+            b_w = slot_as_float(b_words, s, BITS) * mul + add  # [1, BKW, BN]
+            o_k = o_kw * E + s
+            b_x = tl.load(x_ptr + o_m3 * stride_xm + o_k * stride_xk, mask=(o_m3 < M) & (o_k < K), other=0.0)
+            acc += b_x.to(tl.float32) * b_w  # [BM, BKW, 1] * [1, BKW, BN]
 
     result = tl.sum(acc, axis=1)  # [BM, BN]
-    if PER_CHANNEL:
-        scale, zero = load_group_params(scale_ptr, zero_ptr, 0, o_n, m_n, stride_sg, SYMMETRIC, SYM_ZERO)
-        result = (result - zero * tl.sum(x_acc, axis=1)[:, None]) * scale
     store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k, HAS_BIAS, USE_WORKSPACE)

@@ -64,34 +64,38 @@ def graph_time_us(launches, replays: int = 10) -> float:
 
 
 def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int) -> list[LaunchConfig]:
-    """A short list around the heuristic choice; every BLOCK_K divides the group size."""
+    """A short list around the heuristic choice (BLOCK_K = word rows per step * codes per word)."""
     base = heuristic_config(m, n, k, bits, group_size, sm_count)
-    per_channel = group_size == k
-    max_bk = 256 if per_channel else min(256, group_size)
-    ks = [bk for bk in (32, 64, 128, 256) if bk <= max_bk]
+    per_word = 32 // bits
     out = [base]
     if base.kernel == "gemv":
-        for bn, bk in ((32, 128), (64, 64), (64, 128), (128, 32), (128, 64), (64, 256)):
-            bk = max(32, bk // base.block_m)  # keep the [BM, BK, BN] register tile bounded
-            if bk > max_bk:
-                continue
-            for split in {max(1, base.split_k // 2), base.split_k, base.split_k * 2}:
-                out.append(replace(base, block_n=bn, block_k=bk, split_k=split))
-    elif m <= 64:
+        split0 = base.split_k
+        for bn, rows, warps in ((128, 16, 4), (256, 8, 4), (64, 32, 4), (128, 8, 4), (256, 16, 8), (128, 32, 8)):
+            for split in {max(1, split0 // 2), split0, split0 * 2}:
+                for stages in (2, 4):
+                    out.append(replace(base, block_n=bn, block_k=rows * per_word, split_k=split, num_warps=warps,
+                                       num_stages=stages))
+        return _unique(out)
+    split0 = max(1, base.split_k)
+    if base.kernel == "gemm" or m <= 128:
+        block_m = max(16, min(64, 1 << (m - 1).bit_length()))
         for swap in (True, False):
-            for bn in (64, 128, 256):
-                for bk in ks[-2:]:
-                    for split in {1, base.split_k, base.split_k * 2}:
-                        out.append(replace(base, swap_ab=swap, block_n=bn, block_k=bk, split_k=split,
-                                           num_stages=3 if bn == 256 else 4))
-    else:
-        for bm, bn, warps in ((64, 128, 4), (128, 128, 8), (128, 256, 8), (64, 256, 8)):
-            for bk in ks[:3]:
-                for stages in (3, 4):
-                    out.append(replace(base, block_m=bm, block_n=bn, block_k=bk, num_warps=warps,
-                                       num_stages=stages, split_k=1))
+            for bn in (64, 128):
+                for rows in (16, 32):
+                    for split in {1, split0, split0 * 2}:
+                        out.append(LaunchConfig("gemm", block_m, bn, rows * per_word, split, num_warps=4,
+                                                num_stages=3, swap_ab=swap))
+    if m >= 64:
+        out.append(LaunchConfig("dense", 0, 0, 0))
+        for bm, bn, warps in ((64, 128, 4), (128, 128, 8), (128, 256, 8)):
+            for stages in (3, 4):
+                out.append(LaunchConfig("gemm", bm, bn, 16 * per_word, 1, num_warps=warps, num_stages=stages))
+    return _unique(out)
+
+
+def _unique(configs):
     seen, unique = set(), []
-    for c in out:
+    for c in configs:
         if c not in seen:
             seen.add(c)
             unique.append(c)
