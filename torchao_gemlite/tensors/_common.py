@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import torch
+from torch.utils._python_dispatch import return_and_correct_aliasing
 from torchao.utils import TorchAOBaseTensor, _torchao_base_tensor__setstate__
 
 aten = torch.ops.aten
@@ -47,6 +48,20 @@ class GemliteBaseTensor(TorchAOBaseTensor):
 
     def _check(self) -> None:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
+
+    def _data_names(self) -> list[str]:
+        return list(self.tensor_data_names) + list(getattr(self, "optional_tensor_data_names", []))
+
+    def _with_data(self, fields: dict) -> "GemliteBaseTensor":
+        """The same type and attributes around new data tensors (``fields``: name -> tensor or None)."""
+        args = [fields[name] for name in self.tensor_data_names]
+        args += [getattr(self, name) for name in self.tensor_attribute_names]
+        optional = {name: fields[name] for name in getattr(self, "optional_tensor_data_names", [])}
+        return type(self)(*args, **optional)
+
+    def _linear(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """y = x @ W.T + bias through this family's custom op (every subclass overrides it)."""
+        raise NotImplementedError  # pragma: no cover
 
 
 def _validating_setstate(self, state):
@@ -155,3 +170,114 @@ def copy_into(dst, src, attribute_names):
         if target is not None:
             target.copy_(getattr(src, name))
     return dst
+
+
+# --- transposed weight (what DTensor hands to mm) ---------------------------------------
+#
+# On a DTensor, F.linear is decomposed before it reaches the local tensors: the sharded
+# weight gets ``aten.t`` and the product is ``aten.mm(x, w.t())`` (``aten.addmm`` with a
+# bias). A packed weight cannot be transposed in memory, so ``t()`` returns a thin view
+# that remembers the weight and turns ``mm`` / ``addmm`` back into our linear. It is a
+# transient value inside one matmul: it is never a parameter and never serialized.
+
+
+class TransposedGemliteWeight(torch.Tensor):
+    """``w.t()`` of a quantized weight ``w`` [N, K]: logical shape [K, N].
+
+    Supports ``mm(x, self)``, ``addmm(bias, x, self)`` (alpha = beta = 1), ``t()`` (gives ``w``
+    back), detach/alias; anything else raises, naming the op.
+    """
+
+    @staticmethod
+    def __new__(cls, weight: GemliteBaseTensor):
+        n, k = weight.shape
+        return torch.Tensor._make_wrapper_subclass(cls, (k, n), dtype=weight.dtype, device=weight.device,
+                                                   requires_grad=False)
+
+    def __init__(self, weight: GemliteBaseTensor):
+        self.weight = weight
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    def __tensor_flatten__(self):
+        return ["weight"], None
+
+    @staticmethod
+    def __tensor_unflatten__(inner_tensors, meta, outer_size, outer_stride):
+        return TransposedGemliteWeight(inner_tensors["weight"])
+
+    def __repr__(self) -> str:
+        return f"TransposedGemliteWeight({self.weight!r})"
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        kwargs = {} if kwargs is None else kwargs
+        if func is aten.mm.default:
+            x, wt = args
+            return wt.weight._linear(x, None)
+        if func is aten.addmm.default:
+            bias, x, wt = args[:3]
+            if kwargs.get("beta", 1) != 1 or kwargs.get("alpha", 1) != 1:
+                raise NotImplementedError("addmm with a quantized weight supports only alpha = beta = 1")
+            out = wt.weight._linear(x, bias if bias.dim() == 1 else None)
+            return out if bias.dim() == 1 else out + bias
+        if func is aten.t.default:
+            return aten.detach.default(args[0].weight)
+        if func in (aten.detach.default, aten.alias.default):
+            return return_and_correct_aliasing(func, args, kwargs,
+                                               TransposedGemliteWeight(aten.detach.default(args[0].weight)))
+        raise NotImplementedError(
+            f"the transposed view of a {type(args[0].weight).__name__} supports mm/addmm only, not {func}"
+        )
+
+
+@GemliteBaseTensor.implements([aten.t.default])
+def _(func, types, args, kwargs):
+    # Not passed through return_and_correct_aliasing: it insists that a view keeps its input's
+    # type. The view holds the weight itself, so it shares the weight's storage all the same.
+    return TransposedGemliteWeight(args[0])
+
+
+@GemliteBaseTensor.implements([aten.empty_like.default])
+def _(func, types, args, kwargs):
+    """An uninitialized tensor of the same type and settings (DTensor's scatter target)."""
+    self = args[0]
+    if kwargs.get("dtype") not in (None, self.dtype):
+        raise NotImplementedError(f"empty_like of a {type(self).__name__} cannot change its dtype")
+    device = kwargs.get("device") or self.device
+    fields = {name: (None if getattr(self, name) is None else torch.empty_like(getattr(self, name), device=device))
+              for name in self._data_names()}
+    return self._with_data(fields)
+
+
+@GemliteBaseTensor.implements([torch.ops.c10d.scatter_.default])
+def _(func, types, args, kwargs):
+    """``torch.distributed.scatter`` of quantized weights (what ``distribute_tensor`` and
+    ``parallelize_module`` do with the default ``src_data_rank=0``): one scatter per data tensor.
+
+    Arguments: ([output], [[input per rank]] on the source rank or [] elsewhere, group, root
+    rank, async_op, timeout). Each inner scatter is waited for here, so the returned work is done.
+    """
+    outputs, inputs, rest = args[0], args[1], list(args[2:])
+    if len(outputs) != 1:
+        raise NotImplementedError("scatter of quantized weights supports one output tensor")
+    out = outputs[0]
+    work = None
+    for name in out._data_names():
+        target = getattr(out, name)
+        if target is None:
+            continue
+        pieces = [[getattr(t, name) for t in per_rank] for per_rank in inputs]
+        _, work = func(*([[target], pieces] + rest), **kwargs)
+        work.wait()
+    return [out], work
+
+
+@GemliteBaseTensor.implements([aten.constant_pad_nd.default])
+def _(func, types, args, kwargs):
+    raise ValueError(
+        f"cannot pad a {type(args[0]).__name__} {list(args[0].shape)}: DTensor pads the last shard when tensor "
+        f"parallel splits a dimension unevenly. out_features (ColwiseParallel) and in_features (RowwiseParallel) "
+        f"must be divisible by the TP degree; torchao_gemlite.integrations.check_tensor_parallel(model, plan, tp) "
+        f"lists the layers that do not fit"
+    )

@@ -37,6 +37,10 @@ class Int8DynActInt4GemliteTensor(PackedGemliteTensor):
             qw = quantize_weight_refined(weight.detach(), 4, group_size, symmetric=True)
         return cls(qw.qdata, qw.scale, 4, qw.fmt.group_size, True, qw.shape)
 
+    def _linear(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        check_linear_input(x, self)  # strided views go to the op as they are (see weight_only_tensor.py)
+        return torch.ops.torchao_gemlite.linear_dynamic_a8w4(x, self.qdata, self.scale, bias, self.group_size)
+
 
 implements = Int8DynActInt4GemliteTensor.implements
 implements_torch_function = Int8DynActInt4GemliteTensor.implements_torch_function
@@ -46,10 +50,7 @@ implements_torch_function = Int8DynActInt4GemliteTensor.implements_torch_functio
 @implements_torch_function(torch.nn.functional.linear)
 def _(func, types, args, kwargs):
     x, w, bias = linear_args(args, kwargs)
-    check_linear_input(x, w)
-    return torch.ops.torchao_gemlite.linear_dynamic_a8w4(
-        x, w.qdata.contiguous(), w.scale.contiguous(), bias, w.group_size
-    )
+    return w._linear(x, bias)
 
 
 finalize_tensor_class(Int8DynActInt4GemliteTensor)

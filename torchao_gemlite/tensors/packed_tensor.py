@@ -136,7 +136,10 @@ def _slice_packed(self: PackedGemliteTensor, dim: int, start: int, end: int) -> 
         kind = "per-channel (group = K)" if group == k else f"group_size={group}"
         raise ValueError(
             f"cannot slice a {type(self).__name__} along K (in_features) at [{start}, {end}): a K slice "
-            f"must start and end on a group boundary ({kind}), so that every kept group keeps its scale"
+            f"must start and end on a group boundary ({kind}), so that every kept group keeps its scale. "
+            f"Tensor parallel (RowwiseParallel / Shard(1)) needs in_features / tp to be a multiple of the "
+            f"group size: quantize with a smaller group "
+            f"(torchao_gemlite.integrations.tp_group_size(in_features, tp) gives the largest that fits)"
         )
     qdata = aten.slice.Tensor(self.qdata, 0, start // per_word, end // per_word)
     scale = aten.slice.Tensor(self.scale, 0, start // group, end // group)

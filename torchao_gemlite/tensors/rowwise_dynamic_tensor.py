@@ -88,6 +88,11 @@ class RowwiseDynActGemliteTensor(GemliteBaseTensor):
         return (f"shape={list(self.shape)}, weight={self.QDATA_DTYPE} per-channel, activation=dynamic per-token, "
                 f"dtype={self.dtype}, device={self.device}, qdata={describe(self.qdata)}, scale={describe(self.scale)}")
 
+    def _linear(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        # qdata/scale views (N or K slices) go to the op as they are: the kernels take strides.
+        check_linear_input(x, self)
+        return getattr(torch.ops.torchao_gemlite, self.LINEAR_OP_NAME)(x, self.qdata, self.scale, bias)
+
     def dequantize(self, output_dtype: torch.dtype | None = None) -> torch.Tensor:
         """The [N, K] weight qdata * scale, in ``output_dtype`` (default: the tensor's dtype)."""
         return (self.qdata.float() * self.scale.unsqueeze(1)).to(output_dtype or self.dtype)
@@ -101,9 +106,7 @@ implements_torch_function = RowwiseDynActGemliteTensor.implements_torch_function
 @implements_torch_function(torch.nn.functional.linear)
 def _(func, types, args, kwargs):
     x, w, bias = linear_args(args, kwargs)
-    check_linear_input(x, w)
-    op = getattr(torch.ops.torchao_gemlite, w.LINEAR_OP_NAME)
-    return op(x, w.qdata.contiguous(), w.scale.contiguous(), bias)
+    return w._linear(x, bias)
 
 
 def _slice_rows(self, dim, start, end):

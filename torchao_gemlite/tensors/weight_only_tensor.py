@@ -47,6 +47,15 @@ class GemliteWeightOnlyTensor(PackedGemliteTensor):
             qw = quantize_weight_refined(weight.detach(), bits, group_size, symmetric)
         return target(qw.qdata, qw.scale, bits, qw.fmt.group_size, symmetric, qw.shape, zero_point=qw.zero)
 
+    def _linear(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        # No .contiguous() here: N-sliced views (tensor parallel shards, fused-layer pieces) go
+        # to the op as they are; the kernel dispatcher copies only what it cannot index, and
+        # the CPU reference path reads any strides.
+        check_linear_input(x, self)
+        return torch.ops.torchao_gemlite.linear_weight_only(
+            x, self.qdata, self.scale, self.zero_point, bias, self.bits, self.group_size, self.symmetric
+        )
+
 
 implements = GemliteWeightOnlyTensor.implements
 implements_torch_function = GemliteWeightOnlyTensor.implements_torch_function
@@ -56,11 +65,7 @@ implements_torch_function = GemliteWeightOnlyTensor.implements_torch_function
 @implements_torch_function(torch.nn.functional.linear)
 def _(func, types, args, kwargs):
     x, w, bias = linear_args(args, kwargs)
-    check_linear_input(x, w)
-    zero = None if w.zero_point is None else w.zero_point.contiguous()
-    return torch.ops.torchao_gemlite.linear_weight_only(
-        x, w.qdata.contiguous(), w.scale.contiguous(), zero, bias, w.bits, w.group_size, w.symmetric
-    )
+    return w._linear(x, bias)
 
 
 # The concrete classes come after every op registration: TorchAOBaseTensor copies the
