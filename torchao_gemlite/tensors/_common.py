@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch.utils._python_dispatch import return_and_correct_aliasing
 from torchao.utils import TorchAOBaseTensor, _torchao_base_tensor__setstate__
@@ -48,6 +50,17 @@ class GemliteBaseTensor(TorchAOBaseTensor):
 
     def _check(self) -> None:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
+
+    def _stable_hash_for_caching(self) -> str:
+        """Key of this weight's metadata for torch.compile's AOT autograd cache: class, attributes,
+        and each data tensor's shape, stride, dtype and device (never the values)."""
+        parts = [type(self).__qualname__]
+        parts += [f"{name}={getattr(self, name)!r}" for name in self.tensor_attribute_names]
+        for name in self._data_names():
+            t = getattr(self, name)
+            parts.append(f"{name}=None" if t is None else
+                         f"{name}={t.dtype}{tuple(t.shape)}{t.stride()}{t.device.type}")
+        return hashlib.blake2b(";".join(parts).encode(), digest_size=16).hexdigest()
 
     def _data_names(self) -> list[str]:
         return list(self.tensor_data_names) + list(getattr(self, "optional_tensor_data_names", []))
