@@ -294,3 +294,14 @@ def _(func, types, args, kwargs):
         f"must be divisible by the TP degree; torchao_gemlite.integrations.check_tensor_parallel(model, plan, tp) "
         f"lists the layers that do not fit"
     )
+
+
+@GemliteBaseTensor.implements([aten.view.default])
+def _(func, types, args, kwargs):
+    """Only the identity view (``view_as(self)``, used by ``DTensor.to_local()``)."""
+    self, size = args[0], list(args[1])
+    if size != list(self.shape):
+        raise NotImplementedError(f"a {type(self).__name__} {list(self.shape)} cannot be viewed as {size}: "
+                                  f"only its own shape is allowed")
+    new = self._with_data({name: getattr(self, name) for name in self._data_names()})
+    return return_and_correct_aliasing(func, args, kwargs, new)
