@@ -85,3 +85,19 @@ def test_narrow_copy_mismatch_is_a_clear_error(weights):
     param = Int4GemliteTensor.from_hp(torch.randn(256, K), group_size=64)
     with pytest.raises(ValueError, match="group_size"):
         param.narrow(0, 0, 128).copy_(Int4GemliteTensor.from_hp(weights[0], group_size=128))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_linear_on_sliced_views_on_gpu(name, weights):
+    """N and K slices are strided views: the kernels must read them without a copy by us."""
+    quantize, k_ok = FORMATS[name]
+    w = quantize(torch.cat(weights).cuda().half())
+    x = torch.randn(4, K, device="cuda", dtype=torch.float16)
+    pieces = [(w.narrow(0, 64, 128), x)]
+    if k_ok:
+        pieces.append((w.narrow(1, 128, 128), x[:, 128:]))
+    for view, inp in pieces:
+        ref = inp.float() @ view.dequantize(torch.float32).t()
+        torch.testing.assert_close(F.linear(inp, view).float(), ref, atol=0.1, rtol=0.02)
+        torch.testing.assert_close(F.linear(inp, view), F.linear(inp, view.clone()), atol=1e-2, rtol=1e-2)
