@@ -98,6 +98,10 @@ def test_linear_on_sliced_views_on_gpu(name, weights):
     if k_ok:
         pieces.append((w.narrow(1, 128, 128), x[:, 128:]))
     for view, inp in pieces:
-        ref = inp.float() @ view.dequantize(torch.float32).t()
-        torch.testing.assert_close(F.linear(inp, view).float(), ref, atol=0.1, rtol=0.02)
-        torch.testing.assert_close(F.linear(inp, view), F.linear(inp, view.clone()), atol=1e-2, rtol=1e-2)
+        # the same weight with its own compact storage: same kernels, no strides to get wrong
+        compact = view._with_data({n: (None if getattr(view, n) is None else getattr(view, n).contiguous())
+                                   for n in view._data_names()})
+        torch.testing.assert_close(F.linear(inp, view), F.linear(inp, compact), atol=1e-2, rtol=1e-2)
+        if not name.startswith("a8"):  # weight-only: also against the dequantized weight
+            ref = inp.float() @ view.dequantize(torch.float32).t()
+            torch.testing.assert_close(F.linear(inp, view).float(), ref, atol=0.05, rtol=0.01)
