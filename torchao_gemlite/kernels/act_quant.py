@@ -1,25 +1,39 @@
 """Per-token activation quantization: x [M, K] fp16/bf16 -> q [M, K] int8 or float8_e4m3fn, scale [M, 1] fp32.
 
-Math (identical to ``quant.quantize_rowwise_int8`` / ``quantize_rowwise_fp8``):
+Math (identical to ``quant.quantize_rowwise_int8`` / ``quantize_rowwise_fp8`` on the same device):
 
     scale[m] = max(absmax_k |x[m, k]| / QMAX, FLT_MIN)          QMAX = 127 (int8) or 448 (e4m3)
     int8:  q[m, k] = round_half_even(clamp(x[m, k] / scale[m], -127, 127))
     fp8:   q[m, k] = e4m3(clamp(x[m, k] / scale[m], -448, 448))  (cast rounds to nearest even)
 
-Both divisions are IEEE round-to-nearest (``tl.math.div_rn``): Triton's plain ``/`` on fp32
-lowers to an approximate ``div.full.f32`` on NVIDIA GPUs and would move a few values across
-a rounding boundary. Clamping before rounding is equivalent to the reference's
-round-then-clamp (both bounds are integers). The int8 rounding is done with ``floor``
-plus a tie fix instead of libdevice ``rint``: the interpreter has no libdevice, and the
-result is the same bit for bit. The fp8 clamp makes out-of-range values saturate to +-448
-instead of becoming NaN (e4m3fn has no infinity). Rows of zeros get scale FLT_MIN and q = 0.
-Magnitudes up to the bf16 maximum are safe: everything is computed in fp32 after the load.
+The scale division follows PyTorch, bit for bit, on each device. The reference computes
+``absmax / 127.0``, a tensor divided by a Python scalar: on CUDA PyTorch turns that into a
+multiplication by the fp32 reciprocal fl(1/127) (``div_true_kernel_cuda``), on CPU it divides.
+The two differ by one ulp for ~4% (int8) / ~45% (fp8) of the rows, and a one-ulp different
+scale moves x / scale across a rounding boundary for ~1% of 4096-wide rows: exactly the
+M-dependent failures the first GPU run showed. So ``RECIP`` (set by the launcher for CUDA
+tensors) multiplies by fl(1/QMAX), otherwise the scale is an IEEE division; x / scale is
+always an IEEE round-to-nearest division (``tl.math.div_rn``: Triton's plain ``/`` on fp32
+lowers to an approximate ``div.full.f32`` on NVIDIA GPUs). Clamping before rounding is
+equivalent to the reference's round-then-clamp (both bounds are integers). int8 rounding adds
+1.5 * 2^23, which makes the fp32 adder round to an integer, half to even, and reads the
+integer from the low mantissa bits (no libdevice ``rint``, no float->int conversion, which
+runs at quarter rate on Hopper). The fp8 clamp makes out-of-range values saturate to +-448
+(e4m3fn has no infinity). Rows of zeros get scale FLT_MIN and q = 0. Everything is computed
+in fp32 after the load, so magnitudes up to the bf16 maximum are safe.
+The jit helpers ``row_scale`` and ``quantize_tile`` are shared with the fused GEMM prologue
+(dynamic_gemm.py), so both paths give the same codes.
 
-Grid: (cdiv(M, ROWS),): one program per block of ROWS rows.
-  * ONE_PASS (K <= 16384): the ROWS x next_pow2(K) tile is loaded once into registers,
-    reduced, quantized and stored. HBM bytes per row: 2K read + K written + 4.
-  * two passes (larger K): pass 1 streams the row in BLOCK_K chunks for the absmax, pass 2
-    reads it again (mostly from L2) and quantizes. HBM bytes per row: 2K (+2K from L2) + K + 4.
+Grid: (cdiv(M, ROWS),): one program per block of ROWS rows, 4 warps.
+  * one pass (K <= ONE_PASS_MAX_K): the ROWS x next_pow2(K) tile is loaded once (at most
+    ROW_TILE_ELEMENTS elements, <= 32 fp32 registers a thread), reduced, quantized, stored.
+    HBM bytes per row: 2K read + K written + 4.
+  * two passes (larger K): pass 1 streams the rows in BLOCK_K chunks for the absmax, pass 2
+    reads them again (from L2: the rows were just read) and quantizes.
+    HBM bytes per row: 2K (+2K from L2) + K + 4.
+Many small programs keep enough loads in flight for large M; at M = 1 it is one tiny program
+(launch bound). The previous version loaded whole 16K-element rows per program (64 fp32
+registers a thread at 8 warps): spills and few programs per SM.
 x may have any strides (the row and column strides are kernel arguments); q is contiguous.
 """
 
@@ -27,6 +41,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 import triton
 import triton.language as tl
@@ -36,31 +51,39 @@ from ..formats import ACTIVATION_DTYPES
 FP8_DTYPE = torch.float8_e4m3fn
 INT8_MAX = 127.0
 FP8_MAX = 448.0
-ONE_PASS_MAX_K = 16384  # a full row (as fp32) still fits in registers at 8 warps: 64 values per thread
-TWO_PASS_BLOCK_K = 4096
-ROW_TILE_ELEMENTS = 4096  # small K: several rows per program, about this many elements per tile
+ONE_PASS_MAX_K = 8192
+TWO_PASS_BLOCK_K = 2048
+ROW_TILE_ELEMENTS = 4096  # elements per program tile: 32 fp32 values a thread at 4 warps
 _FLT_MIN = tl.constexpr(1.1754943508222875e-38)  # torch.finfo(torch.float32).tiny: the reference scale floor
+_ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2^23: v + this rounds v to an integer (|v| < 2^22)
+_ROUND_MAGIC_BITS = tl.constexpr(0x4B400000)  # its fp32 bit pattern
+
+
+def inv_qmax(qmax: float) -> float:
+    """fl32(1 / qmax), computed as PyTorch's CUDA division by a scalar does (fp32 1.0f / b)."""
+    return float(np.float32(1.0) / np.float32(qmax))
 
 
 @triton.jit
-def _round_half_even(v):
-    """Rounds fp32 values to the nearest integer, ties to even (torch.round); |v| < 2^22."""
-    r = tl.floor(v + 0.5)  # exact: v + 0.5 is representable for |v| < 2^22
-    is_tie = (r - v) == 0.5
-    is_odd = (r - 2.0 * tl.floor(r * 0.5)) != 0.0
-    return tl.where(is_tie & is_odd, r - 1.0, r)
-
-
-@triton.jit
-def _quantize_tile(b_x, b_scale, FP8: tl.constexpr):
-    """[R, BK] fp32 values, [R] fp32 scales -> quantized tile in the output's value domain (fp32)."""
-    if FP8:
-        b_v = tl.math.div_rn(b_x, b_scale[:, None])
-        return tl.minimum(tl.maximum(b_v, -448.0), 448.0)
+def row_scale(b_amax, QMAX: tl.constexpr, INV_QMAX: tl.constexpr, RECIP: tl.constexpr):
+    """[R] fp32 absmax -> [R] fp32 scale, as the reference computes it on this device."""
+    if RECIP:
+        b_s = b_amax * INV_QMAX
     else:
-        b_v = tl.math.div_rn(b_x, b_scale[:, None])
+        b_s = tl.math.div_rn(b_amax, QMAX)
+    return tl.maximum(b_s, _FLT_MIN)
+
+
+@triton.jit
+def quantize_tile(b_x, b_scale, FP8: tl.constexpr):
+    """[R, BK] fp32 values, [R] fp32 scales -> [R, BK] int8 or float8e4nv codes."""
+    b_v = tl.math.div_rn(b_x, b_scale[:, None])
+    if FP8:
+        return tl.minimum(tl.maximum(b_v, -448.0), 448.0).to(tl.float8e4nv)
+    else:
         b_v = tl.minimum(tl.maximum(b_v, -127.0), 127.0)
-        return _round_half_even(b_v)
+        b_i = (b_v + _ROUND_MAGIC).to(tl.int32, bitcast=True) - _ROUND_MAGIC_BITS  # round half to even
+        return b_i.to(tl.int8)
 
 
 @triton.jit
@@ -68,7 +91,7 @@ def _act_quant_kernel(
     x_ptr, q_ptr, s_ptr,
     M, K,
     stride_xm, stride_xk, stride_qm,
-    QMAX: tl.constexpr, FP8: tl.constexpr, ONE_PASS: tl.constexpr,
+    QMAX: tl.constexpr, INV_QMAX: tl.constexpr, RECIP: tl.constexpr, FP8: tl.constexpr, ONE_PASS: tl.constexpr,
     ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     i_m = tl.program_id(0)
@@ -83,22 +106,19 @@ def _act_quant_kernel(
     if ONE_PASS:
         m_x = m_m[:, None] & (o_k[None, :] < K)
         b_x = tl.load(p_x_rows + o_k[None, :] * stride_xk, mask=m_x, other=0.0).to(tl.float32)  # [ROWS, BK]
-        b_amax = tl.max(tl.abs(b_x), axis=1)  # [ROWS]
-        b_scale = tl.maximum(tl.math.div_rn(b_amax, QMAX), _FLT_MIN)
-        b_q = _quantize_tile(b_x, b_scale, FP8)
-        tl.store(p_q_rows + o_k[None, :], b_q.to(q_ty), mask=m_x)
+        b_scale = row_scale(tl.max(tl.abs(b_x), axis=1), QMAX, INV_QMAX, RECIP)  # [ROWS]
+        tl.store(p_q_rows + o_k[None, :], quantize_tile(b_x, b_scale, FP8).to(q_ty), mask=m_x)
     else:
         b_amax = tl.zeros((ROWS,), dtype=tl.float32)
         for k0 in range(0, K, BLOCK_K):
             m_x = m_m[:, None] & ((k0 + o_k)[None, :] < K)
             b_x = tl.load(p_x_rows + (k0 + o_k)[None, :] * stride_xk, mask=m_x, other=0.0).to(tl.float32)
             b_amax = tl.maximum(b_amax, tl.max(tl.abs(b_x), axis=1))
-        b_scale = tl.maximum(tl.math.div_rn(b_amax, QMAX), _FLT_MIN)
+        b_scale = row_scale(b_amax, QMAX, INV_QMAX, RECIP)
         for k0 in range(0, K, BLOCK_K):
             m_x = m_m[:, None] & ((k0 + o_k)[None, :] < K)
             b_x = tl.load(p_x_rows + (k0 + o_k)[None, :] * stride_xk, mask=m_x, other=0.0).to(tl.float32)
-            b_q = _quantize_tile(b_x, b_scale, FP8)
-            tl.store(p_q_rows + (k0 + o_k)[None, :], b_q.to(q_ty), mask=m_x)
+            tl.store(p_q_rows + (k0 + o_k)[None, :], quantize_tile(b_x, b_scale, FP8).to(q_ty), mask=m_x)
     tl.store(s_ptr + o_m, b_scale, mask=m_m)
 
 
@@ -115,13 +135,19 @@ def _check_device(t: torch.Tensor, name: str) -> None:
         )
 
 
-def _launch_params(k: int) -> tuple[bool, int, int, int]:
-    """(one_pass, BLOCK_K, ROWS, num_warps) for rows of length k."""
+def scale_by_reciprocal(device: torch.device) -> bool:
+    """Whether PyTorch's ``tensor / python_scalar`` multiplies by the reciprocal on ``device``
+    (CUDA does, CPU divides): the kernels follow the reference on each device."""
+    return device.type == "cuda"
+
+
+def _launch_params(m: int, k: int) -> tuple[bool, int, int, int]:
+    """(one_pass, BLOCK_K, ROWS, num_warps) for m rows of length k."""
     if k <= ONE_PASS_MAX_K:
         block_k = triton.next_power_of_2(k)
-        rows = max(1, min(16, ROW_TILE_ELEMENTS // block_k))
-        return True, block_k, rows, max(1, min(8, rows * block_k // 512))
-    return False, TWO_PASS_BLOCK_K, 1, 8
+        rows = max(1, min(16, ROW_TILE_ELEMENTS // block_k, triton.next_power_of_2(m)))
+        return True, block_k, rows, 8 if rows * block_k > ROW_TILE_ELEMENTS else 4
+    return False, TWO_PASS_BLOCK_K, 1, 4
 
 
 def quantize_per_token(x: torch.Tensor, dtype: torch.dtype = torch.int8, *, out: torch.Tensor | None = None,
@@ -157,11 +183,13 @@ def quantize_per_token(x: torch.Tensor, dtype: torch.dtype = torch.int8, *, out:
     m = x2.shape[0]
     if m == 0:
         return out, out_scale
-    one_pass, block_k, rows, num_warps = _launch_params(k)
+    one_pass, block_k, rows, num_warps = _launch_params(m, k)
     fp8 = dtype == FP8_DTYPE
+    qmax = FP8_MAX if fp8 else INT8_MAX
     _act_quant_kernel[(triton.cdiv(m, rows),)](
         x2, out, out_scale, m, k, x2.stride(0), x2.stride(1), k,
-        QMAX=FP8_MAX if fp8 else INT8_MAX, FP8=fp8, ONE_PASS=one_pass, ROWS=rows, BLOCK_K=block_k,
+        QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(x.device), FP8=fp8, ONE_PASS=one_pass,
+        ROWS=rows, BLOCK_K=block_k,
         num_warps=num_warps,
     )
     return out, out_scale

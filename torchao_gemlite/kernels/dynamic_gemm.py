@@ -42,7 +42,17 @@ import torch
 import triton
 import triton.language as tl
 
-from .act_quant import FP8_DTYPE, quantize_per_token, triton_can_run_on
+from .act_quant import (
+    FP8_DTYPE,
+    FP8_MAX,
+    INT8_MAX,
+    inv_qmax,
+    quantize_per_token,
+    quantize_tile,
+    row_scale,
+    scale_by_reciprocal,
+    triton_can_run_on,
+)
 
 KINDS = ("int8", "fp8", "a8w4")
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -51,6 +61,10 @@ GROUP_M = 8
 K_ALIGNMENT = 16  # int8/fp8 rows start on 16-byte boundaries (vector loads, TMA-compatible)
 W4_PER_WORD = 8
 W4_ZERO = 8
+# fp8 with M >= this goes to torch._scaled_mm (see _scaled_mm_route); its row-wise scaled path
+# supports these output dtypes on torch 2.11 / sm_90.
+SCALED_MM_MIN_M = 512
+SCALED_MM_OUT_DTYPES = (torch.bfloat16,)
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,6 +82,8 @@ class DynamicGemmConfig:
     SPLIT_K: int = 1
     num_warps: int = 4
     num_stages: int = 3
+    SWAP_AB: bool = False  # A8W8: y^T = W x^T, the weight tile is the MMA's M operand (ignored for A8W4)
+    FUSE_ACT: bool = False  # *_dynamic_linear: quantize x inside the GEMM (one launch); ignored on prequantized xq
 
     def __post_init__(self):
         for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K"):
@@ -82,6 +98,8 @@ class DynamicGemmConfig:
             raise ValueError(f"num_warps={self.num_warps!r} must be one of 1, 2, 4, 8, 16")
         if not isinstance(self.num_stages, int) or self.num_stages < 1:
             raise ValueError(f"num_stages={self.num_stages!r} must be an int >= 1")
+        if not isinstance(self.SWAP_AB, bool) or not isinstance(self.FUSE_ACT, bool):
+            raise ValueError("SWAP_AB and FUSE_ACT must be bools")
 
 
 def _regime(m: int) -> str:
@@ -94,19 +112,31 @@ def _regime(m: int) -> str:
     return "prefill"
 
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages); the first entry is the heuristic's choice.
-# 8-bit K tiles: 128 B (prefill, 128x128x128 int8 = 32 KB of smem per stage) up to 256 B per
-# weight row at decode, where the weight stream is all that matters. A8W4 K tiles are capped
-# by the group size (128 for the usual g128), so A8W4 widens BLOCK_N instead.
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages, SWAP_AB, FUSE_ACT); the first entry is the
+# heuristic's choice. Decode (M <= 16) quantizes x inside the GEMM (one launch, plus the split-K
+# reduction when used) and swaps A and B for A8W8, so that the weight tile [BN, BK] is the
+# wgmma's 64-row operand and the 16 padded batch rows are its N. 8-bit K tiles: 128 B (prefill,
+# 128x128x128 int8 = 32 KB of smem per stage) up to 256 B per weight row at decode, where the
+# weight stream is all that matters. A8W4 K tiles are capped by the group size (128 for the
+# usual g128), so A8W4 widens BLOCK_N instead; A8W4 never swaps.
 _TILES = {
-    ("decode", False): [(16, 64, 256, 4, 4), (16, 128, 128, 4, 4), (16, 128, 256, 4, 3), (16, 32, 256, 4, 4)],
-    ("decode", True): [(16, 128, 128, 4, 4), (16, 64, 128, 4, 4), (16, 256, 128, 4, 3), (16, 128, 128, 4, 2)],
-    ("small", False): [(64, 128, 128, 4, 4), (32, 64, 256, 4, 4), (64, 64, 256, 4, 3), (32, 128, 128, 4, 4)],
-    ("small", True): [(64, 128, 128, 4, 4), (32, 128, 128, 4, 4), (64, 64, 128, 4, 4), (32, 256, 128, 8, 3)],
-    ("medium", False): [(64, 128, 128, 4, 4), (128, 128, 128, 8, 4), (64, 256, 128, 8, 3), (128, 64, 128, 4, 4)],
-    ("medium", True): [(64, 128, 128, 4, 4), (128, 128, 128, 8, 3), (64, 256, 128, 8, 3), (128, 64, 128, 4, 4)],
-    ("prefill", False): [(128, 128, 128, 8, 4), (128, 256, 128, 8, 3), (128, 128, 128, 4, 4), (256, 128, 128, 8, 3)],
-    ("prefill", True): [(128, 128, 128, 8, 3), (128, 256, 128, 8, 3), (128, 128, 128, 4, 4), (64, 128, 128, 4, 4)],
+    ("decode", False): [(16, 128, 256, 4, 4, True, True), (16, 64, 256, 4, 4, False, True),
+                        (16, 256, 128, 8, 3, True, True), (16, 128, 256, 4, 4, True, False),
+                        (16, 64, 256, 4, 4, False, False)],
+    ("decode", True): [(16, 128, 128, 4, 4, False, True), (16, 64, 128, 4, 4, False, True),
+                       (16, 256, 128, 4, 3, False, True), (16, 128, 128, 4, 4, False, False)],
+    ("small", False): [(64, 128, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, True),
+                       (32, 128, 256, 4, 3, True, True), (64, 64, 256, 4, 3, False, False)],
+    ("small", True): [(64, 128, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, True),
+                      (32, 128, 128, 4, 4, False, False), (64, 64, 128, 4, 4, False, False)],
+    ("medium", False): [(64, 128, 128, 4, 4, False, False), (128, 128, 128, 8, 4, False, False),
+                        (64, 256, 128, 8, 3, False, False), (128, 64, 128, 4, 4, False, False)],
+    ("medium", True): [(64, 128, 128, 4, 4, False, False), (128, 128, 128, 8, 3, False, False),
+                       (64, 256, 128, 8, 3, False, False), (128, 64, 128, 4, 4, False, False)],
+    ("prefill", False): [(128, 128, 128, 8, 4, False, False), (128, 256, 128, 8, 3, False, False),
+                         (128, 128, 128, 4, 4, False, False), (256, 128, 128, 8, 3, False, False)],
+    ("prefill", True): [(128, 128, 128, 8, 3, False, False), (128, 256, 128, 8, 3, False, False),
+                        (128, 128, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, False)],
 }
 
 
@@ -130,13 +160,14 @@ def auto_split_k(m: int, n: int, k: int, block_m: int, block_n: int, block_k: in
 def pick_config(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) -> DynamicGemmConfig:
     """Heuristic launch configuration for an H100-class GPU (132 SMs by default).
 
-    decode (M <= 16): BLOCK_M=16, wide N tiles, long K tiles, split-K to fill the SMs;
+    decode (M <= 16): BLOCK_M=16, wide N tiles, long K tiles, split-K to fill the SMs,
+    activation quantization fused into the GEMM, A and B swapped for A8W8;
     small (M <= 64) and medium (M <= 256): 64-row tiles with split-K when tiles are few;
     prefill: 128x128x128, 8 warps, 3-4 stages.
     """
     _check_kind(kind)
-    bm, bn, bk, warps, stages = _TILES[(_regime(M), kind == "a8w4")][0]
-    return DynamicGemmConfig(bm, bn, bk, auto_split_k(M, N, K, bm, bn, bk, num_sms), warps, stages)
+    bm, bn, bk, warps, stages, swap, fuse = _TILES[(_regime(M), kind == "a8w4")][0]
+    return DynamicGemmConfig(bm, bn, bk, auto_split_k(M, N, K, bm, bn, bk, num_sms), warps, stages, swap, fuse)
 
 
 def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) -> list[DynamicGemmConfig]:
@@ -144,10 +175,10 @@ def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_
     no-split and double-split variants. The heuristic's pick comes first."""
     _check_kind(kind)
     out = []
-    for bm, bn, bk, warps, stages in _TILES[(_regime(M), kind == "a8w4")]:
+    for bm, bn, bk, warps, stages, swap, fuse in _TILES[(_regime(M), kind == "a8w4")]:
         split = auto_split_k(M, N, K, bm, bn, bk, num_sms)
         for s in (split, 1, split * 2):
-            cfg = DynamicGemmConfig(bm, bn, bk, s, warps, stages)
+            cfg = DynamicGemmConfig(bm, bn, bk, s, warps, stages, swap, fuse)
             if cfg not in out and (s == 1 or triton.cdiv(K, bk) >= 2 * s):
                 out.append(cfg)
     return out
@@ -158,12 +189,11 @@ def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_
 # --------------------------------------------------------------------------------------------
 
 @triton.jit
-def _epilogue(acc, o_m, o_n, M, N, a_scale_ptr, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
+def _epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
               B_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """acc [BM, BN] (int32 or fp32) -> acc * x_scale[m] (* w_scale[n]) (+ bias[n]), cast, stored."""
+    """acc [BM, BN] (int32 or fp32), x scales [BM] -> acc * x_scale[m] (* w_scale[n]) (+ bias[n]), cast, stored."""
     m_m = o_m < M
     m_n = o_n < N
-    b_sa = tl.load(a_scale_ptr + o_m, mask=m_m, other=0.0)
     b_y = acc.to(tl.float32) * b_sa[:, None]
     if B_SCALE:
         b_sb = tl.load(b_scale_ptr + o_n * stride_bs_n, mask=m_n, other=0.0).to(tl.float32)
@@ -182,6 +212,7 @@ def _dynamic_gemm_kernel(
     stride_am, stride_ak, stride_bk, stride_bn, stride_bs_g, stride_bs_n, stride_cm, stride_cn,
     FP8: tl.constexpr, W4: tl.constexpr, GROUP_K: tl.constexpr, GROUP_STEPS: tl.constexpr,
     HAS_BIAS: tl.constexpr, USE_WS: tl.constexpr, EVEN_K: tl.constexpr,
+    FUSE_ACT: tl.constexpr, SWAP_AB: tl.constexpr, QMAX: tl.constexpr, INV_QMAX: tl.constexpr, RECIP: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     # GROUP_K == 0: one scale per output channel, applied in the epilogue. GROUP_K > 0 (A8W4
@@ -198,40 +229,74 @@ def _dynamic_gemm_kernel(
 
     o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    # Rows past M (columns past N) wrap around to row o_m % M (column o_n % N) instead of being
-    # masked: the inner loop stays mask-free along M and N, and those rows are never stored.
-    r_m = (o_m % M).to(tl.int64)
-    r_n = o_n % N
+    m_m = o_m < M
     m_n = o_n < N
+    # Columns past N wrap around to column o_n % N instead of being masked, and so do rows past
+    # M for quantized inputs: the inner loop stays mask-free, those outputs are never stored.
+    # Fused act quant masks rows instead (M = 1 must not load a 16-row x tile).
+    if FUSE_ACT:
+        r_m = o_m.to(tl.int64)
+    else:
+        r_m = (o_m % M).to(tl.int64)
+    r_n = o_n % N
     o_kk = tl.arange(0, BLOCK_K)
     p_a = a_ptr + r_m[:, None] * stride_am + o_kk[None, :] * stride_ak
     if W4:
         o_kw = tl.arange(0, BLOCK_K // 8)
         p_b = b_ptr + o_kw[:, None] * stride_bk + r_n[None, :] * stride_bn
         shifts = tl.arange(0, 8) * 4
+    elif SWAP_AB:
+        p_b = b_ptr + r_n.to(tl.int64)[:, None] * stride_bn + o_kk[None, :] * stride_bk  # [BN, BK]
     else:
-        p_b = b_ptr + r_n.to(tl.int64)[None, :] * stride_bn + o_kk[:, None] * stride_bk
+        p_b = b_ptr + r_n.to(tl.int64)[None, :] * stride_bn + o_kk[:, None] * stride_bk  # [BK, BN]
 
-    if FP8:
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    elif GROUP_K > 0:
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)  # sum over groups of scaled int32 sums
+    if FUSE_ACT:
+        # Prologue: the per-row absmax over all of K (from L2 after the first program), then the
+        # scale exactly as act_quant.py computes it. One program per row block publishes it
+        # for the split-K reduction.
+        b_amax = tl.zeros((BLOCK_M,), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            b_x = tl.load(p_a + k0 * stride_ak, mask=m_m[:, None] & ((k0 + o_kk) < K)[None, :], other=0.0)
+            b_amax = tl.maximum(b_amax, tl.max(tl.abs(b_x.to(tl.float32)), axis=1))
+        b_sa = row_scale(b_amax, QMAX, INV_QMAX, RECIP)  # [BM]
+        if i_s == 0:
+            if i_n == 0:
+                tl.store(a_scale_ptr + o_m, b_sa, mask=m_m)
     else:
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)  # exact
+        b_sa = tl.load(a_scale_ptr + o_m, mask=m_m, other=0.0)  # [BM]
+
+    if SWAP_AB:
+        ACC_M: tl.constexpr = BLOCK_N
+        ACC_N: tl.constexpr = BLOCK_M
+    else:
+        ACC_M: tl.constexpr = BLOCK_M
+        ACC_N: tl.constexpr = BLOCK_N
+    if FP8:
+        acc = tl.zeros((ACC_M, ACC_N), dtype=tl.float32)
+    elif GROUP_K > 0:
+        acc = tl.zeros((ACC_M, ACC_N), dtype=tl.float32)  # sum over groups of scaled int32 sums
+    else:
+        acc = tl.zeros((ACC_M, ACC_N), dtype=tl.int32)  # exact
     acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)  # A8W4 groups spanning several K steps
 
     k_lo = i_s * K_PER_SPLIT
     k_hi = tl.minimum(k_lo + K_PER_SPLIT, K)
     for k0 in range(k_lo, k_hi, BLOCK_K):
-        # ---- loads ----
-        if EVEN_K:
-            b_a = tl.load(p_a + k0 * stride_ak)  # [BM, BK]
-        else:
-            m_k = (k0 + o_kk) < K
-            if FP8:
-                b_a = tl.load(p_a + k0 * stride_ak, mask=m_k[None, :], other=0.0)
+        m_k = (k0 + o_kk) < K
+        # ---- activation tile [BM, BK], int8 / fp8 ----
+        if FUSE_ACT:
+            if EVEN_K:
+                b_x = tl.load(p_a + k0 * stride_ak, mask=m_m[:, None], other=0.0)
             else:
-                b_a = tl.load(p_a + k0 * stride_ak, mask=m_k[None, :], other=0)
+                b_x = tl.load(p_a + k0 * stride_ak, mask=m_m[:, None] & m_k[None, :], other=0.0)
+            b_a = quantize_tile(b_x.to(tl.float32), b_sa, FP8)
+        elif EVEN_K:
+            b_a = tl.load(p_a + k0 * stride_ak)
+        elif FP8:
+            b_a = tl.load(p_a + k0 * stride_ak, mask=m_k[None, :], other=0.0)
+        else:
+            b_a = tl.load(p_a + k0 * stride_ak, mask=m_k[None, :], other=0)
+        # ---- weight tile ----
         if W4:
             p_w = p_b + (k0 // 8) * stride_bk
             if EVEN_K:
@@ -240,6 +305,13 @@ def _dynamic_gemm_kernel(
                 b_w = tl.load(p_w, mask=((k0 // 8 + o_kw) < K // 8)[:, None], other=0)
             b_q = ((b_w[:, None, :] >> shifts[None, :, None]) & 0xF) - 8  # [BK/8, 8, BN], row 8j + s
             b_b = tl.reshape(b_q.to(tl.int8), (BLOCK_K, BLOCK_N))  # [BK, BN]
+        elif SWAP_AB:
+            if EVEN_K:
+                b_b = tl.load(p_b + k0 * stride_bk)  # [BN, BK]
+            elif FP8:
+                b_b = tl.load(p_b + k0 * stride_bk, mask=m_k[None, :], other=0.0)
+            else:
+                b_b = tl.load(p_b + k0 * stride_bk, mask=m_k[None, :], other=0)
         else:
             if EVEN_K:
                 b_b = tl.load(p_b + k0 * stride_bk)  # [BK, BN]
@@ -248,7 +320,12 @@ def _dynamic_gemm_kernel(
             else:
                 b_b = tl.load(p_b + k0 * stride_bk, mask=m_k[:, None], other=0)
         # ---- multiply-accumulate ----
-        if FP8:
+        if SWAP_AB:  # A8W8 only (the launcher never swaps A8W4)
+            if FP8:
+                acc = tl.dot(b_b, tl.trans(b_a), acc, max_num_imprecise_acc=BLOCK_K)  # [BN, BK] @ [BK, BM] -> [BN, BM]
+            else:
+                acc = tl.dot(b_b, tl.trans(b_a), acc, out_dtype=tl.int32)  # [BN, BK] @ [BK, BM] -> [BN, BM]
+        elif FP8:
             acc = tl.dot(b_a, b_b, acc, max_num_imprecise_acc=BLOCK_K)  # [BM, BK] @ [BK, BN] -> [BM, BN]
         elif GROUP_K == 0:
             acc = tl.dot(b_a, b_b, acc, out_dtype=tl.int32)  # [BM, BK] @ [BK, BN] -> [BM, BN]
@@ -263,11 +340,13 @@ def _dynamic_gemm_kernel(
                 acc += acc_g.to(tl.float32) * b_s[None, :]
                 acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
 
+    if SWAP_AB:
+        acc = tl.trans(acc)  # [BN, BM] -> [BM, BN]
     if USE_WS:
         p_ws = ws_ptr + (i_s * M + o_m.to(tl.int64))[:, None] * N + o_n[None, :]
-        tl.store(p_ws, acc, mask=(o_m < M)[:, None] & m_n[None, :])
+        tl.store(p_ws, acc, mask=m_m[:, None] & m_n[None, :])
     else:
-        _epilogue(acc, o_m, o_n, M, N, a_scale_ptr, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
+        _epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
                   GROUP_K == 0, HAS_BIAS)
 
 
@@ -285,7 +364,8 @@ def _splitk_reduce_kernel(
     acc = tl.load(p_ws, mask=m_mn, other=0)
     for s in range(1, N_SPLITS):
         acc += tl.load(p_ws + s * M * N, mask=m_mn, other=0)
-    _epilogue(acc, o_m, o_n, M, N, a_scale_ptr, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
+    b_sa = tl.load(a_scale_ptr + o_m, mask=o_m < M, other=0.0)
+    _epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
               B_SCALE, HAS_BIAS)
 
 
@@ -337,7 +417,9 @@ def _check_out(out, m: int, n: int, out_dtype, device) -> torch.Tensor:
 
 
 def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, config: DynamicGemmConfig,
-            fp8: bool, w4: bool, group_k: int) -> torch.Tensor:
+            fp8: bool, w4: bool, group_k: int, fuse: bool = False) -> torch.Tensor:
+    """fuse=False: xq int8/fp8 [M, K] and its scales x_scale [M]. fuse=True: xq is the fp16/bf16
+    x [M, K] itself and x_scale an fp32 [M] buffer that receives its per-token scales."""
     m = xq.shape[0]
     if m == 0 or n == 0:
         return out
@@ -352,6 +434,7 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
         k_per_split = triton.cdiv(k_steps, max(1, min(c.SPLIT_K, k_steps))) * block_k
     splits = triton.cdiv(k, k_per_split)  # never an empty split
     int_acc = not fp8 and not group_k
+    qmax = FP8_MAX if fp8 else INT8_MAX
     ws = None
     if splits > 1:
         ws = torch.empty((splits, m, n), dtype=torch.int32 if int_acc else torch.float32, device=xq.device)
@@ -363,7 +446,8 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
         stride_bs_g, stride_bs_n, out.stride(0), out.stride(1),
         FP8=fp8, W4=w4, GROUP_K=group_k, GROUP_STEPS=group_k // block_k if group_k else 0,
         HAS_BIAS=bias is not None, USE_WS=ws is not None, EVEN_K=k % block_k == 0,
-        BLOCK_M=c.BLOCK_M, BLOCK_N=c.BLOCK_N, BLOCK_K=block_k, GROUP_M=GROUP_M,
+        FUSE_ACT=fuse, SWAP_AB=c.SWAP_AB and not w4, QMAX=qmax, INV_QMAX=inv_qmax(qmax),
+        RECIP=scale_by_reciprocal(xq.device), BLOCK_M=c.BLOCK_M, BLOCK_N=c.BLOCK_N, BLOCK_K=block_k, GROUP_M=GROUP_M,
         num_warps=c.num_warps, num_stages=c.num_stages,
     )
     if ws is not None:
@@ -474,13 +558,40 @@ def _linear_out(out, x: torch.Tensor, n: int):
     return out.view(-1, n)
 
 
+def _scaled_mm_route(m: int, x: torch.Tensor, qdtype: torch.dtype, config) -> bool:
+    """Large-M fp8 goes to torch._scaled_mm (row-wise scales, with our act quant) where it beats
+    the Triton kernel: only when no config was asked for, on CUDA, for output dtypes its
+    row-wise path supports, and M >= SCALED_MM_MIN_M (measured, see docs in the module header)."""
+    return (config is None and qdtype == FP8_DTYPE and x.device.type == "cuda" and m >= SCALED_MM_MIN_M
+            and x.dtype in SCALED_MM_OUT_DTYPES)
+
+
 def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
     k = _check_x(x)
     n = _check_a8w8_weight(weight_q, weight_scale, bias, k, qdtype)
     _check_same_device(x, "x", weight_q=weight_q, weight_scale=weight_scale, bias=bias, out=out)
     out2 = _linear_out(out, x, n)
-    xq, x_scale = quantize_per_token(x.reshape(-1, k), qdtype)
-    y = dynamic_gemm(xq, x_scale, weight_q, weight_scale, bias, x.dtype, config, out=out2)
+    x2 = x.reshape(-1, k)
+    m = x2.shape[0]
+    fp8 = qdtype == FP8_DTYPE
+    w_scale = weight_scale.reshape(n)
+    if _scaled_mm_route(m, x, qdtype, config):
+        xq, x_scale = quantize_per_token(x2, qdtype)
+        y = torch._scaled_mm(xq, weight_q.t(), scale_a=x_scale, scale_b=w_scale.reshape(1, n),
+                             bias=None if bias is None else bias.to(x.dtype), out_dtype=x.dtype)
+        if out2 is not None:
+            out2.copy_(y)
+            y = out2
+        return y.view(*x.shape[:-1], n)
+    config = config or pick_config(m, n, k, "fp8" if fp8 else "int8")
+    y = _check_out(out2, m, n, x.dtype, x.device)
+    if config.FUSE_ACT:
+        x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
+        _launch(x2, x_scale, weight_q, w_scale, 0, w_scale.stride(0), bias, y, n, k, config,
+                fp8=fp8, w4=False, group_k=0, fuse=True)
+    else:
+        xq, x_scale = quantize_per_token(x2, qdtype)
+        dynamic_gemm(xq, x_scale, weight_q, weight_scale, bias, x.dtype, config, out=y)
     return y.view(*x.shape[:-1], n)
 
 
@@ -506,9 +617,19 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
     """A8W4: x [..., K] quantized per token to int8 times a packed symmetric 4-bit weight
     (qdata int32 [K/8, N], scale [K/G, N], zero 8); returns [..., N] in x's dtype."""
     k = _check_x(x)
-    n, _ = _check_w4_weight(qdata, scale, bias, group_size, k)
+    n, group = _check_w4_weight(qdata, scale, bias, group_size, k)
     _check_same_device(x, "x", qdata=qdata, scale=scale, bias=bias, out=out)
     out2 = _linear_out(out, x, n)
-    xq, x_scale = quantize_per_token(x.reshape(-1, k), torch.int8)
-    y = a8w4_gemm(xq, x_scale, qdata, scale, bias, group_size, x.dtype, config, out=out2)
+    x2 = x.reshape(-1, k)
+    m = x2.shape[0]
+    config = config or pick_config(m, n, k, "a8w4")
+    if config.FUSE_ACT:
+        y = _check_out(out2, m, n, x.dtype, x.device)
+        x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
+        per_channel = group == k
+        _launch(x2, x_scale, qdata, scale, 0 if per_channel else scale.stride(0), scale.stride(1), bias, y,
+                n, k, config, fp8=False, w4=True, group_k=0 if per_channel else group, fuse=True)
+    else:
+        xq, x_scale = quantize_per_token(x2, torch.int8)
+        y = a8w4_gemm(xq, x_scale, qdata, scale, bias, group_size, x.dtype, config, out=out2)
     return y.view(*x.shape[:-1], n)
