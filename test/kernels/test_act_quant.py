@@ -1,6 +1,10 @@
 """Per-token activation quantization kernel against quant.quantize_rowwise_int8 / _fp8.
 
-int8 must match the reference bit for bit (same IEEE divisions, round half to even). Without
+Codes and scales must match the reference bit for bit, on each device: the scale follows
+PyTorch's ``absmax / 127.0`` (CUDA: times fl(1/127); CPU: a division), x / scale is an IEEE
+division, int8 rounds half to even, fp8 casts round to nearest even. There are no documented
+exceptions: a single differing code moves the GEMM output by about a thousandth of its
+range, which is what made the first GPU run's end-to-end checks fail for M >= 64. Without
 CUDA the kernel runs under Triton's interpreter (conftest.py) on fp16 only: the interpreter
 computes bf16 wrongly and casts fp32 -> fp8 wrongly, so bf16 and fp8 run on CUDA only.
 """
@@ -8,7 +12,7 @@ computes bf16 wrongly and casts fp32 -> fp8 wrongly, so bf16 and fp8 run on CUDA
 import pytest
 import torch
 
-from torchao_gemlite.kernels.act_quant import FP8_DTYPE, quantize_per_token
+from torchao_gemlite.kernels.act_quant import FP8_DTYPE, inv_qmax, quantize_per_token
 from torchao_gemlite.quant import quantize_rowwise_fp8, quantize_rowwise_int8
 
 CUDA = torch.cuda.is_available()
@@ -119,10 +123,22 @@ def test_fp8_saturates_and_large_magnitudes(dtype):
 
 
 @cuda_only
-@pytest.mark.parametrize("shape", [(1, 4096), (256, 4096), (4096, 4096), (8, 28672)])
-def test_int8_large_shapes(shape):
-    x = _inputs(shape, torch.bfloat16)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 4096), (256, 4096), (4096, 4096), (8, 28672), (64, 14336)])
+def test_int8_large_shapes(shape, dtype):
+    x = _inputs(shape, dtype)
     _assert_same(*quantize_per_token(x, torch.int8), *quantize_rowwise_int8(x))
+
+
+@pytest.mark.parametrize("qmax,quantizer", [(127.0, quantize_rowwise_int8), (448.0, quantize_rowwise_fp8)])
+def test_reference_scale_follows_torch_division(qmax, quantizer):
+    """The reference's scale is absmax * fl(1/QMAX) on CUDA and absmax / QMAX on CPU; plain
+    randn rows hit both cases, so a kernel that ignored the device would be caught here."""
+    x = torch.randn(512, 1024, generator=torch.Generator().manual_seed(7)).half().to(DEVICE)
+    amax = x.float().abs().amax(-1, keepdim=True)
+    expected = amax * inv_qmax(qmax) if CUDA else amax / torch.full_like(amax, qmax)
+    assert torch.equal(quantizer(x)[1], expected)
+    assert not torch.equal(amax * inv_qmax(qmax), amax / torch.full_like(amax, qmax))  # the cases differ
 
 
 def test_errors():
