@@ -22,7 +22,7 @@ TUNED_DIR = Path(__file__).with_name("tuned")
 CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
 MAX_M_BUCKET = 4096
 GEMV_MAX_M = 4
-DENSE_MIN_M = 256  # from here on, dequantize + cuBLAS (prefill is compute-bound)
+DENSE_MIN_M = 64  # from here on, dequantize + cuBLAS (measured faster on the H200 from M = 64)
 
 
 @dataclass(frozen=True)
@@ -106,29 +106,31 @@ def _pow2_at_least(v: int) -> int:
     return 1 << max(0, (v - 1).bit_length())
 
 
-def _split_for(programs: int, k_tiles: int, sm_count: int, cap: int = 16) -> int:
-    """Enough K splits for about four programs per SM, never more than the K tiles."""
-    want = max(1, (4 * sm_count + programs - 1) // programs)
-    return max(1, min(cap, k_tiles, _pow2_at_least(want) if want > 1 else 1))
+def _split_for(programs: int, k_tiles: int, sm_count: int, per_sm: int) -> int:
+    """The K split that brings the grid closest to ``per_sm`` programs on every SM."""
+    best = 1
+    for split in (1, 2, 3, 4, 6, 8, 12, 16):
+        if split <= k_tiles and abs(programs * split - per_sm * sm_count) < abs(programs * best - per_sm * sm_count):
+            best = split
+    return best
 
 
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
-    """A sound default for any shape.
+    """A sound default for any shape, from the H200 tuning runs (docs/kernels.md).
 
-    BLOCK_K = 16 codes per slot (16 word rows): the smallest tile a slot's tl.dot takes;
-    tiles that span several groups load one scale row per word row.
+    BLOCK_K is a whole number of word rows per step (16 rows: the smallest tile a slot's
+    tl.dot takes); tiles that span several groups load one scale row per word row.
     """
-    block_k = 16 * (32 // bits)
+    per_word = 32 // bits
     if m <= GEMV_MAX_M:
-        block_m = _pow2_at_least(m)
-        block_n = 128
-        split = _split_for(-(-n // block_n), -(-k // block_k), sm_count)
-        return LaunchConfig("gemv", block_m, block_n, block_k, split, num_warps=4, num_stages=3)
+        block_k = 16 * per_word
+        split = _split_for(-(-n // 64), -(-k // block_k), sm_count, per_sm=5)
+        return LaunchConfig("gemv", _pow2_at_least(m), 64, block_k, split, num_warps=4, num_stages=2)
     if m < DENSE_MIN_M:
         block_m = max(16, _pow2_at_least(m))
-        block_n = 128 if m <= 32 else 64
-        split = _split_for(-(-n // block_n) * -(-m // block_m), -(-k // block_k), sm_count, cap=8)
-        return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=4, num_stages=3, swap_ab=True)
+        block_k = 32 * per_word
+        split = _split_for(-(-n // 128) * -(-m // block_m), -(-k // block_k), sm_count, per_sm=3)
+        return LaunchConfig("gemm", block_m, 128, block_k, split, num_warps=4, num_stages=2)
     return LaunchConfig("dense", 0, 0, 0)
 
 

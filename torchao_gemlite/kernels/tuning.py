@@ -63,28 +63,38 @@ def graph_time_us(launches, replays: int = 10) -> float:
     return statistics.median(times)
 
 
+def _splits(programs: int, k_tiles: int, sm_count: int) -> list[int]:
+    """Split-K factors that put between one and about eight programs on every SM."""
+    out = [s for s in (1, 2, 3, 4, 6, 8, 12, 16) if s <= k_tiles and sm_count <= programs * s <= 8 * sm_count]
+    return out or [max(1, min(k_tiles, -(-sm_count // programs)))]
+
+
 def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int) -> list[LaunchConfig]:
-    """A short list around the heuristic choice (BLOCK_K = word rows per step * codes per word)."""
+    """Candidates around the heuristic choice (BLOCK_K = word rows per step * codes per word)."""
     base = heuristic_config(m, n, k, bits, group_size, sm_count)
     per_word = 32 // bits
     out = [base]
     if base.kernel == "gemv":
-        split0 = base.split_k
-        for bn, rows, warps in ((128, 16, 4), (256, 8, 4), (64, 32, 4), (128, 8, 4), (256, 16, 8), (128, 32, 8)):
-            for split in {max(1, split0 // 2), split0, split0 * 2}:
-                for stages in (2, 4):
-                    out.append(replace(base, block_n=bn, block_k=rows * per_word, split_k=split, num_warps=warps,
-                                       num_stages=stages))
+        for bn in (64, 128, 256):
+            for rows in (16, 32, 64):
+                if base.block_m * rows * bn > 16384:  # the [BM, rows, BN] fp32 accumulator per 128 threads
+                    continue
+                bk = rows * per_word
+                for split in _splits(-(-n // bn), -(-k // bk), sm_count):
+                    for warps, stages in ((4, 2), (4, 3), (8, 3)):
+                        out.append(replace(base, block_n=bn, block_k=bk, split_k=split, num_warps=warps,
+                                           num_stages=stages))
         return _unique(out)
-    split0 = max(1, base.split_k)
     if base.kernel == "gemm" or m <= 128:
         block_m = max(16, min(64, 1 << (m - 1).bit_length()))
         for swap in (True, False):
             for bn in (64, 128):
                 for rows in (16, 32):
-                    for split in {1, split0, split0 * 2}:
-                        out.append(LaunchConfig("gemm", block_m, bn, rows * per_word, split, num_warps=4,
-                                                num_stages=3, swap_ab=swap))
+                    bk = rows * per_word
+                    for split in _splits(-(-n // bn) * -(-m // block_m), -(-k // bk), sm_count):
+                        for stages in (2, 3):
+                            out.append(LaunchConfig("gemm", block_m, bn, bk, split, num_warps=4, num_stages=stages,
+                                                    swap_ab=swap))
     if m >= 64:
         out.append(LaunchConfig("dense", 0, 0, 0))
         for bm, bn, warps in ((64, 128, 4), (128, 128, 8), (128, 256, 8)):
