@@ -19,7 +19,6 @@ setup(
     extras_require={
         "test": [
             "pytest>=8",
-            "pytest-xdist",
             "expecttest",
             "hypothesis",
             "numpy",
