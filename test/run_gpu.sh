@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# GPU validation in one go, for the device machine: first-call latency and host overhead,
+# the tests that need CUDA, then the benchmark harness (regenerates docs/benchmarks.md).
+#   bash test/run_gpu.sh OUTDIR
+set -u
+out=${1:-gpu-out}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+
+# 1. First call on a never-seen shape (Triton compile included; run before anything warms the cache)
+#    and the per-call host overhead of an eager call at M=1 (eager wall time minus graph time).
+python3 - <<'PY' 2>&1 | tee "$out/first_call.log"
+import time, torch
+from torchao_gemlite.quant import quantize_weight
+from torchao_gemlite.kernels.tuning import graph_time_us
+import torchao_gemlite.ops  # noqa: F401
+op = torch.ops.torchao_gemlite.linear_weight_only
+qw = quantize_weight(torch.randn(13824, 5120, dtype=torch.half, device="cuda"), 4, 128)
+args = (qw.qdata, qw.scale, qw.zero, None, 4, 128, False)
+for m in (1, 16, 300):
+    x = torch.randn(m, 5120, dtype=torch.half, device="cuda")
+    torch.cuda.synchronize(); t = time.perf_counter(); op(x, *args); torch.cuda.synchronize()
+    print(f"first call, new shape 5120x13824, M={m}: {time.perf_counter() - t:.2f} s (compile included)")
+for n in (4096, 14336):
+    q = quantize_weight(torch.randn(n, 4096, dtype=torch.half, device="cuda"), 4, 128)
+    a = (q.qdata, q.scale, q.zero, None, 4, 128, False)
+    x = torch.randn(1, 4096, dtype=torch.half, device="cuda")
+    graph = graph_time_us([lambda: op(x, *a)], replays=50)
+    for _ in range(20): op(x, *a)
+    torch.cuda.synchronize(); t = time.perf_counter()
+    for _ in range(500): op(x, *a)
+    torch.cuda.synchronize(); eager = (time.perf_counter() - t) / 500 * 1e6
+    print(f"M=1 4096x{n}: eager {eager:.1f} us/call, graph {graph:.1f} us, host overhead {eager - graph:.1f} us")
+PY
+
+# 2. Tests that need CUDA (the CPU ones run in CI).
+timeout 260 python3 -m pytest -q -n 16 -p no:cacheprovider test/kernels/test_weight_only_kernels.py \
+    test/tensors test/integrations test/test_serialization.py test/test_configs.py 2>&1 \
+    | tee "$out/pytest.log" | grep -E "passed|failed|^FAILED|^ERROR" | tail -15
+
+# 3. Benchmarks: the issue's shapes and formats, fp16, CUDA graphs + eager; writes docs/benchmarks.md.
+timeout 330 python3 -m torchao_gemlite.bench --quiet --no-gemlite --dtypes fp16 --graph-ms 5 --eager-ms 2 \
+    --formats a16w4-asym-g128,a16w8-sym-pc,a16w2-asym-g64,a16w1-asym-g64,a8w8-int8,a8w8-fp8,a8w4-g128 \
+    --shapes 4096x4096,4096x14336,14336x4096,8192x8192 --m 1,4,16,64,256,1024,4096 \
+    --json "$out/bench.json" --write-docs > "$out/bench.log" 2>&1
+tail -60 "$out/bench.log"
+tar czf "$out/docs_benchmarks.tgz" docs/benchmarks.md docs/benchmarks 2>/dev/null
