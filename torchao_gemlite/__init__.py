@@ -24,3 +24,12 @@ from . import _registration
 _registration.register()
 
 __version__ = "0.1.0"
+
+
+def tune(*args, **kwargs):
+    """Measures kernel launch configurations for your shapes on this GPU and saves the best
+    to the user cache (see ``torchao_gemlite.kernels.tuning.tune`` and docs/kernels.md).
+    Imported lazily so that ``import torchao_gemlite`` does not load the kernels."""
+    from .kernels.tuning import tune as _tune
+
+    return _tune(*args, **kwargs)
