@@ -9,6 +9,7 @@ from .quantize import (
     quantize_rowwise_int8,
     quantize_weight,
 )
+from .refine import quantize_weight_refined
 from .reference import dequantize_weight, reference_linear, reference_linear_a8w4, reference_linear_dynamic
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "quantize_rowwise_fp8",
     "quantize_rowwise_int8",
     "quantize_weight",
+    "quantize_weight_refined",
     "reference_linear",
     "reference_linear_a8w4",
     "reference_linear_dynamic",

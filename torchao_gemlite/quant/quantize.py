@@ -29,7 +29,7 @@ import torch
 from ..formats import PackedFormat, check_weight, resolve_group_size, symmetric_zero
 from .packing import pack_codes
 
-_ZERO_BOUND = 256.0  # |zero| stays <= this, where bf16 still has a 1.0 or finer step
+ZERO_BOUND = 256.0  # |zero| stays <= this, where bf16 still has a 1.0 or finer step
 INT8_MAX = 127
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8_DTYPE).max  # 448
@@ -92,7 +92,7 @@ def quantize_groupwise_codes(weight: torch.Tensor, bits: int, group_size: int | 
         shifted = w / scale.float().unsqueeze(-1) + zero_point
     else:
         wmin, wmax = w.amin(dim=-1), w.amax(dim=-1)
-        step = torch.maximum((wmax - wmin) / max_code, wmin.abs() / _ZERO_BOUND).clamp_min(tiny)
+        step = torch.maximum((wmax - wmin) / max_code, wmin.abs() / ZERO_BOUND).clamp_min(tiny)
         scale = _round_up_to_dtype(step, scale_dtype)
         zero = (-wmin / scale.float()).to(scale_dtype)
         shifted = w / scale.float().unsqueeze(-1) + zero.float().unsqueeze(-1)

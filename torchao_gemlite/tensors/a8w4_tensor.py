@@ -11,8 +11,8 @@ from typing import Optional
 
 import torch
 
+from ..quant import quantize_weight_refined
 from .. import ops  # noqa: F401  (registers torch.ops.torchao_gemlite)
-from ._qparams import quantize_weight_refined
 from ._common import check_linear_input, finalize_tensor_class, linear_args
 from .packed_tensor import PackedGemliteTensor
 

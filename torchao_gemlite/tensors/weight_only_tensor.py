@@ -13,8 +13,8 @@ from typing import Optional
 import torch
 
 from .. import ops  # noqa: F401  (registers torch.ops.torchao_gemlite)
+from ..quant import quantize_weight_refined
 from ..formats import check_bits
-from ._qparams import quantize_weight_refined
 from ._common import check_linear_input, finalize_tensor_class, linear_args
 from .packed_tensor import PackedGemliteTensor
 

@@ -1,4 +1,4 @@
-"""Least-squares refinement of group-wise scales and zeros (used by ``from_hp``).
+"""Least-squares refinement of group-wise scales and zeros (what the tensors' ``from_hp`` uses).
 
 The reference quantizer (``quant.quantize_groupwise_codes``) picks min-max (asymmetric) or
 absmax (symmetric) parameters: no clipping, but a step that the group's two extreme
@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 
 from ..formats import PackedFormat, symmetric_zero
-from ..quant import QuantizedWeight, pack_codes, quantize_groupwise_codes
+from .packing import pack_codes
+from .quantize import ZERO_BOUND, QuantizedWeight, quantize_groupwise_codes
 
 _ITERATIONS = 6
-_ZERO_BOUND = 256.0  # as in the reference quantizer: a bf16 zero stays within half a code
 
 
 def _codes(w, scale, zero, max_code):
@@ -58,7 +58,7 @@ def quantize_weight_refined(weight: torch.Tensor, bits: int, group_size: int | N
             z = torch.where(ok, q_mean - w_mean / s, z)
         # candidates as they will be stored
         s_stored = s.clamp_min(tiny).to(dtype).float()
-        z_stored = z if symmetric else z.clamp(-_ZERO_BOUND, _ZERO_BOUND).to(dtype).float()
+        z_stored = z if symmetric else z.clamp(-ZERO_BOUND, ZERO_BOUND).to(dtype).float()
         finite = torch.isfinite(s_stored) & torch.isfinite(z_stored) & (s_stored > 0)
         e = torch.where(finite, _sq_error(w, s_stored, z_stored, max_code), best_e)
         better = e < best_e
