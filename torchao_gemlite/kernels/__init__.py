@@ -1,8 +1,9 @@
 """Triton kernels, grouped by algorithm, and the dispatcher that picks one per call.
 
     unpack.py      jit helpers: packed words -> codes -> dequantized tile
-    gemv.py        decode (M <= 4): CUDA-core multiply-accumulate, weight streamed once
-    gemm.py        tensor-core GEMM with optional swapped operands and split-K (M >= 5)
+    gemv.py        decode (M <= 2 by default, up to 4): CUDA-core multiply-accumulate, weight streamed once
+    gemm.py        tensor-core GEMM with optional swapped operands and split-K (small M)
+    dequant.py     dense dequantization for the dequantize + cuBLAS path (M >= 64)
     reduce.py      deterministic split-K reduction (fixed order, no atomics)
     configs.py     launch configurations: heuristics, shipped tables, the user cache
     dispatch.py    validation + choice of kernel and configuration per call

@@ -21,13 +21,13 @@ SM_COUNT_DEFAULT = 132
 TUNED_DIR = Path(__file__).with_name("tuned")
 CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
 MAX_M_BUCKET = 4096
-GEMV_MAX_M = 4
+GEMV_MAX_M = 2  # H200: the M=16 tensor-core kernel beat the best M=4 GEMV
 DENSE_MIN_M = 64  # from here on, dequantize + cuBLAS (measured faster on the H200 from M = 64)
 
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    """One kernel choice. kernel: "gemv" (CUDA cores, M <= 4), "gemm" (tensor cores, dequantized
+    """One kernel choice. kernel: "gemv" (CUDA cores, M <= GEMV_MAX_M), "gemm" (tensor cores, dequantized
     in registers) or "dense" (dequantize to a dense matrix, then cuBLAS; block sizes unused)."""
 
     kernel: str

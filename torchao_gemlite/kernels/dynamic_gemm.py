@@ -63,8 +63,8 @@ W4_PER_WORD = 8
 W4_ZERO = 8
 # fp8 with M >= this goes to torch._scaled_mm (see _scaled_mm_route); its row-wise scaled path
 # supports these output dtypes on torch 2.11 / sm_90.
-SCALED_MM_MIN_M = 512
-SCALED_MM_OUT_DTYPES = (torch.bfloat16,)
+SCALED_MM_MIN_M = 128
+SCALED_MM_OUT_DTYPES = (torch.float16, torch.bfloat16)
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,30 +113,31 @@ def _regime(m: int) -> str:
 
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages, SWAP_AB, FUSE_ACT); the first entry is the
-# heuristic's choice. Decode (M <= 16) quantizes x inside the GEMM (one launch, plus the split-K
-# reduction when used) and swaps A and B for A8W8, so that the weight tile [BN, BK] is the
-# wgmma's 64-row operand and the 16 padded batch rows are its N. 8-bit K tiles: 128 B (prefill,
+# heuristic's choice, picked from the H200 config search (test/kernels/gpu_bench_dynamic.py).
+# Decode swaps A and B for A8W8, so that the weight tile [BN, BK] is the wgmma's 64-row
+# operand and the 16 padded batch rows are its N. FUSE_ACT (act quant inside the GEMM) is
+# only a candidate: measured 2.5-4.7x SLOWER than act_quant.py + GEMM at M = 1 (the per-step
+# div_rn quantization of a 16-row x tile in every program stalls the weight pipeline). 8-bit K tiles: 128 B (prefill,
 # 128x128x128 int8 = 32 KB of smem per stage) up to 256 B per weight row at decode, where the
 # weight stream is all that matters. A8W4 K tiles are capped by the group size (128 for the
 # usual g128), so A8W4 widens BLOCK_N instead; A8W4 never swaps.
 _TILES = {
-    ("decode", False): [(16, 128, 256, 4, 4, True, True), (16, 64, 256, 4, 4, False, True),
-                        (16, 256, 128, 8, 3, True, True), (16, 128, 256, 4, 4, True, False),
-                        (16, 64, 256, 4, 4, False, False)],
-    ("decode", True): [(16, 128, 128, 4, 4, False, True), (16, 64, 128, 4, 4, False, True),
-                       (16, 256, 128, 4, 3, False, True), (16, 128, 128, 4, 4, False, False)],
-    ("small", False): [(64, 128, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, True),
-                       (32, 128, 256, 4, 3, True, True), (64, 64, 256, 4, 3, False, False)],
-    ("small", True): [(64, 128, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, True),
-                      (32, 128, 128, 4, 4, False, False), (64, 64, 128, 4, 4, False, False)],
-    ("medium", False): [(64, 128, 128, 4, 4, False, False), (128, 128, 128, 8, 4, False, False),
-                        (64, 256, 128, 8, 3, False, False), (128, 64, 128, 4, 4, False, False)],
-    ("medium", True): [(64, 128, 128, 4, 4, False, False), (128, 128, 128, 8, 3, False, False),
-                       (64, 256, 128, 8, 3, False, False), (128, 64, 128, 4, 4, False, False)],
-    ("prefill", False): [(128, 128, 128, 8, 4, False, False), (128, 256, 128, 8, 3, False, False),
-                         (128, 128, 128, 4, 4, False, False), (256, 128, 128, 8, 3, False, False)],
-    ("prefill", True): [(128, 128, 128, 8, 3, False, False), (128, 256, 128, 8, 3, False, False),
-                        (128, 128, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, False)],
+    ("decode", False): [(16, 128, 256, 4, 4, True, False), (16, 64, 256, 4, 4, False, False),
+                        (16, 256, 128, 8, 3, True, False), (16, 128, 256, 4, 4, True, True)],
+    ("decode", True): [(16, 128, 128, 4, 4, False, False), (16, 64, 128, 4, 4, False, False),
+                       (16, 256, 128, 4, 3, False, False), (16, 128, 128, 4, 4, False, True)],
+    ("small", False): [(64, 64, 256, 4, 3, False, False), (64, 128, 128, 4, 4, False, False),
+                       (32, 128, 256, 4, 3, True, False), (64, 128, 128, 4, 4, False, True)],
+    ("small", True): [(64, 128, 128, 4, 4, False, False), (32, 128, 128, 4, 4, False, False),
+                      (64, 64, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, True)],
+    ("medium", False): [(64, 128, 128, 4, 4, False, False), (128, 64, 128, 4, 4, False, False),
+                        (128, 128, 128, 8, 4, False, False), (64, 256, 128, 8, 3, False, False)],
+    ("medium", True): [(128, 64, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, False),
+                       (128, 128, 128, 8, 3, False, False), (64, 256, 128, 8, 3, False, False)],
+    ("prefill", False): [(128, 256, 128, 8, 3, False, False), (256, 128, 128, 8, 3, False, False),
+                         (128, 128, 128, 8, 4, False, False), (128, 128, 128, 4, 4, False, False)],
+    ("prefill", True): [(128, 128, 128, 4, 4, False, False), (128, 128, 128, 8, 3, False, False),
+                        (128, 256, 128, 8, 3, False, False), (64, 128, 128, 4, 4, False, False)],
 }
 
 
@@ -161,7 +162,7 @@ def pick_config(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) 
     """Heuristic launch configuration for an H100-class GPU (132 SMs by default).
 
     decode (M <= 16): BLOCK_M=16, wide N tiles, long K tiles, split-K to fill the SMs,
-    activation quantization fused into the GEMM, A and B swapped for A8W8;
+    A and B swapped for A8W8;
     small (M <= 64) and medium (M <= 256): 64-row tiles with split-K when tiles are few;
     prefill: 128x128x128, 8 warps, 3-4 stages.
     """
@@ -558,12 +559,14 @@ def _linear_out(out, x: torch.Tensor, n: int):
     return out.view(-1, n)
 
 
-def _scaled_mm_route(m: int, x: torch.Tensor, qdtype: torch.dtype, config) -> bool:
-    """Large-M fp8 goes to torch._scaled_mm (row-wise scales, with our act quant) where it beats
-    the Triton kernel: only when no config was asked for, on CUDA, for output dtypes its
-    row-wise path supports, and M >= SCALED_MM_MIN_M (measured, see docs in the module header)."""
+def _scaled_mm_route(m: int, weight_n: int, x: torch.Tensor, qdtype: torch.dtype, config) -> bool:
+    """fp8 with M >= SCALED_MM_MIN_M goes to torch._scaled_mm (row-wise scales, our act quant):
+    on the H200 it took 0.80 / 0.66 / 0.62 of fp16's time at M = 256 / 1024 / 4096 against
+    0.88 / 0.92 / 0.92 for the Triton kernel (geomean of 4 Llama shapes), and ties at M = 64.
+    Only when no config was asked for, on CUDA, N % 16 == 0 (cuBLASLt), fp16/bf16 out. int8
+    stays on Triton: torch._int_mm was no faster and needs a separate scaling pass."""
     return (config is None and qdtype == FP8_DTYPE and x.device.type == "cuda" and m >= SCALED_MM_MIN_M
-            and x.dtype in SCALED_MM_OUT_DTYPES)
+            and x.dtype in SCALED_MM_OUT_DTYPES and weight_n % 16 == 0)
 
 
 def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
@@ -575,7 +578,7 @@ def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
     m = x2.shape[0]
     fp8 = qdtype == FP8_DTYPE
     w_scale = weight_scale.reshape(n)
-    if _scaled_mm_route(m, x, qdtype, config):
+    if _scaled_mm_route(m, n, x, qdtype, config):
         xq, x_scale = quantize_per_token(x2, qdtype)
         y = torch._scaled_mm(xq, weight_q.t(), scale_a=x_scale, scale_b=w_scale.reshape(1, n),
                              bias=None if bias is None else bias.to(x.dtype), out_dtype=x.dtype)

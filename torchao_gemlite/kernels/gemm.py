@@ -1,4 +1,4 @@
-"""Tensor-core kernel (M >= 5): y = x @ dequant(W).T with the weight dequantized in registers.
+"""Tensor-core kernel (3 <= M < 64 by default): y = x @ dequant(W).T with the weight dequantized in registers.
 
 Grid: (cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), SPLIT_K), programs ordered in bands of
 GROUP_M row tiles so that neighbouring programs share weight tiles in L2.
