@@ -293,7 +293,7 @@ def test_llama_shape_gpu():
     _check_codes(a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, 128), _ref_on_codes(x, "a8w4", qw=qw, bias=b), "a8w4",
                  torch.bfloat16)
     w8, ws8 = quantize_rowwise_fp8(w)
-    for m in (1, 1024):  # decode (fused) and, for bf16 at M >= 512, the torch._scaled_mm route
+    for m in (1, 1024):  # decode and, at M >= 128, the torch._scaled_mm route
         xm = _data(m, 4096, 1, torch.bfloat16, False, seed=9)[0]
         _check_codes(fp8_dynamic_linear(xm, w8, ws8, b), _ref_on_codes(xm, "fp8", w8, ws8, bias=b), "fp8",
                      torch.bfloat16)
@@ -308,7 +308,7 @@ def test_pick_config_regimes():
     assert decode.BLOCK_M == 16 and decode.SPLIT_K > 1
     assert pick_config(1, 14336, 4096, "a8w4").BLOCK_M == 16
     prefill = pick_config(4096, 4096, 4096, "fp8")
-    assert (prefill.BLOCK_M, prefill.BLOCK_N, prefill.BLOCK_K, prefill.SPLIT_K) == (128, 128, 128, 1)
+    assert (prefill.BLOCK_M, prefill.BLOCK_N, prefill.BLOCK_K, prefill.SPLIT_K) == (128, 256, 128, 1)
     assert prefill.num_warps == 8 and prefill.num_stages in (3, 4)
     for m in (1, 16, 17, 64, 65, 256, 257, 4096):
         for kind in ("int8", "fp8", "a8w4"):

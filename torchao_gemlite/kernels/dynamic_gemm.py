@@ -27,6 +27,15 @@ HBM bytes per output tile: BLOCK_N * K (A8W8) or BLOCK_N * K / 2 + 2 * BLOCK_N *
 (A8W4) + BLOCK_M * K (x) + BLOCK_M * BLOCK_N * out bytes; split-K adds SPLIT_K * BLOCK_M *
 BLOCK_N * 4 bytes written and read back by the reduction.
 
+SWAP_AB (A8W8): each step loads the weight tile as [BLOCK_N, BLOCK_K] and computes
+acc^T [BN, BM] = W [BN, BK] @ xq^T [BK, BM], so at decode the weight is the wgmma's 64-row
+operand and the 16 padded batch rows its N; acc is transposed once before the epilogue.
+FUSE_ACT (*_dynamic_linear only): x is read as fp16/bf16; a prologue computes the per-row
+absmax of the BLOCK_M rows over all of K (2 * BLOCK_M * K bytes, from L2 after the first
+program; rows >= M masked), then every step quantizes its x tile with act_quant.quantize_tile
+(same codes as act_quant.py). Correct, but measured 2.5-4.7x slower at M = 1 on the H200,
+so no heuristic picks it (see _TILES).
+
 Split-K is deterministic: each split writes its raw partial tile (int32 when the whole
 accumulation is integer, else fp32) to a workspace [SPLIT_K, M, N]; a second kernel sums
 the partials in the fixed order 0..SPLIT_K-1 and applies scales and bias. No atomics, so
