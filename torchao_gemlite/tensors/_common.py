@@ -14,7 +14,7 @@ import hashlib
 
 import torch
 from torch.utils._python_dispatch import return_and_correct_aliasing
-from torchao.utils import TorchAOBaseTensor, _torchao_base_tensor__setstate__
+from torchao.utils import TorchAOBaseTensor, _torchao_base_tensor__setstate__, fill_defaults
 
 aten = torch.ops.aten
 
@@ -128,12 +128,51 @@ def slice_bounds(dim, start, end, step, shape) -> tuple[int, int, int]:
     return dim, start, max(start, end)
 
 
-def split_sizes(func, args, size_along_dim):
+def _split_sizes(func, args, size_along_dim):
     """Chunk sizes of aten.split.Tensor / split_with_sizes (their dim is args[2], default 0)."""
     if func is aten.split.Tensor:
         step = args[1]
         return [min(step, size_along_dim - s) for s in range(0, size_along_dim, step)] or [0]
     return list(args[1])
+
+
+def register_slicing(cls, slice_fn) -> None:
+    """Implements aten.slice.Tensor (an aliasing view) and aten.split / split_with_sizes for ``cls``
+    through ``slice_fn(self, dim, start, end)``, which knows the class's data layout."""
+
+    @cls.implements(aten.slice.Tensor)
+    def _(func, types, args, kwargs):
+        self, dim, start, end, step = fill_defaults(args, 5, [0, None, None, 1])
+        dim, start, end = slice_bounds(dim, start, end, step, self.shape)
+        return return_and_correct_aliasing(func, args, kwargs, slice_fn(self, dim, start, end))
+
+    @cls.implements([aten.split.Tensor, aten.split_with_sizes.default])
+    def _(func, types, args, kwargs):
+        self = args[0]
+        dim = (args[2] if len(args) > 2 else kwargs.get("dim", 0)) % 2
+        pieces, start = [], 0
+        for size in _split_sizes(func, args, self.shape[dim]):
+            pieces.append(slice_fn(self, dim, start, start + size))
+            start += size
+        return pieces
+
+
+def cat_arguments(args, same_format, describe_format):
+    """(tensors, dim) of aten.cat on 2-D weights, after checking that every piece has the first's
+    format (``same_format(a, b)``) and matching sizes on the other dim."""
+    tensors, dim = fill_defaults(args, 2, [[], 0])
+    if not tensors:
+        raise ValueError("cat needs at least one tensor")
+    first = tensors[0]
+    dim %= 2
+    for t in tensors[1:]:
+        if type(t) is not type(first) or not same_format(first, t):
+            raise ValueError(f"cat needs tensors quantized the same way: {describe_format(first)} vs "
+                             f"{describe_format(t)}")
+        if t.shape[1 - dim] != first.shape[1 - dim]:
+            raise ValueError(f"cat along dim {dim} needs equal sizes on dim {1 - dim}: "
+                             f"{list(first.shape)} vs {list(t.shape)}")
+    return tensors, dim
 
 
 def metadata_mismatches(dst, src, attribute_names) -> list[str]:

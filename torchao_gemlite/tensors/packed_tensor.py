@@ -12,11 +12,10 @@ from typing import Optional
 
 import torch
 from torch.utils._python_dispatch import return_and_correct_aliasing
-from torchao.utils import fill_defaults
 
 from ..formats import PackedFormat, codes_per_word
 from ..quant import QuantizedWeight, dequantize_weight
-from ._common import GemliteBaseTensor, copy_into, describe, slice_bounds, split_sizes
+from ._common import GemliteBaseTensor, cat_arguments, copy_into, describe, register_slicing
 
 aten = torch.ops.aten
 
@@ -147,43 +146,19 @@ def _slice_packed(self: PackedGemliteTensor, dim: int, start: int, end: int) -> 
     return self._rebuild(qdata, scale, zero, (n, end - start))
 
 
-@implements(aten.slice.Tensor)
-def _(func, types, args, kwargs):
-    self, dim, start, end, step = fill_defaults(args, 5, [0, None, None, 1])
-    dim, start, end = slice_bounds(dim, start, end, step, self.shape)
-    return return_and_correct_aliasing(func, args, kwargs, _slice_packed(self, dim, start, end))
+register_slicing(PackedGemliteTensor, _slice_packed)
 
 
-@implements([aten.split.Tensor, aten.split_with_sizes.default])
-def _(func, types, args, kwargs):
-    self = args[0]
-    dim = (args[2] if len(args) > 2 else kwargs.get("dim", 0)) % 2
-    pieces, start = [], 0
-    for size in split_sizes(func, args, self.shape[dim]):
-        pieces.append(_slice_packed(self, dim, start, start + size))
-        start += size
-    return pieces
+def _describe_format(t) -> str:
+    return (f"{type(t).__name__}(bits={getattr(t, 'bits', None)}, group_size={getattr(t, 'group_size', None)}, "
+            f"symmetric={getattr(t, 'symmetric', None)})")
 
 
 @implements(aten.cat.default)
 def _(func, types, args, kwargs):
-    tensors, dim = fill_defaults(args, 2, [[], 0])
-    if not tensors:
-        raise ValueError("cat needs at least one tensor")
+    tensors, dim = cat_arguments(
+        args, lambda a, b: (a.bits, a.group_size, a.symmetric) == (b.bits, b.group_size, b.symmetric), _describe_format)
     first = tensors[0]
-    dim %= 2
-    for t in tensors[1:]:
-        if type(t) is not type(first) or (t.bits, t.group_size, t.symmetric) != (first.bits, first.group_size,
-                                                                                 first.symmetric):
-            raise ValueError(
-                f"cat needs tensors quantized the same way: {type(first).__name__}(bits={first.bits}, "
-                f"group_size={first.group_size}, symmetric={first.symmetric}) vs "
-                f"{type(t).__name__}(bits={getattr(t, 'bits', None)}, group_size={getattr(t, 'group_size', None)}, "
-                f"symmetric={getattr(t, 'symmetric', None)})"
-            )
-        if t.shape[1 - dim] != first.shape[1 - dim]:
-            raise ValueError(f"cat along dim {dim} needs equal sizes on dim {1 - dim}: "
-                             f"{list(first.shape)} vs {list(t.shape)}")
     data_dim = 1 if dim == 0 else 0  # N is the last axis of the data tensors, K (words, groups) the first
     qdata = torch.cat([t.qdata for t in tensors], data_dim)
     scale = torch.cat([t.scale for t in tensors], data_dim)

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import torch
 from torch.utils._python_dispatch import return_and_correct_aliasing
-from torchao.utils import fill_defaults
 
 from .. import ops  # noqa: F401  (registers torch.ops.torchao_gemlite)
 from ..formats import K_ALIGNMENT, check_weight
 from ..quant import FP8_DTYPE, quantize_rowwise_fp8, quantize_rowwise_int8
 from ._common import (
     GemliteBaseTensor,
+    cat_arguments,
     check_linear_input,
     copy_into,
     describe,
     finalize_tensor_class,
     linear_args,
-    slice_bounds,
-    split_sizes,
+    register_slicing,
 )
 
 aten = torch.ops.aten
@@ -119,38 +118,13 @@ def _slice_rows(self, dim, start, end):
     return type(self)(aten.slice.Tensor(self.qdata, 1, start, end), self.scale, self.dtype)
 
 
-@implements(aten.slice.Tensor)
-def _(func, types, args, kwargs):
-    self, dim, start, end, step = fill_defaults(args, 5, [0, None, None, 1])
-    dim, start, end = slice_bounds(dim, start, end, step, self.shape)
-    return return_and_correct_aliasing(func, args, kwargs, _slice_rows(self, dim, start, end))
-
-
-@implements([aten.split.Tensor, aten.split_with_sizes.default])
-def _(func, types, args, kwargs):
-    self = args[0]
-    dim = (args[2] if len(args) > 2 else kwargs.get("dim", 0)) % 2
-    pieces, start = [], 0
-    for size in split_sizes(func, args, self.shape[dim]):
-        pieces.append(_slice_rows(self, dim, start, start + size))
-        start += size
-    return pieces
+register_slicing(RowwiseDynActGemliteTensor, _slice_rows)
 
 
 @implements(aten.cat.default)
 def _(func, types, args, kwargs):
-    tensors, dim = fill_defaults(args, 2, [[], 0])
-    if not tensors:
-        raise ValueError("cat needs at least one tensor")
+    tensors, dim = cat_arguments(args, lambda a, b: a.dtype == b.dtype, lambda t: f"{type(t).__name__}({t.dtype})")
     first = tensors[0]
-    dim %= 2
-    for t in tensors[1:]:
-        if type(t) is not type(first) or t.dtype != first.dtype:
-            raise ValueError(f"cat needs tensors of one type and dtype: {type(first).__name__}({first.dtype}) vs "
-                             f"{type(t).__name__}({t.dtype})")
-        if t.shape[1 - dim] != first.shape[1 - dim]:
-            raise ValueError(f"cat along dim {dim} needs equal sizes on dim {1 - dim}: "
-                             f"{list(first.shape)} vs {list(t.shape)}")
     if dim == 0:
         return type(first)(torch.cat([t.qdata for t in tensors], 0), torch.cat([t.scale for t in tensors], 0),
                            first.dtype)
