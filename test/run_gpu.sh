@@ -35,12 +35,12 @@ for n in (4096, 14336):
 PY
 
 # 2. Tests that need CUDA (the CPU ones run in CI).
-timeout 260 python3 -m pytest -q -n 16 -p no:cacheprovider test/kernels/test_weight_only_kernels.py \
+timeout 190 python3 -m pytest -q -n 16 -p no:cacheprovider test/kernels/test_weight_only_kernels.py \
     test/tensors test/integrations test/test_serialization.py test/test_configs.py 2>&1 \
     | tee "$out/pytest.log" | grep -E "passed|failed|^FAILED|^ERROR" | tail -15
 
 # 3. Benchmarks: the shapes and formats, fp16, CUDA graphs + eager; writes docs/benchmarks.md.
-timeout 330 python3 -m torchao_gemlite.bench --quiet --no-gemlite --dtypes fp16 --graph-ms 5 --eager-ms 2 \
+timeout 320 python3 -m torchao_gemlite.bench --quiet --no-gemlite --dtypes fp16 --graph-ms 5 --eager-ms 2 \
     --formats a16w4-asym-g128,a16w8-sym-pc,a16w2-asym-g64,a16w1-asym-g64,a8w8-int8,a8w8-fp8,a8w4-g128 \
     --shapes 4096x4096,4096x14336,14336x4096,8192x8192 --m 1,4,16,64,256,1024,4096 \
     --json "$out/bench.json" --write-docs > "$out/bench.log" 2>&1
