@@ -4,11 +4,14 @@ Each op has a fake (meta) implementation, so it works under ``torch.compile(full
 and inside CUDA graphs. fp16/bf16 CUDA inputs go to the Triton kernels through the dispatcher;
 CPU inputs, and fp32 inputs on any device, take the reference path (dequantize + fp32 matmul),
 so a model quantized on a machine without a GPU, or kept in fp32, still runs.
+
+The ops are declared with ``torch.library.Library`` (schema + one Python kernel for the CPU and
+CUDA keys + a fake) rather than ``torch.library.custom_op``: the latter wraps every call in
+Python autograd and aliasing checks, about 30 us per call that an eager decode step pays for
+every linear. The ops have no backward (inference only).
 """
 
 from __future__ import annotations
-
-from typing import Optional
 
 import torch
 
@@ -21,9 +24,12 @@ def _on_kernels(x: torch.Tensor) -> bool:
     return x.device.type == "cuda" and x.dtype in ACTIVATION_DTYPES
 
 
-@torch.library.custom_op("torchao_gemlite::linear_weight_only", mutates_args=())
-def linear_weight_only(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor, zero: Optional[torch.Tensor],
-                       bias: Optional[torch.Tensor], bits: int, group_size: int, symmetric: bool) -> torch.Tensor:
+def _packed_weight(qdata, scale, zero, bits, group_size, symmetric) -> QuantizedWeight:
+    k = qdata.shape[0] * (32 // bits)
+    return QuantizedWeight(qdata, scale, zero, PackedFormat(bits, group_size, symmetric), (qdata.shape[1], k))
+
+
+def _linear_weight_only(x, qdata, scale, zero, bias, bits, group_size, symmetric):
     """y = x @ dequant(W).T + bias for a packed weight (docs/formats.md). x: [..., K] -> [..., N]."""
     if _on_kernels(x):
         from .kernels.dispatch import weight_only_linear
@@ -32,19 +38,7 @@ def linear_weight_only(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor
     return reference_linear(x, _packed_weight(qdata, scale, zero, bits, group_size, symmetric), bias)
 
 
-@linear_weight_only.register_fake
-def _(x, qdata, scale, zero, bias, bits, group_size, symmetric):
-    return x.new_empty(*x.shape[:-1], qdata.shape[1])
-
-
-def _packed_weight(qdata, scale, zero, bits, group_size, symmetric) -> QuantizedWeight:
-    k = qdata.shape[0] * (32 // bits)
-    return QuantizedWeight(qdata, scale, zero, PackedFormat(bits, group_size, symmetric), (qdata.shape[1], k))
-
-
-@torch.library.custom_op("torchao_gemlite::linear_dynamic_int8", mutates_args=())
-def linear_dynamic_int8(x: torch.Tensor, weight_q: torch.Tensor, weight_scale: torch.Tensor,
-                        bias: Optional[torch.Tensor]) -> torch.Tensor:
+def _linear_dynamic_int8(x, weight_q, weight_scale, bias):
     """A8W8 int8: x quantized per token to int8 on the fly; weight_q int8 [N, K], weight_scale fp32 [N]."""
     if _on_kernels(x):
         from .kernels.dispatch import dynamic_int8_linear
@@ -53,9 +47,7 @@ def linear_dynamic_int8(x: torch.Tensor, weight_q: torch.Tensor, weight_scale: t
     return reference_linear_dynamic(x, weight_q, weight_scale, bias, act="int8")
 
 
-@torch.library.custom_op("torchao_gemlite::linear_dynamic_fp8", mutates_args=())
-def linear_dynamic_fp8(x: torch.Tensor, weight_q: torch.Tensor, weight_scale: torch.Tensor,
-                       bias: Optional[torch.Tensor]) -> torch.Tensor:
+def _linear_dynamic_fp8(x, weight_q, weight_scale, bias):
     """A8W8 fp8: x quantized per token to float8_e4m3fn; weight_q e4m3 [N, K], weight_scale fp32 [N]."""
     if _on_kernels(x):
         from .kernels.dispatch import dynamic_fp8_linear
@@ -64,9 +56,7 @@ def linear_dynamic_fp8(x: torch.Tensor, weight_q: torch.Tensor, weight_scale: to
     return reference_linear_dynamic(x, weight_q, weight_scale, bias, act="fp8")
 
 
-@torch.library.custom_op("torchao_gemlite::linear_dynamic_a8w4", mutates_args=())
-def linear_dynamic_a8w4(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor, bias: Optional[torch.Tensor],
-                        group_size: int) -> torch.Tensor:
+def _linear_dynamic_a8w4(x, qdata, scale, bias, group_size):
     """A8W4: x quantized per token to int8; a packed 4-bit symmetric weight (docs/formats.md)."""
     if _on_kernels(x):
         from .kernels.dispatch import dynamic_a8w4_linear
@@ -75,16 +65,33 @@ def linear_dynamic_a8w4(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
     return reference_linear_a8w4(x, _packed_weight(qdata, scale, None, 4, group_size, True), bias)
 
 
-@linear_dynamic_int8.register_fake
-def _(x, weight_q, weight_scale, bias):
-    return x.new_empty(*x.shape[:-1], weight_q.shape[0])
-
-
-@linear_dynamic_fp8.register_fake
-def _(x, weight_q, weight_scale, bias):
-    return x.new_empty(*x.shape[:-1], weight_q.shape[0])
-
-
-@linear_dynamic_a8w4.register_fake
-def _(x, qdata, scale, bias, group_size):
+def _rows_from_qdata_cols(x, qdata, *args):  # packed layouts: N is qdata's last axis
     return x.new_empty(*x.shape[:-1], qdata.shape[1])
+
+
+def _rows_from_weight_rows(x, weight_q, *args):  # row-wise layouts: N is weight_q's first axis
+    return x.new_empty(*x.shape[:-1], weight_q.shape[0])
+
+
+_LIB = torch.library.Library("torchao_gemlite", "DEF")
+_OPS = {
+    "linear_weight_only(Tensor x, Tensor qdata, Tensor scale, Tensor? zero, Tensor? bias, int bits, "
+    "int group_size, bool symmetric) -> Tensor": (_linear_weight_only, _rows_from_qdata_cols),
+    "linear_dynamic_int8(Tensor x, Tensor weight_q, Tensor weight_scale, Tensor? bias) -> Tensor":
+        (_linear_dynamic_int8, _rows_from_weight_rows),
+    "linear_dynamic_fp8(Tensor x, Tensor weight_q, Tensor weight_scale, Tensor? bias) -> Tensor":
+        (_linear_dynamic_fp8, _rows_from_weight_rows),
+    "linear_dynamic_a8w4(Tensor x, Tensor qdata, Tensor scale, Tensor? bias, int group_size) -> Tensor":
+        (_linear_dynamic_a8w4, _rows_from_qdata_cols),
+}
+for _schema, (_impl, _fake) in _OPS.items():
+    _name = _schema.split("(")[0]
+    _LIB.define(_schema)
+    for _key in ("CPU", "CUDA"):
+        _LIB.impl(_name, _impl, _key)
+    torch.library.register_fake(f"torchao_gemlite::{_name}", _fake, lib=_LIB)
+
+linear_weight_only = torch.ops.torchao_gemlite.linear_weight_only
+linear_dynamic_int8 = torch.ops.torchao_gemlite.linear_dynamic_int8
+linear_dynamic_fp8 = torch.ops.torchao_gemlite.linear_dynamic_fp8
+linear_dynamic_a8w4 = torch.ops.torchao_gemlite.linear_dynamic_a8w4
