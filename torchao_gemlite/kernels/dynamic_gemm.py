@@ -62,6 +62,7 @@ from .act_quant import (
     scale_by_reciprocal,
     triton_can_run_on,
 )
+from .reduce import tile_coordinates
 
 KINDS = ("int8", "fp8", "a8w4")
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -227,15 +228,8 @@ def _dynamic_gemm_kernel(
 ):
     # GROUP_K == 0: one scale per output channel, applied in the epilogue. GROUP_K > 0 (A8W4
     # groups): GROUP_STEPS = GROUP_K // BLOCK_K K steps share one scale row.
-    i_t = tl.program_id(0)
+    i_m, i_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     i_s = tl.program_id(1)
-    tiles_m = tl.cdiv(M, BLOCK_M)
-    tiles_n = tl.cdiv(N, BLOCK_N)
-    band = i_t // (GROUP_M * tiles_n)
-    first_m = band * GROUP_M
-    band_rows = tl.minimum(tiles_m - first_m, GROUP_M)
-    i_m = first_m + (i_t % (GROUP_M * tiles_n)) % band_rows
-    i_n = (i_t % (GROUP_M * tiles_n)) // band_rows
 
     o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)

@@ -17,7 +17,7 @@ HBM bytes per output tile: BLOCK_N * K * BITS / 8 (weights) + BLOCK_M * K * 2 (x
 import triton
 import triton.language as tl
 
-from .reduce import store_tile
+from .reduce import store_tile, tile_coordinates
 from .unpack import group_mul_add, slot_as_float
 
 
@@ -31,15 +31,8 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr):
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
-    pid = tl.program_id(0)
+    pid_m, pid_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
-    tiles_m = tl.cdiv(M, BLOCK_M)
-    tiles_n = tl.cdiv(N, BLOCK_N)
-    band = pid // (GROUP_M * tiles_n)
-    first_m = band * GROUP_M
-    band_rows = tl.minimum(tiles_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % (GROUP_M * tiles_n)) % band_rows
-    pid_n = (pid % (GROUP_M * tiles_n)) // band_rows
 
     o_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)

@@ -1,4 +1,4 @@
-"""Output epilogue shared by the GEMV and GEMM kernels, and the deterministic split-K reduction.
+"""Tile ordering and output epilogue shared by the kernels, and the deterministic split-K reduction.
 
 With SPLIT_K == 1 a program adds the bias and writes its tile in the output dtype.
 With SPLIT_K > 1 each program writes its fp32 partial tile to a workspace
@@ -10,6 +10,18 @@ Extra traffic: 2 * SPLIT_K * M * N * 4 bytes, small next to the weight at decode
 import torch
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def tile_coordinates(pid, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """(row tile, column tile) of program ``pid``, ordered in bands of GROUP_M row tiles so that
+    programs running at the same time share weight (column) tiles in L2."""
+    tiles_m = tl.cdiv(M, BLOCK_M)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    per_band = GROUP_M * tiles_n
+    first_m = (pid // per_band) * GROUP_M
+    band_rows = tl.minimum(tiles_m - first_m, GROUP_M)
+    return first_m + (pid % per_band) % band_rows, (pid % per_band) // band_rows
 
 
 @triton.jit
