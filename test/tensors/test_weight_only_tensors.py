@@ -273,3 +273,16 @@ instantiate_parametrized_tests(TestWeightOnlyTensor)
 
 if __name__ == "__main__":
     common_utils.run_tests()
+
+
+def test_input_gradient_flows_through_a_frozen_quantized_weight():
+    """The ops have no backward: with an input that needs a gradient the linear takes the
+    dequantized, differentiable path (adapters trained on a frozen quantized base)."""
+    w = torch.randn(64, 128)
+    qw = Int4GemliteTensor.from_hp(w, group_size=32)
+    x = torch.randn(3, 128, requires_grad=True)
+    torch.nn.functional.linear(x, qw).sum().backward()
+    torch.testing.assert_close(x.grad, qw.dequantize(torch.float32).sum(0).expand(3, -1))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.nn.functional.linear(x, qw), x @ qw.dequantize(torch.float32).t(),
+                                   rtol=1e-5, atol=1e-5)

@@ -117,6 +117,25 @@ def check_linear_input(x: torch.Tensor, w: torch.Tensor) -> None:
                          f"{type(w).__name__} weight of shape {list(w.shape)} expects K={w.shape[1]}")
 
 
+def register_linear(cls) -> None:
+    """Routes ``F.linear`` (torch function) and ``aten.linear`` (dispatch) on ``cls`` weights.
+
+    Inference calls go to the family's custom op (``cls._linear``). The ops have no backward, so
+    when autograd needs a gradient for the input (fine-tuning adapters on a frozen quantized base),
+    the call takes the differentiable path instead: ``F.linear`` with the dequantized weight, which
+    gives the input its gradient and keeps the quantized weight frozen.
+    """
+
+    @cls.implements(aten.linear.default)
+    @cls.implements_torch_function(torch.nn.functional.linear)
+    def _(func, types, args, kwargs):
+        x, w, bias = linear_args(args, kwargs)
+        check_linear_input(x, w)
+        if x.requires_grad and torch.is_grad_enabled():
+            return torch.nn.functional.linear(x, w.dequantize(x.dtype), bias)
+        return w._linear(x, bias)
+
+
 def slice_bounds(dim, start, end, step, shape) -> tuple[int, int, int]:
     """Normalizes aten.slice arguments on a 2-D tensor to (dim, start, end), Python semantics."""
     if step != 1:

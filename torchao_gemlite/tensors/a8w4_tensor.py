@@ -13,10 +13,9 @@ import torch
 
 from ..quant import quantize_weight_refined
 from .. import ops  # noqa: F401  (registers torch.ops.torchao_gemlite)
-from ._common import check_linear_input, finalize_tensor_class, linear_args
+from ._common import finalize_tensor_class, register_linear
 from .packed_tensor import PackedGemliteTensor
 
-aten = torch.ops.aten
 
 
 class Int8DynActInt4GemliteTensor(PackedGemliteTensor):
@@ -38,19 +37,10 @@ class Int8DynActInt4GemliteTensor(PackedGemliteTensor):
         return cls(qw.qdata, qw.scale, 4, qw.fmt.group_size, True, qw.shape)
 
     def _linear(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-        check_linear_input(x, self)  # strided views go to the op as they are (see weight_only_tensor.py)
         return torch.ops.torchao_gemlite.linear_dynamic_a8w4(x, self.qdata, self.scale, bias, self.group_size)
 
 
-implements = Int8DynActInt4GemliteTensor.implements
-implements_torch_function = Int8DynActInt4GemliteTensor.implements_torch_function
-
-
-@implements(aten.linear.default)
-@implements_torch_function(torch.nn.functional.linear)
-def _(func, types, args, kwargs):
-    x, w, bias = linear_args(args, kwargs)
-    return w._linear(x, bias)
+register_linear(Int8DynActInt4GemliteTensor)
 
 
 finalize_tensor_class(Int8DynActInt4GemliteTensor)

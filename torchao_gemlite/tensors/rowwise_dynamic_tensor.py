@@ -17,11 +17,10 @@ from ..quant import FP8_DTYPE, quantize_rowwise_fp8, quantize_rowwise_int8
 from ._common import (
     GemliteBaseTensor,
     cat_arguments,
-    check_linear_input,
     copy_into,
     describe,
     finalize_tensor_class,
-    linear_args,
+    register_linear,
     register_slicing,
 )
 
@@ -89,7 +88,6 @@ class RowwiseDynActGemliteTensor(GemliteBaseTensor):
 
     def _linear(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         # qdata/scale views (N or K slices) go to the op as they are: the kernels take strides.
-        check_linear_input(x, self)
         return getattr(torch.ops.torchao_gemlite, self.LINEAR_OP_NAME)(x, self.qdata, self.scale, bias)
 
     def dequantize(self, output_dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -99,13 +97,7 @@ class RowwiseDynActGemliteTensor(GemliteBaseTensor):
 
 implements = RowwiseDynActGemliteTensor.implements
 implements_torch_function = RowwiseDynActGemliteTensor.implements_torch_function
-
-
-@implements(aten.linear.default)
-@implements_torch_function(torch.nn.functional.linear)
-def _(func, types, args, kwargs):
-    x, w, bias = linear_args(args, kwargs)
-    return w._linear(x, bias)
+register_linear(RowwiseDynActGemliteTensor)
 
 
 def _slice_rows(self, dim, start, end):

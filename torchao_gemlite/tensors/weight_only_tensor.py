@@ -15,10 +15,9 @@ import torch
 from .. import ops  # noqa: F401  (registers torch.ops.torchao_gemlite)
 from ..quant import quantize_weight_refined
 from ..formats import check_bits
-from ._common import check_linear_input, finalize_tensor_class, linear_args
+from ._common import finalize_tensor_class, register_linear
 from .packed_tensor import PackedGemliteTensor
 
-aten = torch.ops.aten
 
 
 class GemliteWeightOnlyTensor(PackedGemliteTensor):
@@ -51,21 +50,12 @@ class GemliteWeightOnlyTensor(PackedGemliteTensor):
         # No .contiguous() here: N-sliced views (tensor parallel shards, fused-layer pieces) go
         # to the op as they are; the kernel dispatcher copies only what it cannot index, and
         # the CPU reference path reads any strides.
-        check_linear_input(x, self)
         return torch.ops.torchao_gemlite.linear_weight_only(
             x, self.qdata, self.scale, self.zero_point, bias, self.bits, self.group_size, self.symmetric
         )
 
 
-implements = GemliteWeightOnlyTensor.implements
-implements_torch_function = GemliteWeightOnlyTensor.implements_torch_function
-
-
-@implements(aten.linear.default)
-@implements_torch_function(torch.nn.functional.linear)
-def _(func, types, args, kwargs):
-    x, w, bias = linear_args(args, kwargs)
-    return w._linear(x, bias)
+register_linear(GemliteWeightOnlyTensor)
 
 
 # The concrete classes come after every op registration: TorchAOBaseTensor copies the
