@@ -153,3 +153,9 @@ def test_errors():
         quantize_per_token(x, torch.int8, out=torch.empty(2, 32, dtype=torch.int8, device=DEVICE))
     with pytest.raises(ValueError, match="out_scale must be"):
         quantize_per_token(x, torch.int8, out_scale=torch.empty(2, device=DEVICE))
+
+
+def test_inv_qmax_is_the_fp32_quotient():
+    for qmax in (127.0, 448.0):
+        fp32_quotient = (torch.tensor(1.0, dtype=torch.float32) / torch.tensor(qmax, dtype=torch.float32)).item()
+        assert inv_qmax(qmax) == fp32_quotient

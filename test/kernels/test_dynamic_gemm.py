@@ -122,6 +122,15 @@ def test_int8_gemm_exact_on_prequantized(m):
     torch.testing.assert_close(y32.double(), acc * xs.double() * ws.double().t(), rtol=1e-6, atol=0)
 
 
+def test_strided_bias():
+    """A bias view with a stride (e.g. a slice of a fused bias) is read element by element."""
+    x, w, _ = _data(3, K, N, torch.float16, False)
+    bias = torch.randn(2 * N, dtype=torch.float16, device=DEVICE)[::2]
+    wq, ws = quantize_rowwise_int8(w)
+    y = int8_dynamic_linear(x, wq, ws.reshape(-1), bias)
+    _check_codes(y, _ref_on_codes(x, "int8", wq, ws, bias=bias), "int8", torch.float16)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_int8_leading_dims_and_strides(dtype):
     x, w, b = _data(2 * 3 * 2, K, N, dtype, True)

@@ -40,8 +40,9 @@ x may have any strides (the row and column strides are kernel arguments); q is c
 from __future__ import annotations
 
 import os
+import struct
+from functools import lru_cache
 
-import numpy as np
 import torch
 import triton
 import triton.language as tl
@@ -59,9 +60,13 @@ _ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2^23: v + this rounds v to an i
 _ROUND_MAGIC_BITS = tl.constexpr(0x4B400000)  # its fp32 bit pattern
 
 
+@lru_cache(maxsize=None)
 def inv_qmax(qmax: float) -> float:
-    """fl32(1 / qmax), computed as PyTorch's CUDA division by a scalar does (fp32 1.0f / b)."""
-    return float(np.float32(1.0) / np.float32(qmax))
+    """fl32(1 / qmax), as PyTorch's CUDA division by a scalar computes it (fp32 1.0f / b).
+
+    1 / qmax is rounded to double, then to fp32; for the qmax values used here (127, 448) that
+    equals the correctly rounded fp32 quotient (checked in test_act_quant.py)."""
+    return struct.unpack("f", struct.pack("f", 1.0 / qmax))[0]
 
 
 @triton.jit

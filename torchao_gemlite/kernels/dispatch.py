@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..formats import ACTIVATION_DTYPES, PackedFormat, codes_per_word, symmetric_zero
+from ..formats import ACTIVATION_DTYPES, FLOAT_WEIGHT_DTYPES, PackedFormat, codes_per_word, symmetric_zero
 from .configs import LaunchConfig, choose_config
 from .dequant import dequantize_packed
 from .gemm import gemm_kernel
@@ -50,9 +50,8 @@ def check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symm
         raise ValueError(f"group_size={group_size} does not divide K={k}")
     if scale.shape != (k // group_size, n):
         raise ValueError(f"scale must have shape {(k // group_size, n)} [K / group_size, N], got {tuple(scale.shape)}")
-    if scale.dtype != x.dtype:
-        raise TypeError(f"scale dtype {scale.dtype} differs from the input dtype {x.dtype}: "
-                        f"quantize with scale_dtype={x.dtype} or cast the input")
+    if scale.dtype not in FLOAT_WEIGHT_DTYPES:  # the kernels read scales in any float dtype as fp32
+        raise TypeError(f"scale dtype {scale.dtype} is not supported: use one of {FLOAT_WEIGHT_DTYPES}")
     if symmetric != (zero is None):
         raise ValueError("zero must be None for symmetric formats and a tensor for asymmetric ones")
     if zero is not None and (zero.shape != scale.shape or zero.dtype != scale.dtype):
@@ -83,6 +82,8 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     if m == 0:
         return out
     qdata, scale = _unit_stride_rows(qdata), _unit_stride_rows(scale)
+    if bias is not None and not bias.is_contiguous():  # the kernels index the bias as bias[n]
+        bias = bias.contiguous()
     if zero is not None:
         zero = _unit_stride_rows(zero)
         if zero.stride() != scale.stride():
@@ -92,7 +93,7 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
         dense = dequantize_packed(qdata, scale, zero, bits, group_size, symmetric, symmetric_zero(bits), x2.dtype)
         if bias is None:
             return torch.mm(x2, dense, out=out)
-        return torch.addmm(bias, x2, dense, out=out)
+        return torch.addmm(bias.to(x2.dtype), x2, dense, out=out)
     k_tiles = -(-k // c.block_k)
     split = max(1, min(c.split_k, k_tiles))
     tiles_per_split = -(-k_tiles // split)
@@ -102,7 +103,8 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
             ws if ws is not None else out, m, n, k, group_size, tiles_per_split,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale.stride(0), out.stride(0))
     meta = dict(BITS=bits, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
-                SCALE_PER_ROW=c.block_k > group_size, HAS_BIAS=bias is not None and split == 1,
+                # one scale row per step only when every step lies inside one group
+                SCALE_PER_ROW=group_size != k and group_size % c.block_k != 0, HAS_BIAS=bias is not None and split == 1,
                 BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, USE_WORKSPACE=split > 1,
                 NUM_STAGES=c.num_stages, num_warps=c.num_warps)
     if c.kernel == "gemv":

@@ -427,6 +427,8 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
     m = xq.shape[0]
     if m == 0 or n == 0:
         return out
+    if bias is not None and not bias.is_contiguous():  # the kernels index the bias as bias[n]
+        bias = bias.contiguous()
     c = config
     block_k = min(c.BLOCK_K, group_k) if group_k else c.BLOCK_K
     x_scale = x_scale.reshape(m)
