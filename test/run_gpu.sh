@@ -35,9 +35,11 @@ for n in (4096, 14336):
 PY
 
 # 2. Tests that need CUDA (the CPU ones run in CI).
-timeout 190 python3 -m pytest -q -n 16 -p no:cacheprovider test/kernels/test_weight_only_kernels.py \
-    test/tensors test/integrations test/test_serialization.py test/test_configs.py 2>&1 \
-    | tee "$out/pytest.log" | grep -E "passed|failed|^FAILED|^ERROR" | tail -15
+# -v prints each result as it lands, so a run cut by the time limit still names its failures.
+timeout 300 python3 -m pytest -v -rf --tb=line -n 16 -p no:cacheprovider test/kernels test/bench \
+    test/tensors test/integrations test/test_serialization.py test/test_configs.py > "$out/pytest.log" 2>&1 \
+    || echo "pytest: exit $? (124 = cut by the time limit)"
+grep -E " FAILED | ERROR |^FAILED|^ERROR|passed|failed" "$out/pytest.log" | tail -25
 
 # 3. Benchmarks: the shapes and formats, fp16, CUDA graphs + eager; writes docs/benchmarks.md.
 timeout 320 python3 -m torchao_gemlite.bench --quiet --no-gemlite --dtypes fp16 --graph-ms 5 --eager-ms 2 \

@@ -1,8 +1,10 @@
 """Rotation sizing, the fake timer and the progress bar (CPU); a real timing smoke test on GPU."""
 
 import io
+import math
 
 import pytest
+
 import torch
 
 from torchao_gemlite.bench import runner, timing
@@ -54,8 +56,9 @@ def test_cuda_timer_smoke():
     x = torch.randn(8, 1024, device="cuda", dtype=torch.float16)
     calls = [lambda wi=wi: torch.nn.functional.linear(x, wi) for wi in w]
     m = timing.CudaTimer(graph_ms=2, eager_ms=2).measure(calls)
-    assert 0 < m.graph_us < 1e4 and 0 < m.eager_us < 1e4
-    assert timing.copy_bandwidth_gbps(torch.device("cuda"), nbytes=64 * MB, reps=3) > 10
+    assert math.isfinite(m.graph_us) and m.graph_us > 0 and math.isfinite(m.eager_us) and m.eager_us > 0
+    bandwidth = timing.copy_bandwidth_gbps(torch.device("cuda"), nbytes=64 * MB, reps=3)
+    assert math.isfinite(bandwidth) and bandwidth > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

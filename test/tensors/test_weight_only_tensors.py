@@ -207,7 +207,7 @@ class TestWeightOnlyTensor(TestCase):
 
     def test_detach_clone_to(self):
         t = Int2GemliteTensor.from_hp(self.w, group_size=64)
-        for u in (t.detach(), t.clone(), t.to("cpu"), t.to(device="meta").to("cpu") if False else t.clone()):
+        for u in (t.detach(), t.clone(), t.to("cpu")):
             self.assertIs(type(u), Int2GemliteTensor)
             torch.testing.assert_close(u.dequantize(), t.dequantize(), atol=0, rtol=0)
         self.assertNotEqual(t.clone().qdata.data_ptr(), t.qdata.data_ptr())

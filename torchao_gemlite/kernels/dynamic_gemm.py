@@ -46,6 +46,7 @@ SPLIT_K = 1, since int32 sums are exact).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import triton
@@ -168,6 +169,7 @@ def auto_split_k(m: int, n: int, k: int, block_m: int, block_n: int, block_k: in
     return split
 
 
+@lru_cache(maxsize=4096)  # called on every linear: one dict lookup after the first call per shape
 def pick_config(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) -> DynamicGemmConfig:
     """Heuristic launch configuration for an H100-class GPU (132 SMs by default).
 

@@ -1,4 +1,6 @@
-"""Decode kernel (M <= 4): y = x @ dequant(W).T on CUDA cores, the packed weight streamed once.
+"""Decode kernel: y = x @ dequant(W).T on CUDA cores, the packed weight streamed once.
+
+BLOCK_M <= 4; the dispatcher uses it for M <= configs.GEMV_MAX_M.
 
 Grid: (cdiv(N, BLOCK_N), SPLIT_K). A program owns BLOCK_N output columns for every row
 of x (BLOCK_M >= M, at most 4) and one contiguous range of K tiles.

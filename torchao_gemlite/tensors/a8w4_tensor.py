@@ -23,7 +23,8 @@ class Int8DynActInt4GemliteTensor(PackedGemliteTensor):
 
     Tensor data: qdata int32 [K // 8, N]; scale [K // group_size, N] in the tensor's dtype
     (the weight's dtype). Attributes: bits (always 4), group_size, symmetric (always True),
-    shape [N, K]. Dequantized weight: (q - 8) * scale, levels -7 .. 7.
+    shape [N, K]. Dequantized weight: (q - 8) * scale, levels -8 .. 7 (the refined quantizer
+    may use -8).
     """
 
     BITS = 4
