@@ -117,6 +117,10 @@ def test_sliced_weight_views():
     cols = slice(32, 80)
     y = weight_only_linear(x, qw.qdata[:, cols], qw.scale[:, cols], qw.zero[:, cols], None, 4, 64, False)
     assert _rel_err(y, reference_linear(x, qw)[:, cols]) < TOLERANCE[torch.float16]
+    # K slice at group boundaries (a row-parallel shard): words 8..24 hold k = 64..191, groups 1..2
+    k_part = QuantizedWeight(qw.qdata[8:24], qw.scale[1:3], qw.zero[1:3], qw.fmt, (96, 128))
+    y = weight_only_linear(x[:, 64:192], k_part.qdata, k_part.scale, k_part.zero, None, 4, 64, False)
+    assert _rel_err(y, reference_linear(x[:, 64:192], k_part)) < TOLERANCE[torch.float16]
 
 
 def test_strided_bias_mixed_scale_dtype_and_uneven_groups():
