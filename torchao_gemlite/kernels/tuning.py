@@ -115,7 +115,7 @@ def _unique(configs):
 def _weight_copies(n: int, k: int, bits: int, group_size, symmetric: bool, dtype, device):
     w = torch.randn(n, k, dtype=dtype, device=device)
     qw = quantize_weight(w, bits, group_size, symmetric)
-    nbytes = qw.qdata.numel() * 4 + qw.scale.numel() * 4
+    nbytes = sum(t.numel() * t.element_size() for t in (qw.qdata, qw.scale, qw.zero) if t is not None)
     copies = max(2, min(64, L2_ROTATION_BYTES // nbytes))
     # Distinct storage per copy; values need not differ.
     return qw, [(qw.qdata.clone(), qw.scale.clone(), None if qw.zero is None else qw.zero.clone())
