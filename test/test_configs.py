@@ -121,6 +121,24 @@ class TestConfigs(TestCase):
         self.assertEqual(on_gpu.up.weight.qdata.device.type, "cuda")
 
 
+    @unittest.skipIf(not torch.cuda.is_available(), "needs CUDA")
+    def test_quantize_on_gpu_keeps_no_full_precision_copy(self):
+        """quantize_ on a model that sits on the GPU works layer by layer: the peak above the float
+        model stays a small multiple of one layer, far below a second copy of the model."""
+        layers = 32
+        model = torch.nn.Sequential(*[torch.nn.Linear(2048, 2048, bias=False) for _ in range(layers)])
+        model = model.to("cuda", torch.float16)
+        layer_bytes = 2048 * 2048 * 2
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        quantize_(model, GemliteInt4WeightOnlyConfig())
+        torch.cuda.synchronize()
+        extra = torch.cuda.max_memory_allocated() - before
+        self.assertLess(extra, 16 * layer_bytes, f"peak {extra / layer_bytes:.1f} layers above the float model")
+        self.assertLess(extra, layers * layer_bytes / 2)
+
+
 class TestInt4WeightOnlyConfigRoute(TestCase):
     def test_gemlite_packing_format(self):
         model = torch.nn.Sequential(torch.nn.Linear(256, 128))
