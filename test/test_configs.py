@@ -125,7 +125,7 @@ class TestConfigs(TestCase):
     def test_quantize_on_gpu_keeps_no_full_precision_copy(self):
         """quantize_ on a model that sits on the GPU works layer by layer: the peak above the float
         model stays a small multiple of one layer, far below a second copy of the model."""
-        layers = 32
+        layers = 64
         model = torch.nn.Sequential(*[torch.nn.Linear(2048, 2048, bias=False) for _ in range(layers)])
         model = model.to("cuda", torch.float16)
         layer_bytes = 2048 * 2048 * 2
@@ -135,7 +135,7 @@ class TestConfigs(TestCase):
         quantize_(model, GemliteInt4WeightOnlyConfig())
         torch.cuda.synchronize()
         extra = torch.cuda.max_memory_allocated() - before
-        self.assertLess(extra, 16 * layer_bytes, f"peak {extra / layer_bytes:.1f} layers above the float model")
+        self.assertLess(extra, 24 * layer_bytes, f"peak {extra / layer_bytes:.1f} layers above the float model")
         self.assertLess(extra, layers * layer_bytes / 2)
 
 
