@@ -37,12 +37,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from torchao_gemlite.kernels.act_quant import quantize_per_token  # noqa: E402
+from torchao_gemlite.kernels.dynamic_configs import candidate_configs, pick_config  # noqa: E402
 from torchao_gemlite.kernels.dynamic_gemm import (  # noqa: E402
     a8w4_dynamic_linear,
-    candidate_configs,
     fp8_dynamic_linear,
     int8_dynamic_linear,
-    pick_config,
 )
 from torchao_gemlite.quant import (  # noqa: E402
     FP8_DTYPE,

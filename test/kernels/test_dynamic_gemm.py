@@ -18,15 +18,13 @@ import pytest
 import torch
 
 from torchao_gemlite.kernels.act_quant import quantize_per_token
+from torchao_gemlite.kernels.dynamic_configs import DynamicGemmConfig, candidate_configs, pick_config
 from torchao_gemlite.kernels.dynamic_gemm import (
-    DynamicGemmConfig,
     a8w4_dynamic_linear,
     a8w4_gemm,
-    candidate_configs,
     dynamic_gemm,
     fp8_dynamic_linear,
     int8_dynamic_linear,
-    pick_config,
 )
 from torchao_gemlite.quant import (
     FP8_DTYPE,

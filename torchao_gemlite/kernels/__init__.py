@@ -6,7 +6,8 @@
     dequant.py     dense dequantization for the dequantize + cuBLAS path (M >= 64)
     reduce.py      deterministic split-K reduction (fixed order, no atomics)
     act_quant.py   per-token int8 / fp8 activation quantization
-    dynamic_gemm.py  int8 / fp8 tensor-core GEMM for A8W8 and A8W4, with its own configs
+    dynamic_gemm.py  int8 / fp8 tensor-core GEMM for A8W8 and A8W4
+    dynamic_configs.py  its launch configurations (tile tables, split-K rule, heuristic)
     configs.py     launch configurations: heuristics, shipped tables, the user cache
     dispatch.py    validation + choice of kernel and configuration per call
     tuning.py      explicit tuning entry point that writes the user cache
