@@ -6,6 +6,7 @@ matrix of the issue runs: every bit width x fp16/bf16 x group sizes x M x shapes
 """
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -188,3 +189,24 @@ def test_custom_op_eager_compile_and_cuda_graph():
     static_x.copy_(torch.randn_like(x))
     graph.replay()
     assert torch.equal(static_y, op(static_x, *args))
+
+
+def _shipped_configs():
+    from torchao_gemlite.kernels.configs import TUNED_DIR
+
+    seen = {}
+    for path in sorted(TUNED_DIR.glob("*.json")):
+        for key, cfg in json.loads(path.read_text())["configs"].items():
+            seen.setdefault(json.dumps(cfg, sort_keys=True), (path.name, key, cfg))
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("name,key,cfg", _shipped_configs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_shipped_table_configs_are_correct(name, key, cfg):
+    """Every distinct configuration in the shipped tables computes the reference linear for its
+    format (on a small shape: the launch parameters, not the shape, are what can be wrong)."""
+    bits, group = int(key.split("b/")[0]), key.split("/g")[1].split("/")[0]
+    config = LaunchConfig.from_dict(cfg)
+    m = min(config.block_m, 2) if config.kernel == "gemv" else 17
+    qw, x, b = _case(bits, False, None if group == "pc" else int(group), m, 1024, 200, torch.float16)
+    _check(qw, x, b, _run(qw, x, b, config))
