@@ -155,6 +155,15 @@ def _split_sizes(func, args, size_along_dim):
     return list(args[1])
 
 
+def to_copy_target(self, kwargs) -> tuple[torch.device, torch.dtype, bool]:
+    """(device, dtype, non_blocking) of an aten._to_copy call; only floating dtypes are accepted."""
+    device = kwargs.get("device") or self.device
+    dtype = kwargs.get("dtype") or self.dtype
+    if not dtype.is_floating_point:
+        raise TypeError(f"{type(self).__name__} can only be cast to a floating-point dtype, got {dtype}")
+    return device, dtype, kwargs.get("non_blocking", False)
+
+
 def register_slicing(cls, slice_fn) -> None:
     """Implements aten.slice.Tensor (an aliasing view) and aten.split / split_with_sizes for ``cls``
     through ``slice_fn(self, dim, start, end)``, which knows the class's data layout."""

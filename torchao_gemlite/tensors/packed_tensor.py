@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import return_and_correct_aliasing
 
 from ..formats import PackedFormat, codes_per_word
 from ..quant import QuantizedWeight, dequantize_weight
-from ._common import GemliteBaseTensor, cat_arguments, copy_into, describe, register_slicing
+from ._common import GemliteBaseTensor, cat_arguments, copy_into, describe, register_slicing, to_copy_target
 
 aten = torch.ops.aten
 
@@ -178,11 +178,7 @@ def _(func, types, args, kwargs):
     """``.to(device)`` moves every data tensor; ``.to(dtype)`` (e.g. ``model.half()``) also casts
     scale and zero_point, the only float fields."""
     self = args[0]
-    device = kwargs.get("device") or self.device
-    dtype = kwargs.get("dtype") or self.dtype
-    non_blocking = kwargs.get("non_blocking", False)
-    if not dtype.is_floating_point:
-        raise TypeError(f"{type(self).__name__} can only be cast to a floating-point dtype, got {dtype}")
+    device, dtype, non_blocking = to_copy_target(self, kwargs)
 
     def move(t, cast):
         if t is None:

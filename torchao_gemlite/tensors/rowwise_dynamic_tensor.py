@@ -22,6 +22,7 @@ from ._common import (
     finalize_tensor_class,
     register_linear,
     register_slicing,
+    to_copy_target,
 )
 
 aten = torch.ops.aten
@@ -136,11 +137,7 @@ def _(func, types, args, kwargs):
     """``.to(device)`` moves qdata and scale; ``.to(dtype)`` only changes the logical dtype
     (the output dtype of the linear): the stored codes and fp32 scales are unchanged."""
     self = args[0]
-    device = kwargs.get("device") or self.device
-    dtype = kwargs.get("dtype") or self.dtype
-    non_blocking = kwargs.get("non_blocking", False)
-    if not dtype.is_floating_point:
-        raise TypeError(f"{type(self).__name__} can only be cast to a floating-point dtype, got {dtype}")
+    device, dtype, non_blocking = to_copy_target(self, kwargs)
     new = type(self)(self.qdata.to(device, non_blocking=non_blocking), self.scale.to(device, non_blocking=non_blocking),
                      dtype)
     return return_and_correct_aliasing(func, args, kwargs, new)
