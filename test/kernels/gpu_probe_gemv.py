@@ -1,95 +1,132 @@
-"""GPU probe for the decode kernel (not a test): where does the time of M=1 go?
+"""GPU probe for the decode kernel (not a test): the packed 16-bit GEMV path against the fp32 one.
 
-    python test/kernels/gpu_probe_gemv.py OUTDIR
+    python test/kernels/gpu_probe_gemv.py OUTDIR [--shapes 4096x4096 ...]
 
-Times, on K=4096, N=14336, 4-bit g128, CUDA-graph replay over rotated weight copies:
-the shipped GEMV at several configs, and stripped variants (stream the words only;
-unpack + dequantize without x; the 2-D layout). Dumps the TTGIR/PTX of the shipped
-kernel to OUTDIR so layouts and pipelining can be read off-line.
+1. Accuracy of the GEMV, packed path and fp32 path, against the reference linear for
+   every bit width x asym/sym x fp16/bf16 at M = 1, 3, 4 (relative Frobenius error).
+2. Time (CUDA-graph replay over weight copies rotated beyond L2) of cuBLAS fp16, the
+   best GEMV configuration of a candidate sweep with the packed path, the fp32 path at
+   the shipped configuration, and the tensor-core kernel, for 4-bit g128 at M = 1..8.
+Writes OUTDIR/probe_gemv.json (best configs, timings) and prints a table last.
 """
 
+import argparse
+import itertools
+import json
 import sys
+from dataclasses import replace
 
 import torch
-import triton
-import triton.language as tl
+import torch.nn.functional as F
 
-from torchao_gemlite.kernels.configs import LaunchConfig
+from torchao_gemlite.kernels.configs import LaunchConfig, choose_config, heuristic_config
 from torchao_gemlite.kernels.dispatch import launch_weight_only
-from torchao_gemlite.kernels.gemv import gemv_kernel
-from torchao_gemlite.kernels.tuning import graph_time_us
-from torchao_gemlite.kernels.unpack import group_mul_add, slot_as_float
-from torchao_gemlite.quant import quantize_weight
+from torchao_gemlite.kernels.tuning import _splits, _weight_copies, graph_time_us
+from torchao_gemlite.quant import quantize_weight, reference_linear
 
 
-@triton.jit
-def probe_kernel(x_ptr, w_ptr, scale_ptr, out_ptr, N, K, stride_wk, group_size,
-                 MODE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_KW: tl.constexpr, NUM_STAGES: tl.constexpr):
-    # MODE 0: stream words (int add); 1: unpack+dequant, no x; 2: full, 2-D layout, x per slot.
-    BITS: tl.constexpr = 4
-    E: tl.constexpr = 8
-    o_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    o_j = tl.arange(0, BLOCK_KW)
-    acc_i = tl.zeros((BLOCK_KW, BLOCK_N), dtype=tl.int32)
-    acc = tl.zeros((BLOCK_KW, BLOCK_N), dtype=tl.float32)
-    for t in tl.range(0, K // (E * BLOCK_KW), num_stages=NUM_STAGES):
-        o_kw = t * BLOCK_KW + o_j
-        words = tl.load(w_ptr + o_kw[:, None] * stride_wk + o_n[None, :])
-        if MODE == 0:
-            acc_i += words
-        else:
-            mul, add = group_mul_add(scale_ptr, scale_ptr, (t * BLOCK_KW * E // group_size) * N + o_n[None, :],
-                                     o_n[None, :] < N, True, 8.0, BITS)
-            for s in tl.static_range(E):
-                w = slot_as_float(words, s, BITS) * mul + add
-                if MODE == 1:
-                    acc += w
-                else:
-                    xv = tl.load(x_ptr + o_kw * E + s).to(tl.float32)
-                    acc += xv[:, None] * w
-    res = tl.sum(acc, axis=0) + tl.sum(acc_i, axis=0).to(tl.float32)
-    tl.store(out_ptr + o_n, res)
-
-
-def main(outdir: str) -> None:
-    torch.manual_seed(0)
-    k, n = 4096, 14336
-    w = torch.randn(n, k, dtype=torch.float16, device="cuda")
-    qw = quantize_weight(w, 4, 128, True)
-    copies = [(qw.qdata.clone(), qw.scale.clone()) for _ in range(6)]
-    x = torch.randn(1, k, dtype=torch.float16, device="cuda")
-    out = torch.empty(n, dtype=torch.float32, device="cuda")
-    nbytes = qw.qdata.numel() * 4 + qw.scale.numel() * 2
+def accuracy(log):
     rows = []
-    for cfg in [LaunchConfig("gemv", 1, 64, 256, 8, 4, 2), LaunchConfig("gemv", 1, 128, 128, 8, 4, 3),
-                LaunchConfig("gemv", 1, 256, 64, 4, 4, 3), LaunchConfig("gemv", 1, 64, 256, 1, 4, 2),
-                LaunchConfig("gemv", 1, 32, 256, 1, 4, 2), LaunchConfig("gemv", 1, 512, 64, 8, 8, 3)]:
-        us = graph_time_us([lambda c=c, cfg=cfg: launch_weight_only(x, c[0], c[1], None, None, 4, 128, True, cfg)
-                            for c in copies])
-        rows.append((f"shipped {cfg.block_n}x{cfg.block_k} split{cfg.split_k} w{cfg.num_warps} s{cfg.num_stages}", us))
-    for mode in (0, 1, 2):
-        for bn, bkw, warps, stages in ((64, 32, 4, 2), (128, 16, 4, 3), (256, 8, 4, 3), (128, 32, 8, 3)):
-            def launch(c, mode=mode, bn=bn, bkw=bkw, warps=warps, stages=stages):
-                probe_kernel[(triton.cdiv(n, bn),)](x, c[0], c[1], out, n, k, c[0].stride(0), 128, MODE=mode,
-                                                    BLOCK_N=bn, BLOCK_KW=bkw, NUM_STAGES=stages, num_warps=warps)
-            us = graph_time_us([lambda c=c: launch(c) for c in copies])
-            rows.append((f"probe mode{mode} {bn}x{bkw}w w{warps} s{stages}", us))
-    # IR of the shipped kernel, for reading off-line.
-    try:
-        kernels = [kern for entry in gemv_kernel.device_caches.values() for kern in entry[0].values()]
-    except Exception as err:  # the cache layout differs between Triton versions
-        print(f"no IR dump: {err!r}")
-        kernels = []
-    for i, kern in enumerate(kernels[:3]):
-        for key in ("ttgir", "ptx"):
-            if key in kern.asm:
-                with open(f"{outdir}/gemv_{i}.{key}", "w") as f:
-                    f.write(kern.asm[key])
-        print(f"compiled {i}: regs {kern.n_regs} spills {kern.n_spills}")
-    print(f"\nweights {nbytes / 1e6:.1f} MB")
-    for name, us in rows:
-        print(f"{name:42s} {us:7.1f} us  {nbytes / us / 1e6:6.2f} TB/s")
+    for bits, sym, dtype, m in itertools.product((1, 2, 4, 8), (False, True), (torch.float16, torch.bfloat16),
+                                                  (1, 3, 4)):
+        gen = torch.Generator().manual_seed(bits * 100 + m)
+        k, n = 2048, 1000
+        w = torch.randn(n, k, generator=gen).to(dtype).cuda()
+        qw = quantize_weight(w, bits, 64 if bits < 8 else None, sym)
+        x = torch.randn(m, k, generator=gen).to(dtype).cuda()
+        ref = reference_linear(x, qw, None).float()
+        cfg = heuristic_config(max(m, 1), n, k, bits, qw.fmt.group_size)
+        cfg = LaunchConfig("gemv", 4 if m > 2 else cfg.block_m, cfg.block_n, cfg.block_k, cfg.split_k)
+        errs = []
+        for half in (True, False):
+            out = torch.full((m, n), float("nan"), dtype=dtype, device="cuda")
+            y = launch_weight_only(x, qw.qdata, qw.scale, qw.zero, None, bits, qw.fmt.group_size, sym,
+                                   replace(cfg, half_mac=half), out=out).float()
+            errs.append(float("inf") if torch.isnan(y).any() else ((y - ref).norm() / ref.norm()).item())
+        rows.append((bits, sym, str(dtype)[6:], m, *errs))
+        log(f"acc bits={bits} sym={sym} {dtype} M={m}: packed {errs[0]:.2e}  fp32 {errs[1]:.2e}")
+    return rows
+
+
+def gemv_candidates(m, n, k, sm_count):
+    bm = 1 << max(0, (m - 1).bit_length())
+    out = []
+    for bn, rows, warps, stages in ((32, 16, 2, 3), (32, 16, 2, 4), (32, 16, 4, 3), (64, 16, 2, 3), (64, 16, 4, 3),
+                                    (64, 16, 4, 4), (128, 16, 4, 3), (128, 16, 4, 4), (32, 32, 4, 3), (64, 32, 4, 3)):
+        bk = rows * 8
+        if bm * rows * bn > 16384 * warps // 4:
+            continue
+        splits = _splits(-(-n // bn), -(-k // bk), sm_count)
+        for split in sorted({1, splits[0], splits[len(splits) // 2]}):
+            out.append(LaunchConfig("gemv", bm, bn, bk, split, num_warps=warps, num_stages=stages))
+    return out
+
+
+def timing(shapes, m_values, log):
+    props = torch.cuda.get_device_properties(0)
+    results = []
+    for k, n in shapes:
+        qw, copies = _weight_copies(n, k, 4, 128, False, torch.float16, "cuda")
+        nbytes = sum(t.numel() * t.element_size() for t in copies[0] if t is not None)
+        dense = [torch.randn(n, k, dtype=torch.float16, device="cuda") for _ in range(max(2, 160 * 2**20 // (n * k * 2)))]
+        for m in m_values:
+            x = torch.randn(m, k, dtype=torch.float16, device="cuda")
+
+            def run(cfg):
+                return graph_time_us([lambda c=c: launch_weight_only(x, c[0], c[1], c[2], None, 4, 128, False, cfg)
+                                      for c in copies], replays=20)
+
+            fp16 = graph_time_us([lambda w=w: F.linear(x, w) for w in dense], replays=20)
+            best = None
+            for cfg in gemv_candidates(m, n, k, props.multi_processor_count):
+                try:
+                    us = run(cfg)
+                except Exception as err:
+                    log(f"  skip {cfg}: {type(err).__name__}: {str(err)[:200]}")
+                    continue
+                log(f"  {k}x{n} M={m} {us:7.2f} us {cfg}")
+                if best is None or us < best[1]:
+                    best = (cfg, us)
+            shipped = choose_config(m, n, k, 4, 128, "float16", props.name, props.multi_processor_count)
+            fp32_cfg = shipped if shipped.kernel == "gemv" else heuristic_config(min(m, 2), n, k, 4, 128)
+            fp32_cfg = replace(fp32_cfg, block_m=1 << max(0, (m - 1).bit_length()), half_mac=False)
+            fp32 = run(fp32_cfg)
+            gemm_cfg = LaunchConfig("gemm", 16, 128, 256, heuristic_config(16, n, k, 4, 128).split_k)
+            gemm = run(gemm_cfg)
+            row = dict(k=k, n=n, m=m, fp16_us=fp16, packed_us=best[1], packed_cfg=best[0].to_dict(), fp32_us=fp32,
+                       fp32_cfg=fp32_cfg.to_dict(), gemm_us=gemm, tb_s=nbytes / best[1] / 1e6)
+            results.append(row)
+            log(f"{k}x{n} M={m}: fp16 {fp16:.2f} packed {best[1]:.2f} ({best[0]}) fp32 {fp32:.2f} gemm {gemm:.2f}")
+    return results
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("outdir")
+    p.add_argument("--shapes", nargs="+", default=["4096x4096", "4096x14336", "14336x4096", "8192x8192"])
+    p.add_argument("--m", nargs="+", type=int, default=[1, 2, 4])
+    a = p.parse_args()
+    logf = open(f"{a.outdir}/probe_gemv.log", "w")
+
+    def log(msg):
+        print(msg, file=logf, flush=True)
+
+    acc = accuracy(log)
+    shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
+    res = timing(shapes, a.m, log)
+    json.dump(dict(device=torch.cuda.get_device_name(), accuracy=acc, timing=res),
+              open(f"{a.outdir}/probe_gemv.json", "w"), indent=1)
+    worst = {}
+    for bits, sym, dt, m, packed, fp32 in acc:
+        worst[(bits, dt)] = max(worst.get((bits, dt), 0), packed)
+    print("worst packed-path rel. error:", {f"{b}b/{d}": f"{e:.1e}" for (b, d), e in worst.items()})
+    print(f"{'KxN':>11} {'M':>2} {'fp16':>7} {'packed':>7} {'fp32':>7} {'gemm':>7} {'x fp16':>6} {'TB/s':>5}  best")
+    for r in res:
+        c = r["packed_cfg"]
+        print(f"{r['k']:>5}x{r['n']:<5} {r['m']:>2} {r['fp16_us']:7.2f} {r['packed_us']:7.2f} {r['fp32_us']:7.2f} "
+              f"{r['gemm_us']:7.2f} {r['fp16_us'] / r['packed_us']:6.2f} {r['tb_s']:5.2f}  "
+              f"bn{c['block_n']} bk{c['block_k']} s{c['split_k']} w{c['num_warps']} st{c['num_stages']}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else ".")
+    sys.exit(main())

@@ -95,6 +95,21 @@ def test_every_kernel_variant(spec, bits, group):
     _check(qw, x, b, _run(qw, x, b, config))
 
 
+@pytest.mark.parametrize("half_mac", [True, False], ids=["packed16", "fp32"])
+@pytest.mark.parametrize("bits,symmetric,group", [(8, False, None), (4, False, 32), (4, True, 128), (2, False, 64),
+                                                  (1, True, None)])
+def test_gemv_packed_and_fp32_inner_loops(half_mac, bits, symmetric, group):
+    """Both GEMV inner loops: half2.py's packed 16-bit pairs (emulated under the interpreter)
+    and unpack.py's fp32 path, with and without split-K, from an x that is not 4-byte aligned
+    (the packed path reads x as int32 pairs)."""
+    for dtype in DTYPES:
+        qw, _, b = _case(bits, symmetric, group, 1, 384, 72, dtype)
+        for m, cfg in ((1, LaunchConfig("gemv", 1, 32, 16 * (32 // bits), split_k=1, half_mac=half_mac)),
+                       (3, LaunchConfig("gemv", 4, 64, 8 * (32 // bits), split_k=2, half_mac=half_mac))):
+            x = torch.randn(m * 384 + 1, dtype=dtype, device=DEVICE)[1:].view(m, 384)
+            _check(qw, x, b, _run(qw, x, b, cfg))
+
+
 def test_split_k_is_deterministic():
     qw, x, b = _case(4, False, 32, 5, 1024, 96, torch.float16)
     cfg = LaunchConfig("gemm", 16, 32, 128, split_k=4, swap_ab=True)

@@ -15,6 +15,7 @@ from .configs import LaunchConfig, choose_config
 from .dequant import dequantize_packed
 from .gemm import gemm_kernel
 from .gemv import gemv_kernel
+from .half2 import half_mac_supported
 from .reduce import splitk_reduce, splitk_workspace
 
 
@@ -99,6 +100,11 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     tiles_per_split = -(-k_tiles // split)
     split = -(-k_tiles // tiles_per_split)  # no empty splits
     ws = splitk_workspace(split, m, n, x2.device)
+    # gemv's packed 16-bit path (the interpreter's emulation of it is fp16 only: it computes bf16 wrongly)
+    half = c.kernel == "gemv" and c.half_mac and half_mac_supported(bits, x2.dtype == torch.bfloat16) and (
+        x2.is_cuda or x2.dtype == torch.float16)
+    if half and (x2.stride(1) != 1 or x2.stride(0) % 2 or x2.data_ptr() % 4):
+        x2 = x2.clone(memory_format=torch.contiguous_format)  # it reads x as int32 pairs
     args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
             ws if ws is not None else out, m, n, k, group_size, tiles_per_split,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale.stride(0), out.stride(0))
@@ -110,7 +116,7 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     if c.kernel == "gemv":
         if c.block_m < m:
             raise ValueError(f"gemv config block_m={c.block_m} is smaller than M={m}")
-        gemv_kernel[(-(-n // c.block_n), split)](*args, **meta)
+        gemv_kernel[(-(-n // c.block_n), split)](*args, **meta, HALF_MAC=half, EMULATE=not x2.is_cuda)
     else:
         grid = (-(-m // c.block_m) * -(-n // c.block_n), split)
         gemm_kernel[grid](*args, **meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab)

@@ -11,6 +11,12 @@ turn, all in the words' own register layout (no reshapes, no shared memory): unp
 (2 int ops, unpack.py), dequantize (1 FMA), multiply-accumulate with the matching
 strided slice of x (L1-resident) into a [BLOCK_M, BLOCK_K / E, BLOCK_N] fp32 tile,
 reduced once at the end.
+HALF_MAC (compiled on CUDA for every format but 8-bit x bf16) replaces the per-code
+fp32 work with packed 16-bit arithmetic (half2.py), two codes an instruction: per word
+and code pair one PRMT + one LOP3 + one FMA give (q - c) * 2^-k exactly, one FMA
+multiply-accumulates it with x's matching pair (x read as int32 pairs), and every
+four pairs move to fp32. The group's dequantization is applied once per word in fp32:
+    sum_k x_k (q_k - z) s = s 2^k * sum_k x_k (q_k - c) 2^-k + s (c - z) * sum_k x_k.
 HBM bytes per program: BLOCK_N * K * BITS / 8 (weights) + its scales/zeros;
 x and the output are negligible at decode sizes.
 """
@@ -18,6 +24,7 @@ x and the output are negligible at decode sizes.
 import triton
 import triton.language as tl
 
+from .half2 import fma2, lane_sum, ones2, pair_codes
 from .reduce import store_tile
 from .unpack import group_mul_add, slot_as_float
 
@@ -29,7 +36,7 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 BITS: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 SCALE_PER_ROW: tl.constexpr, HAS_BIAS: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_WORKSPACE: tl.constexpr,
-                NUM_STAGES: tl.constexpr):
+                NUM_STAGES: tl.constexpr, HALF_MAC: tl.constexpr, EMULATE: tl.constexpr):
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
     pid_n = tl.program_id(0)
@@ -45,21 +52,51 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
 
     acc = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.float32)
     t_end = tl.minimum((pid_k + 1) * tiles_per_split, tl.cdiv(K, BLOCK_K))
+    if HALF_MAC:
+        IS_BF16: tl.constexpr = x_ptr.dtype.element_ty == tl.bfloat16
+        PF: tl.constexpr = 4 // (1 + BITS // 8)  # pairs a flush (half2.pairs_per_flush)
+        KSHIFT: tl.constexpr = 2 - BITS // 8 + BITS - 1  # half2.pair_kshift
+        CENTER: tl.constexpr = 1 << (BITS - 1)
+        x_pairs = x_ptr.to(tl.pointer_type(tl.int32))  # x[m, 2i], x[m, 2i + 1] as one int32
+        pair_row = o_m3 * (stride_xm // 2)
+        m_xm = o_m3 < M
     for t in tl.range(pid_k * tiles_per_split, t_end, num_stages=NUM_STAGES):
         o_kw = t * BLOCK_KW + o_j3  # [1, BKW, 1]
         m_w = (o_kw < k_words) & m_n3
         b_words = tl.load(w_ptr + o_kw * stride_wk + o_n3, mask=m_w, other=0)  # [1, BKW, BN]
         if SCALE_PER_ROW:  # the tile spans several groups: one scale row per word row
-            mul, add = group_mul_add(scale_ptr, zero_ptr, (o_kw * E // group_size) * stride_sg + o_n3, m_w,
-                                     SYMMETRIC, SYM_ZERO, BITS)
+            s_offs = (o_kw * E // group_size) * stride_sg + o_n3
+            s_mask = m_w
         else:
-            mul, add = group_mul_add(scale_ptr, zero_ptr, (t * BLOCK_K // group_size) * stride_sg + o_n3, m_n3,
-                                     SYMMETRIC, SYM_ZERO, BITS)
-        for s in tl.static_range(E):
-            b_w = slot_as_float(b_words, s, BITS) * mul + add  # [1, BKW, BN]
-            o_k = o_kw * E + s
-            b_x = tl.load(x_ptr + o_m3 * stride_xm + o_k * stride_xk, mask=(o_m3 < M) & (o_k < K), other=0.0)
-            acc += b_x.to(tl.float32) * b_w  # [BM, BKW, 1] * [1, BKW, BN]
+            s_offs = (t * BLOCK_K // group_size) * stride_sg + o_n3
+            s_mask = m_n3
+        if HALF_MAC:
+            scale = tl.load(scale_ptr + s_offs, mask=s_mask, other=0.0).to(tl.float32)
+            if SYMMETRIC:
+                zero = SYM_ZERO
+            else:
+                zero = tl.load(zero_ptr + s_offs, mask=s_mask, other=0.0).to(tl.float32)
+            m_x = m_xm & (o_kw < k_words)
+            codes_x = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.float32)  # sum x (q - c) 2^-k
+            x_sum = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.float32)  # sum x
+            for f in tl.static_range(E // (2 * PF)):
+                part = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.int32)  # 16-bit pairs, +0.0
+                part_x = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.int32)
+                for i in tl.static_range(PF):
+                    pair = f * PF + i
+                    b_x = tl.load(x_pairs + pair_row + o_kw * (E // 2) + pair, mask=m_x, other=0)  # [BM, BKW, 1]
+                    part = fma2(pair_codes(b_words, pair, BITS, KSHIFT, IS_BF16, EMULATE), b_x, part, IS_BF16, EMULATE)
+                    part_x = fma2(b_x, ones2(b_x, IS_BF16), part_x, IS_BF16, EMULATE)
+                codes_x += lane_sum(part, IS_BF16, EMULATE)
+                x_sum += lane_sum(part_x, IS_BF16, EMULATE)
+            acc += codes_x * (scale * (1 << KSHIFT)) + x_sum * (scale * (CENTER - zero))
+        else:
+            mul, add = group_mul_add(scale_ptr, zero_ptr, s_offs, s_mask, SYMMETRIC, SYM_ZERO, BITS)
+            for s in tl.static_range(E):
+                b_w = slot_as_float(b_words, s, BITS) * mul + add  # [1, BKW, BN]
+                o_k = o_kw * E + s
+                b_x = tl.load(x_ptr + o_m3 * stride_xm + o_k * stride_xk, mask=(o_m3 < M) & (o_k < K), other=0.0)
+                acc += b_x.to(tl.float32) * b_w  # [BM, BKW, 1] * [1, BKW, BN]
 
     result = tl.sum(acc, axis=1)  # [BM, BN]
     store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k, HAS_BIAS, USE_WORKSPACE)
