@@ -185,3 +185,27 @@ def test_uneven_shard_and_mid_group_k_slice_messages():
         w.narrow(1, 0, 64)
     with pytest.raises(ValueError, match="divisible by the TP degree"):
         torch.nn.functional.pad(w, (0, 0, 0, 32))
+
+
+def test_scatter_asks_for_async_work():
+    """NCCL (torch >= 2.8) returns no work object for a synchronous collective, and that null
+    pointer crashes every rank (SIGSEGV) once the dispatcher hands it back to Python: the
+    per-field scatters must run with async_op=True and wait on the work they get."""
+    w = tg.Int4GemliteTensor.from_hp(torch.randn(64, 128), group_size=32)
+    out = torch.empty_like(w)
+    calls = []
+
+    class _Work:
+        def wait(self):
+            calls.append("wait")
+            return True
+
+    def nccl_like_scatter(outputs, inputs, group, root, async_op=True, timeout=-1):
+        calls.append(async_op)
+        return outputs, (_Work() if async_op else None)
+
+    handler = type(w)._ATEN_OP_TABLE[type(w)][torch.ops.c10d.scatter_.default]
+    result, work = handler(nccl_like_scatter, (), ([out], [], "group", 0, False, -1), {})
+    fields = [n for n in out._data_names() if getattr(out, n) is not None]
+    assert result[0] is out and isinstance(work, _Work)
+    assert calls == [True, "wait"] * len(fields)

@@ -337,8 +337,15 @@ def _(func, types, args, kwargs):
 
     Arguments: ([output], [[input per rank]] on the source rank or [] elsewhere, group, root
     rank, async_op, timeout). Each inner scatter is waited for here, so the returned work is done.
+
+    The inner scatters always run with async_op=True: since torch 2.8 NCCL returns no work object
+    (a null pointer) for a synchronous collective, and handing that null back through the
+    dispatcher to Python crashes the process (SIGSEGV on every rank). An asynchronous scatter
+    returns a real work; waiting on it orders the current stream after the copy, which is what
+    a synchronous one would have done.
     """
-    outputs, inputs, rest = args[0], args[1], list(args[2:])
+    outputs, inputs, group, root = args[0], args[1], args[2], args[3]
+    timeout = args[5] if len(args) > 5 else kwargs.get("timeout", -1)
     if len(outputs) != 1:
         raise NotImplementedError("scatter of quantized weights supports one output tensor")
     out = outputs[0]
@@ -348,7 +355,7 @@ def _(func, types, args, kwargs):
         if target is None:
             continue
         pieces = [[getattr(t, name) for t in per_rank] for per_rank in inputs]
-        _, work = func(*([[target], pieces] + rest), **kwargs)
+        _, work = func([target], pieces, group, root, True, timeout)
         work.wait()
     return [out], work
 
