@@ -79,16 +79,17 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
             m_x = m_xm & (o_kw < k_words)
             codes_x = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.float32)  # sum x (q - c) 2^-k
             x_sum = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.float32)  # sum x
-            for f in tl.static_range(E // (2 * PF)):
-                part = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.int32)  # 16-bit pairs, +0.0
-                part_x = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.int32)
-                for i in tl.static_range(PF):
-                    pair = f * PF + i
-                    b_x = tl.load(x_pairs + pair_row + o_kw * (E // 2) + pair, mask=m_x, other=0)  # [BM, BKW, 1]
-                    part = fma2(pair_codes(b_words, pair, BITS, KSHIFT, IS_BF16, EMULATE), b_x, part, IS_BF16, EMULATE)
-                    part_x = fma2(b_x, ones2(b_x, IS_BF16), part_x, IS_BF16, EMULATE)
-                codes_x += lane_sum(part, IS_BF16, EMULATE)
-                x_sum += lane_sum(part_x, IS_BF16, EMULATE)
+            part = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.int32)  # 16-bit pairs, +0.0
+            part_x = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.int32)
+            for pair in tl.static_range(E // 2):
+                b_x = tl.load(x_pairs + pair_row + o_kw * (E // 2) + pair, mask=m_x, other=0)  # [BM, BKW, 1]
+                part = fma2(pair_codes(b_words, pair, BITS, KSHIFT, IS_BF16, EMULATE), b_x, part, IS_BF16, EMULATE)
+                part_x = fma2(b_x, ones2(b_x, IS_BF16), part_x, IS_BF16, EMULATE)
+                if pair % PF == PF - 1:  # flush the 16-bit sums to fp32
+                    codes_x += lane_sum(part, IS_BF16, EMULATE)
+                    x_sum += lane_sum(part_x, IS_BF16, EMULATE)
+                    part = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.int32)
+                    part_x = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.int32)
             acc += codes_x * (scale * (1 << KSHIFT)) + x_sum * (scale * (CENTER - zero))
         else:
             mul, add = group_mul_add(scale_ptr, zero_ptr, s_offs, s_mask, SYMMETRIC, SYM_ZERO, BITS)
