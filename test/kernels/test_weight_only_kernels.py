@@ -110,6 +110,12 @@ def test_gemv_packed_and_fp32_inner_loops(half_mac, bits, symmetric, group):
             _check(qw, x, b, _run(qw, x, b, cfg))
 
 
+def test_gemm_config_with_too_few_rows_is_refused():
+    qw, x, b = _case(4, False, 64, 5, 256, 40, torch.float16)
+    with pytest.raises(ValueError, match="16 word rows"):
+        _run(qw, x, b, LaunchConfig("gemm", 16, 32, 32))
+
+
 def test_split_k_is_deterministic():
     qw, x, b = _case(4, False, 32, 5, 1024, 96, torch.float16)
     cfg = LaunchConfig("gemm", 16, 32, 128, split_k=4, swap_ab=True)
@@ -151,7 +157,7 @@ def test_strided_bias_mixed_scale_dtype_and_uneven_groups():
         scale, zero = qw.scale.to(scale_dtype), qw.zero.to(scale_dtype)
         for cfg in (LaunchConfig("gemv", 8, 32, 128, split_k=2), LaunchConfig("gemv", 8, 32, 64, split_k=1),
                     LaunchConfig("gemm", 16, 32, 128, split_k=1),
-                    LaunchConfig("gemm", 16, 32, 32, split_k=1), LaunchConfig("dense", 0, 0, 0)):
+                    LaunchConfig("gemm", 16, 32, 256, split_k=1), LaunchConfig("dense", 0, 0, 0)):
             y = launch_weight_only(x, qw.qdata, scale, zero, bias, 4, 96, False, cfg)
             assert _rel_err(y, reference_linear(x, qw, bias)) < TOLERANCE[torch.float16], (scale_dtype, cfg)
 

@@ -118,6 +118,9 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
             raise ValueError(f"gemv config block_m={c.block_m} is smaller than M={m}")
         gemv_kernel[(-(-n // c.block_n), split)](*args, **meta, HALF_MAC=half, EMULATE=not x2.is_cuda)
     else:
+        if c.block_k // codes_per_word(bits) < 16:
+            raise ValueError(f"gemm config block_k={c.block_k} gives {c.block_k // codes_per_word(bits)} word rows a step; "
+                             f"the tensor cores need at least 16 word rows (block_k >= {16 * codes_per_word(bits)})")
         grid = (-(-m // c.block_m) * -(-n // c.block_n), split)
         gemm_kernel[grid](*args, **meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab)
     if ws is not None:
