@@ -21,7 +21,7 @@ SM_COUNT_DEFAULT = 132
 TUNED_DIR = Path(__file__).with_name("tuned")
 CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
 MAX_M_BUCKET = 4096
-GEMV_MAX_M = 2  # H200: the M=16 tensor-core kernel beat the best M=4 GEMV
+GEMV_MAX_M = 2  # H100/H200: at M=4 the tensor-core kernel beats the best GEMV
 DENSE_MIN_M = 64  # from here on, dequantize + cuBLAS (measured faster on the H200 from M = 64)
 
 
@@ -107,7 +107,7 @@ def _pow2_at_least(v: int) -> int:
     return 1 << max(0, (v - 1).bit_length())
 
 
-def _split_for(programs: int, k_tiles: int, sm_count: int, per_sm: int) -> int:
+def _split_for(programs: int, k_tiles: int, sm_count: int, per_sm: float) -> int:
     """The K split that brings the grid closest to ``per_sm`` programs on every SM."""
     best = 1
     for split in (1, 2, 3, 4, 6, 8, 12, 16):
@@ -117,16 +117,16 @@ def _split_for(programs: int, k_tiles: int, sm_count: int, per_sm: int) -> int:
 
 
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
-    """A sound default for any shape, from the H200 tuning runs (docs/kernels.md).
+    """A sound default for any shape, from the H100/H200 tuning runs (docs/kernels.md).
 
     BLOCK_K is a whole number of word rows per step (16 rows: the smallest tile a slot's
     tl.dot takes); tiles that span several groups load one scale row per word row.
     """
     per_word = 32 // bits
-    if m <= GEMV_MAX_M:
-        block_k = 16 * per_word
-        split = _split_for(-(-n // 64), -(-k // block_k), sm_count, per_sm=5)
-        return LaunchConfig("gemv", _pow2_at_least(m), 64, block_k, split, num_warps=4, num_stages=2)
+    if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): narrow tiles, long K steps
+        block_k = 32 * per_word
+        split = _split_for(-(-n // 32), -(-k // block_k), sm_count, per_sm=2.5)
+        return LaunchConfig("gemv", _pow2_at_least(m), 32, block_k, split, num_warps=4, num_stages=3)
     if m < DENSE_MIN_M:
         block_m = max(16, _pow2_at_least(m))
         block_k = 32 * per_word
