@@ -19,8 +19,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from torchao_gemlite.kernels.configs import (LaunchConfig, choose_config, heuristic_config, table_key, user_cache_path,
-                                             write_table_atomically)
+from torchao_gemlite.kernels.configs import LaunchConfig, choose_config, heuristic_config
 from torchao_gemlite.kernels.dispatch import launch_weight_only
 from torchao_gemlite.kernels.tuning import _splits, _weight_copies, graph_time_us
 from torchao_gemlite.quant import quantize_weight, reference_linear
@@ -100,40 +99,12 @@ def timing(shapes, m_values, log):
     return results
 
 
-def gemm_packed_vs_fp32(shapes, m_values, log):
-    """The tensor-core kernel at its heuristic config, packed vs fp32 dequantization; the faster
-    one per (shape, M) goes into the user cache (TORCHAO_GEMLITE_CACHE_DIR), so that a later
-    benchmark in the same run uses it."""
-    props = torch.cuda.get_device_properties(0)
-    rows, table = [], {}
-    for k, n in shapes:
-        _, copies = _weight_copies(n, k, 4, 128, False, torch.float16, "cuda")
-        for m in m_values:
-            x = torch.randn(m, k, dtype=torch.float16, device="cuda")
-            base = heuristic_config(m, n, k, 4, 128, props.multi_processor_count)
-            times = {}
-            for half in (True, False):
-                cfg = replace(base, half_mac=half)
-                times[half] = graph_time_us([lambda c=c, cfg=cfg: launch_weight_only(x, c[0], c[1], c[2], None, 4, 128,
-                                                                                       False, cfg) for c in copies],
-                                            replays=20)
-            best = min(times, key=times.get)
-            table[table_key(m, n, k, 4, 128, "float16")] = replace(base, half_mac=best).to_dict()
-            rows.append(dict(k=k, n=n, m=m, packed_us=times[True], fp32_us=times[False], cfg=base.to_dict()))
-            log(f"gemm {k}x{n} M={m}: packed {times[True]:.2f} us, fp32 {times[False]:.2f} us ({base})")
-    write_table_atomically(user_cache_path(props.name), table, props.name)
-    return rows
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("outdir")
     p.add_argument("--shapes", nargs="+", default=["4096x4096", "4096x14336", "14336x4096", "8192x8192"])
     p.add_argument("--m", nargs="+", type=int, default=[1, 2, 4])
     p.add_argument("--no-accuracy", dest="accuracy", action="store_false", help="timing only (the GPU tests check accuracy)")
-    p.add_argument("--gemm-m", nargs="*", type=int, default=[],
-                   help="also time the tensor-core kernel, packed vs fp32, at these M (winners -> user cache)")
-    p.add_argument("--no-gemv", dest="gemv", action="store_false", help="skip the GEMV sweep")
     a = p.parse_args()
     logf = open(f"{a.outdir}/probe_gemv.log", "w")
 
@@ -142,16 +113,13 @@ def main():
 
     acc = accuracy(log) if a.accuracy else []
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
-    res = timing(shapes, a.m, log) if a.gemv else []
-    gemm = gemm_packed_vs_fp32(shapes, a.gemm_m, log) if a.gemm_m else []
-    json.dump(dict(device=torch.cuda.get_device_name(), accuracy=acc, timing=res, gemm=gemm),
+    res = timing(shapes, a.m, log)
+    json.dump(dict(device=torch.cuda.get_device_name(), accuracy=acc, timing=res),
               open(f"{a.outdir}/probe_gemv.json", "w"), indent=1)
     worst = {}
     for bits, sym, dt, m, packed, fp32 in acc:
         worst[(bits, dt)] = max(worst.get((bits, dt), 0), packed)
     print("worst packed-path rel. error:", {f"{b}b/{d}": f"{e:.1e}" for (b, d), e in worst.items()})
-    for r in gemm:
-        print(f"gemm {r['k']}x{r['n']} M={r['m']}: packed {r['packed_us']:.2f} us  fp32 {r['fp32_us']:.2f} us")
     print(f"{'KxN':>11} {'M':>2} {'fp16':>7} {'packed':>7} {'fp32':>7} {'gemm':>7} {'x fp16':>6} {'TB/s':>5}  best")
     for r in res:
         c = r["packed_cfg"]
