@@ -39,7 +39,7 @@ class LaunchConfig:
     num_stages: int = 2
     swap_ab: bool = False
     group_m: int = 8
-    half_mac: bool = True  # gemv/gemm: packed 16-bit unpacking where the format allows it (half2.py)
+    half_mac: bool = True  # gemv: packed 16-bit arithmetic where the format allows it (half2.py)
 
     def to_dict(self) -> dict:
         return asdict(self)

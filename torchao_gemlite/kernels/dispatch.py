@@ -100,10 +100,10 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     tiles_per_split = -(-k_tiles // split)
     split = -(-k_tiles // tiles_per_split)  # no empty splits
     ws = splitk_workspace(split, m, n, x2.device)
-    # the packed 16-bit path (the interpreter's emulation of it is fp16 only: it computes bf16 wrongly)
-    half = c.half_mac and half_mac_supported(bits, x2.dtype == torch.bfloat16) and (
+    # gemv's packed 16-bit path (the interpreter's emulation of it is fp16 only: it computes bf16 wrongly)
+    half = c.kernel == "gemv" and c.half_mac and half_mac_supported(bits, x2.dtype == torch.bfloat16) and (
         x2.is_cuda or x2.dtype == torch.float16)
-    if c.kernel == "gemv" and half and (x2.stride(1) != 1 or x2.stride(0) % 2 or x2.data_ptr() % 4):
+    if half and (x2.stride(1) != 1 or x2.stride(0) % 2 or x2.data_ptr() % 4):
         x2 = x2.clone(memory_format=torch.contiguous_format)  # it reads x as int32 pairs
     args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
             ws if ws is not None else out, m, n, k, group_size, tiles_per_split,
@@ -122,7 +122,7 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
             raise ValueError(f"gemm config block_k={c.block_k} gives {c.block_k // codes_per_word(bits)} word rows a step; "
                              f"the tensor cores need at least 16 word rows (block_k >= {16 * codes_per_word(bits)})")
         grid = (-(-m // c.block_m) * -(-n // c.block_n), split)
-        gemm_kernel[grid](*args, **meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab, HALF_MAC=half, EMULATE=not x2.is_cuda)
+        gemm_kernel[grid](*args, **meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab)
     if ws is not None:
         splitk_reduce(ws, bias, out)
     return out

@@ -10,10 +10,6 @@ where the x tile is the matching stride-E slice of x (slot s pairs with k = j*E 
 Summing over slots and steps covers every k exactly once. Triton pipelines the loads
 num_stages deep. SWAP_AB computes W^T x^T so that for small M the weight is the MMA's
 large operand and the batch the small one (MMA N = BLOCK_M).
-HALF_MAC (CUDA, every format but 8-bit x bf16) dequantizes two codes an instruction in
-packed 16-bit arithmetic (half2.py): per code pair one PRMT + one LOP3 + one FMA give the
-exact q - c, one more FMA gives (q - c) * s + (c - z) * s, and a register move splits
-the pair into the two slots' operands for two tl.dot calls.
 HBM bytes per output tile: BLOCK_N * K * BITS / 8 (weights) + BLOCK_M * K * 2 (x)
 + scales/zeros; split-K adds an fp32 partial per tile (reduce.py).
 """
@@ -21,20 +17,8 @@ HBM bytes per output tile: BLOCK_N * K * BITS / 8 (weights) + BLOCK_M * K * 2 (x
 import triton
 import triton.language as tl
 
-from .half2 import fma2, pair_codes, split2, splat2
 from .reduce import store_tile, tile_coordinates
 from .unpack import group_mul_add, slot_as_float
-
-
-@triton.jit
-def _slot_dot(acc, b_w, x_ptr, o_m, o_k, m_m, K, stride_xm, stride_xk, SWAP_AB: tl.constexpr):
-    """acc += x[:, o_k] @ b_w for one code slot: b_w [BKW, BN] holds k = o_k (stride E)."""
-    b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,
-                  mask=m_m[:, None] & (o_k[None, :] < K), other=0.0)  # [BM, BKW]
-    if SWAP_AB:
-        return tl.dot(tl.trans(b_w), tl.trans(b_x), acc)  # [BN, BKW] @ [BKW, BM] -> [BN, BM]
-    else:
-        return tl.dot(b_x, b_w, acc)  # [BM, BKW] @ [BKW, BN] -> [BM, BN]
 
 
 @triton.jit
@@ -44,8 +28,7 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 BITS: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 SCALE_PER_ROW: tl.constexpr, HAS_BIAS: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_WORKSPACE: tl.constexpr,
-                NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr, HALF_MAC: tl.constexpr,
-                EMULATE: tl.constexpr):
+                NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr):
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
     pid_m, pid_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -68,31 +51,20 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         m_w = (o_kw[:, None] < k_words) & m_n[None, :]
         b_words = tl.load(w_ptr + o_kw[:, None] * stride_wk + o_n[None, :], mask=m_w, other=0)  # [BKW, BN]
         if SCALE_PER_ROW:  # the tile spans several groups: one scale row per word row
-            s_offs = (o_kw[:, None] * E // group_size) * stride_sg + o_n[None, :]
-            s_mask = m_w
+            mul, add = group_mul_add(scale_ptr, zero_ptr, (o_kw[:, None] * E // group_size) * stride_sg + o_n[None, :],
+                                     m_w, SYMMETRIC, SYM_ZERO, BITS)
         else:
-            s_offs = (t * BLOCK_K // group_size) * stride_sg + o_n[None, :]
-            s_mask = m_n[None, :]
-        if HALF_MAC:
-            IS_BF16: tl.constexpr = dot_dtype == tl.bfloat16
-            CENTER: tl.constexpr = 1 << (BITS - 1)
-            scale = tl.load(scale_ptr + s_offs, mask=s_mask, other=0.0).to(tl.float32)
-            if SYMMETRIC:
-                zero = SYM_ZERO
+            mul, add = group_mul_add(scale_ptr, zero_ptr, (t * BLOCK_K // group_size) * stride_sg + o_n[None, :],
+                                     m_n[None, :], SYMMETRIC, SYM_ZERO, BITS)
+        for s in tl.static_range(E):
+            b_w = (slot_as_float(b_words, s, BITS) * mul + add).to(dot_dtype)  # [BKW, BN]
+            o_k = o_kw * E + s
+            b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,
+                          mask=m_m[:, None] & (o_k[None, :] < K), other=0.0)  # [BM, BKW]
+            if SWAP_AB:
+                acc = tl.dot(tl.trans(b_w), tl.trans(b_x), acc)  # [BN, BKW] @ [BKW, BM] -> [BN, BM]
             else:
-                zero = tl.load(zero_ptr + s_offs, mask=s_mask, other=0.0).to(tl.float32)
-            scale2 = splat2(scale, IS_BF16, EMULATE)
-            shift2 = splat2(scale * (CENTER - zero), IS_BF16, EMULATE)
-            for pair in tl.static_range(E // 2):
-                b_w2 = fma2(pair_codes(b_words, pair, BITS, 0, IS_BF16, EMULATE), scale2, shift2, IS_BF16, EMULATE)
-                b_lo, b_hi = split2(b_w2, IS_BF16, EMULATE)  # slots 2 * pair and 2 * pair + 1, [BKW, BN]
-                acc = _slot_dot(acc, b_lo, x_ptr, o_m, o_kw * E + 2 * pair, m_m, K, stride_xm, stride_xk, SWAP_AB)
-                acc = _slot_dot(acc, b_hi, x_ptr, o_m, o_kw * E + 2 * pair + 1, m_m, K, stride_xm, stride_xk, SWAP_AB)
-        else:
-            mul, add = group_mul_add(scale_ptr, zero_ptr, s_offs, s_mask, SYMMETRIC, SYM_ZERO, BITS)
-            for s in tl.static_range(E):
-                b_w = (slot_as_float(b_words, s, BITS) * mul + add).to(dot_dtype)  # [BKW, BN]
-                acc = _slot_dot(acc, b_w, x_ptr, o_m, o_kw * E + s, m_m, K, stride_xm, stride_xk, SWAP_AB)
+                acc = tl.dot(b_x, b_w, acc)  # [BM, BKW] @ [BKW, BN] -> [BM, BN]
 
     if SWAP_AB:
         result = tl.trans(acc)

@@ -9,8 +9,7 @@ instruction handles two codes:
   into the two lanes) and one LOP3 (mask the code, OR in the exponent of the
   magic constant 1024 for fp16 / 128 for bf16), then one FMA turns
   magic + q into the exact small value (q - CENTER) * 2^-KSHIFT.
-- ``fma2`` multiply-accumulates lane-wise; ``lane_sum`` adds the two lanes in fp32;
-  ``splat2`` / ``split2`` build pairs from and split them into 16-bit tensors.
+- ``fma2`` multiply-accumulates lane-wise; ``lane_sum`` adds the two lanes in fp32.
 
 Everything on the integer side is exact. A kernel accumulates at most four pairs
 (eight products a lane) in 16-bit before moving the sum to fp32; CENTER and KSHIFT
@@ -117,32 +116,6 @@ def ones2(like, IS_BF16: tl.constexpr):
         return _splat(like, 0x3F803F80)
     else:
         return _splat(like, 0x3C003C00)
-
-
-@triton.jit
-def splat2(values, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
-    """(v, v) pairs of fp32 ``values`` rounded to the 16-bit type, as int32."""
-    if EMULATE:
-        return _bits(values) | (_bits(values) << 16)
-    elif IS_BF16:
-        return tl.inline_asm_elementwise("mov.b32 $0, {$1, $1};", "=r,h", [values.to(tl.bfloat16)],
-                                         dtype=tl.int32, is_pure=True, pack=1)
-    else:
-        return tl.inline_asm_elementwise("mov.b32 $0, {$1, $1};", "=r,h", [values.to(tl.float16)],
-                                         dtype=tl.int32, is_pure=True, pack=1)
-
-
-@triton.jit
-def split2(pairs, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
-    """The (low, high) lanes of 16-bit pairs as two fp16 / bf16 tensors (a register move)."""
-    if EMULATE:
-        return _lane(pairs, 0).to(tl.float16), _lane(pairs, 1).to(tl.float16)
-    elif IS_BF16:
-        return tl.inline_asm_elementwise("mov.b32 {$0, $1}, $2;", "=h,=h,r", [pairs],
-                                         dtype=(tl.bfloat16, tl.bfloat16), is_pure=True, pack=1)
-    else:
-        return tl.inline_asm_elementwise("mov.b32 {$0, $1}, $2;", "=h,=h,r", [pairs],
-                                         dtype=(tl.float16, tl.float16), is_pure=True, pack=1)
 
 
 @triton.jit
