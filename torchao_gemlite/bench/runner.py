@@ -79,13 +79,19 @@ def _version(package: str) -> Optional[str]:
 
 
 def _git_commit() -> Optional[str]:
+    """Short HEAD, with "+uncommitted" when tracked files differ from it (the table then
+    describes a tree that no commit holds)."""
     root = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if head.returncode != 0 or not head.stdout.strip():
+        return None
+    return head.stdout.strip() + ("+uncommitted" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
 def environment(device: Optional[torch.device] = None) -> dict:
