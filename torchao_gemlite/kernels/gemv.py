@@ -1,22 +1,22 @@
 """Decode kernel: y = x @ dequant(W).T on CUDA cores, the packed weight streamed once.
 
-BLOCK_M <= 4; the dispatcher uses it for M <= configs.GEMV_MAX_M.
+The dispatcher uses it for M <= configs.GEMV_MAX_M (it takes BLOCK_M up to 8: each row
+of x adds its own multiply-accumulates, so the tensor-core kernel wins from M = 4).
 
 Grid: (cdiv(N, BLOCK_N), SPLIT_K). A program owns BLOCK_N output columns for every row
-of x (BLOCK_M >= M, at most 4) and one contiguous range of K tiles.
+of x (BLOCK_M >= M) and one contiguous range of K tiles.
 Each K step loads a [BLOCK_K / E, BLOCK_N] tile of int32 words (E = 32 / BITS codes a
 word; rows are N-contiguous, so a warp reads whole 128-byte lines in 16-byte vectors)
-and the scale/zero of its group(s). The E code slots of the tile are then processed in
-turn, all in the words' own register layout (no reshapes, no shared memory): unpack
-(2 int ops, unpack.py), dequantize (1 FMA), multiply-accumulate with the matching
-strided slice of x (L1-resident) into a [BLOCK_M, BLOCK_K / E, BLOCK_N] fp32 tile,
-reduced once at the end.
-HALF_MAC (compiled on CUDA for every format but 8-bit x bf16) replaces the per-code
-fp32 work with packed 16-bit arithmetic (half2.py), two codes an instruction: per word
-and code pair one PRMT + one LOP3 + one FMA give (q - c) * 2^-k exactly, one FMA
-multiply-accumulates it with x's matching pair (x read as int32 pairs), and every
-four pairs move to fp32. The group's dequantization is applied once per word in fp32:
-    sum_k x_k (q_k - z) s = s 2^k * sum_k x_k (q_k - c) 2^-k + s (c - z) * sum_k x_k.
+and the scale/zero of its group(s), and works in the words' own register layout (no
+reshapes) into a [BLOCK_M, BLOCK_K / E, BLOCK_N] fp32 tile reduced once at the end.
+- HALF_MAC (every format but 8-bit x bf16): packed 16-bit arithmetic (half2.py), two
+  codes an instruction. Per word and code pair one PRMT + one LOP3 + one FMA give
+  (q - c) * 2^-k exactly and one FMA multiply-accumulates it with x's matching pair (x
+  read as int32 pairs); every four pairs move to fp32, where the group's dequantization
+  is applied once per word:
+      sum_k x_k (q_k - z) s = s 2^k * sum_k x_k (q_k - c) 2^-k + s (c - z) * sum_k x_k.
+- Otherwise the fp32 loop: per code slot, unpack (2 int ops, unpack.py), dequantize (1 FMA)
+  and multiply-accumulate with the matching strided slice of x (L1-resident).
 HBM bytes per program: BLOCK_N * K * BITS / 8 (weights) + its scales/zeros;
 x and the output are negligible at decode sizes.
 """
