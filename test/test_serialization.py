@@ -89,6 +89,20 @@ class TestSerialization(TestCase):
         fresh.load_state_dict(state_dict, assign=True)
         self.assertTrue(torch.equal(fresh(self.x), expected))
 
+    @parametrize("name", ["int4", "a8w8_int8"])
+    def test_whole_model_pickle_round_trip(self, name):
+        """torch.save(model) pickles the modules themselves (their extra_repr included)."""
+        model = make_model()
+        quantize_(model, CONFIGS[name])
+        expected = model(self.x)
+        buf = io.BytesIO()
+        torch.save(model, buf)
+        buf.seek(0)
+        loaded = torch.load(buf, weights_only=False)
+        self.assertTrue(torch.equal(loaded(self.x), expected))
+        self.assertEqual(repr(loaded), repr(model))
+        self.assertIn("in_features=128, out_features=256", repr(loaded))
+
     def test_load_mismatched_config_fails(self):
         model = make_model()
         quantize_(model, GemliteInt4WeightOnlyConfig(group_size=64))

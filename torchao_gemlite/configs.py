@@ -12,7 +12,6 @@ that names it and says why.
 from __future__ import annotations
 
 import sys
-import types
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -145,12 +144,22 @@ def _ineligible_reason(weight, group_size: Optional[int]) -> Optional[str]:
     return None
 
 
-def _extra_repr(self, original_extra_repr, parameter_name):
-    w = getattr(self, parameter_name)
-    parts = [original_extra_repr()] if original_extra_repr() else []
-    if hasattr(w, "_quantization_type"):
-        parts.append(f"{parameter_name}={type(w).__name__}({w._quantization_type()})")
-    return ", ".join(parts)
+class _QuantizedExtraRepr:
+    """``module.extra_repr`` once a parameter is quantized: the original text plus the new tensor's
+    description. A plain object, not a lambda, so that ``torch.save(model)`` can pickle the module."""
+
+    def __init__(self, module: torch.nn.Module, parameter_name: str):
+        self.module = module
+        self.parameter_name = parameter_name
+        self.previous = module.__dict__.get("extra_repr")  # another quantized parameter's, if any
+
+    def __call__(self) -> str:
+        base = self.previous() if self.previous is not None else type(self.module).extra_repr(self.module)
+        w = getattr(self.module, self.parameter_name)
+        parts = [base] if base else []
+        if hasattr(w, "_quantization_type"):
+            parts.append(f"{self.parameter_name}={type(w).__name__}({w._quantization_type()})")
+        return ", ".join(parts)
 
 
 def _quantize_parameter(module: torch.nn.Module, config: AOBaseConfig, parameter_name: str,
@@ -168,10 +177,7 @@ def _quantize_parameter(module: torch.nn.Module, config: AOBaseConfig, parameter
     with torch.no_grad():
         new_weight = build(weight.detach())
     setattr(module, parameter_name, torch.nn.Parameter(new_weight, requires_grad=False))
-    original = module.extra_repr
-    module.extra_repr = types.MethodType(
-        lambda self: _extra_repr(self, original, parameter_name), module
-    )
+    module.extra_repr = _QuantizedExtraRepr(module, parameter_name)
     return module
 
 
