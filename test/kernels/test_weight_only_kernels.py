@@ -7,6 +7,7 @@ matrix of the issue runs: every bit width x fp16/bf16 x group sizes x M x shapes
 
 import itertools
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -99,15 +100,43 @@ def test_every_kernel_variant(spec, bits, group):
 @pytest.mark.parametrize("bits,symmetric,group", [(8, False, None), (4, False, 32), (4, True, 128), (2, False, 64),
                                                   (1, True, None)])
 def test_gemv_packed_and_fp32_inner_loops(half_mac, bits, symmetric, group):
-    """Both GEMV inner loops: half2.py's packed 16-bit pairs (emulated under the interpreter)
-    and unpack.py's fp32 path, with and without split-K, from an x that is not 4-byte aligned
-    (the packed path reads x as int32 pairs)."""
+    """Both GEMV inner loops: half2.py's packed 16-bit pairs (emulated under the interpreter) and
+    unpack.py's fp32 loop (which 8-bit x bf16 always takes), with and without split-K, from an
+    aligned x with a row stride (read in place) and from one that is not 4-byte aligned (copied:
+    the packed loop reads x as int32 pairs)."""
     for dtype in DTYPES:
         qw, _, b = _case(bits, symmetric, group, 1, 384, 72, dtype)
         for m, cfg in ((1, LaunchConfig("gemv", 1, 32, 16 * (32 // bits), split_k=1, half_mac=half_mac)),
                        (3, LaunchConfig("gemv", 4, 64, 8 * (32 // bits), split_k=2, half_mac=half_mac))):
-            x = torch.randn(m * 384 + 1, dtype=dtype, device=DEVICE)[1:].view(m, 384)
-            _check(qw, x, b, _run(qw, x, b, cfg))
+            strided = torch.randn(m, 400, dtype=dtype, device=DEVICE)[:, :384]
+            misaligned = torch.randn(m * 384 + 1, dtype=dtype, device=DEVICE)[1:].view(m, 384)
+            for x in (strided, misaligned):
+                _check(qw, x, b, _run(qw, x, b, cfg))
+
+
+def test_gemv_packed_loop_is_the_default_and_differs_from_fp32():
+    """The packed loop runs by default (its 16-bit roundings make it differ from the fp32 loop)."""
+    qw, x, b = _case(4, False, 128, 1, 1024, 96, torch.float16)
+    cfg = heuristic_config(1, 96, 1024, 4, 128)
+    assert cfg.kernel == "gemv" and cfg.half_mac
+    packed, fp32 = _run(qw, x, b, cfg), _run(qw, x, b, replace(cfg, half_mac=False))
+    assert not torch.equal(packed, fp32)
+    _check(qw, x, b, packed)
+
+
+@pytest.mark.parametrize("bits,symmetric", [(4, False), (4, True), (8, False), (1, True)])
+def test_gemv_packed_loop_large_activations_do_not_overflow(bits, symmetric):
+    """fp16 activations near the top of fp16's range: the 16-bit partial sums stay below max |x|."""
+    gen = torch.Generator().manual_seed(bits)
+    w = (torch.randn(40, 256, generator=gen) * 1e-3).half().to(DEVICE)  # keeps y well inside fp16
+    qw = quantize_weight(w, bits, None, symmetric)
+    x = torch.randn(1, 256, generator=gen).half().to(DEVICE)
+    x[:, :16] = 30000.0
+    b = None
+    cfg = LaunchConfig("gemv", 1, 32, 8 * (32 // bits), split_k=1)
+    y = _run(qw, x, b, cfg)
+    assert torch.isfinite(y).all()
+    _check(qw, x, b, y)
 
 
 def test_gemm_config_with_too_few_rows_is_refused():

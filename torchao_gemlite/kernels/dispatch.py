@@ -8,6 +8,8 @@ allocator (safe inside CUDA graph capture).
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ..formats import ACTIVATION_DTYPES, FLOAT_WEIGHT_DTYPES, PackedFormat, codes_per_word, symmetric_zero
@@ -15,7 +17,7 @@ from .configs import LaunchConfig, choose_config
 from .dequant import dequantize_packed
 from .gemm import gemm_kernel
 from .gemv import gemv_kernel
-from .half2 import half_mac_supported
+from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .reduce import splitk_reduce, splitk_workspace
 
 
@@ -100,10 +102,13 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     tiles_per_split = -(-k_tiles // split)
     split = -(-k_tiles // tiles_per_split)  # no empty splits
     ws = splitk_workspace(split, m, n, x2.device)
-    # gemv's packed 16-bit path (the interpreter's emulation of it is fp16 only: it computes bf16 wrongly)
-    half = c.kernel == "gemv" and c.half_mac and half_mac_supported(bits, x2.dtype == torch.bfloat16) and (
-        x2.is_cuda or x2.dtype == torch.float16)
-    if half and (x2.stride(1) != 1 or x2.stride(0) % 2 or x2.data_ptr() % 4):
+    # gemv's packed 16-bit path; under Triton's interpreter its emulation, which is fp16 only
+    # (the interpreter computes bf16 wrongly)
+    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
+    half = (c.kernel == "gemv" and c.half_mac and x2.dtype in (torch.float16, torch.bfloat16)
+            and half_mac_supported(bits, x2.dtype == torch.bfloat16)
+            and (not interpreted or x2.dtype == torch.float16))
+    if half and (x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 2) or x2.data_ptr() % 4):
         x2 = x2.clone(memory_format=torch.contiguous_format)  # it reads x as int32 pairs
     args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
             ws if ws is not None else out, m, n, k, group_size, tiles_per_split,
@@ -116,7 +121,8 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     if c.kernel == "gemv":
         if c.block_m < m:
             raise ValueError(f"gemv config block_m={c.block_m} is smaller than M={m}")
-        gemv_kernel[(-(-n // c.block_n), split)](*args, **meta, HALF_MAC=half, EMULATE=not x2.is_cuda)
+        gemv_kernel[(-(-n // c.block_n), split)](*args, **meta, HALF_MAC=half, PF=pairs_per_flush(bits),
+                                                 KSHIFT=pair_kshift(bits), EMULATE=interpreted)
     else:
         if c.block_k // codes_per_word(bits) < 16:
             raise ValueError(f"gemm config block_k={c.block_k} gives {c.block_k // codes_per_word(bits)} word rows a step; "

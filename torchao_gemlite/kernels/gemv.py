@@ -12,9 +12,10 @@ reshapes) into a [BLOCK_M, BLOCK_K / E, BLOCK_N] fp32 tile reduced once at the e
 - HALF_MAC (every format but 8-bit x bf16): packed 16-bit arithmetic (half2.py), two
   codes an instruction. Per word and code pair one PRMT + one LOP3 + one FMA give
   (q - c) * 2^-k exactly and one FMA multiply-accumulates it with x's matching pair (x
-  read as int32 pairs); every four pairs move to fp32, where the group's dequantization
-  is applied once per word:
-      sum_k x_k (q_k - z) s = s 2^k * sum_k x_k (q_k - c) 2^-k + s (c - z) * sum_k x_k.
+  read as int32 pairs); every PF pairs (4; 2 for 8-bit) move to fp32, where the group's
+  dequantization is applied once per word:
+      sum_k x_k (q_k - z) s = s 2^k * sum_k x_k (q_k - c) 2^-k + s (c - z) * sum_k x_k,
+  the last term skipped where z = c (the symmetric formats but 1-bit).
 - Otherwise the fp32 loop: per code slot, unpack (2 int ops, unpack.py), dequantize (1 FMA)
   and multiply-accumulate with the matching strided slice of x (L1-resident).
 HBM bytes per program: BLOCK_N * K * BITS / 8 (weights) + its scales/zeros;
@@ -24,7 +25,7 @@ x and the output are negligible at decode sizes.
 import triton
 import triton.language as tl
 
-from .half2 import fma2, lane_sum, ones2, pair_codes
+from .half2 import fma2, lane_sum, pair_codes, x_sum_weights
 from .reduce import store_tile
 from .unpack import group_mul_add, slot_as_float
 
@@ -36,7 +37,8 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 BITS: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 SCALE_PER_ROW: tl.constexpr, HAS_BIAS: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_WORKSPACE: tl.constexpr,
-                NUM_STAGES: tl.constexpr, HALF_MAC: tl.constexpr, EMULATE: tl.constexpr):
+                NUM_STAGES: tl.constexpr, HALF_MAC: tl.constexpr, PF: tl.constexpr, KSHIFT: tl.constexpr,
+                EMULATE: tl.constexpr):
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
     pid_n = tl.program_id(0)
@@ -54,9 +56,9 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
     t_end = tl.minimum((pid_k + 1) * tiles_per_split, tl.cdiv(K, BLOCK_K))
     if HALF_MAC:
         IS_BF16: tl.constexpr = x_ptr.dtype.element_ty == tl.bfloat16
-        PF: tl.constexpr = 4 // (1 + BITS // 8)  # pairs a flush (half2.pairs_per_flush)
-        KSHIFT: tl.constexpr = 2 - BITS // 8 + BITS - 1  # half2.pair_kshift
         CENTER: tl.constexpr = 1 << (BITS - 1)
+        # sum x (c - z) s vanishes when the zero is the center (symmetric, but 1-bit)
+        X_SUM: tl.constexpr = (not SYMMETRIC) or SYM_ZERO != CENTER
         x_pairs = x_ptr.to(tl.pointer_type(tl.int32))  # x[m, 2i], x[m, 2i + 1] as one int32
         pair_row = o_m3 * (stride_xm // 2)
         m_xm = o_m3 < M
@@ -77,20 +79,25 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
             else:
                 zero = tl.load(zero_ptr + s_offs, mask=s_mask, other=0.0).to(tl.float32)
             m_x = m_xm & (o_kw < k_words)
-            codes_x = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.float32)  # sum x (q - c) 2^-k
-            x_sum = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.float32)  # sum x
+            codes_x = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.float32)  # sum x (q - c) 2^-KSHIFT
+            x_sum = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.float32)  # sum x / PF
             part = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.int32)  # 16-bit pairs, +0.0
             part_x = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.int32)
             for pair in tl.static_range(E // 2):
                 b_x = tl.load(x_pairs + pair_row + o_kw * (E // 2) + pair, mask=m_x, other=0)  # [BM, BKW, 1]
                 part = fma2(pair_codes(b_words, pair, BITS, KSHIFT, IS_BF16, EMULATE), b_x, part, IS_BF16, EMULATE)
-                part_x = fma2(b_x, ones2(b_x, IS_BF16), part_x, IS_BF16, EMULATE)
+                if X_SUM:
+                    part_x = fma2(b_x, x_sum_weights(b_x, PF, IS_BF16), part_x, IS_BF16, EMULATE)
                 if pair % PF == PF - 1:  # flush the 16-bit sums to fp32
                     codes_x += lane_sum(part, IS_BF16, EMULATE)
-                    x_sum += lane_sum(part_x, IS_BF16, EMULATE)
                     part = tl.zeros((BLOCK_M, BLOCK_KW, BLOCK_N), dtype=tl.int32)
-                    part_x = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.int32)
-            acc += codes_x * (scale * (1 << KSHIFT)) + x_sum * (scale * (CENTER - zero))
+                    if X_SUM:
+                        x_sum += lane_sum(part_x, IS_BF16, EMULATE)
+                        part_x = tl.zeros((BLOCK_M, BLOCK_KW, 1), dtype=tl.int32)
+            if X_SUM:
+                acc += codes_x * (scale * (1 << KSHIFT)) + x_sum * (scale * (PF * (CENTER - zero)))
+            else:
+                acc += codes_x * (scale * (1 << KSHIFT))
         else:
             mul, add = group_mul_add(scale_ptr, zero_ptr, s_offs, s_mask, SYMMETRIC, SYM_ZERO, BITS)
             for s in tl.static_range(E):

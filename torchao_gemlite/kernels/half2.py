@@ -1,19 +1,23 @@
 """Two codes per instruction: packed half-precision (f16x2 / bf16x2) helpers in inline PTX.
 
 The fp32 unpacking of unpack.py costs two integer ops and two FMAs per code, which
-caps a decode kernel at about a third of the HBM bandwidth. Here every 32-bit register
+capped the decode kernel at about a quarter of the HBM bandwidth. Here every 32-bit register
 holds a pair of 16-bit lanes (fp16 for fp16 activations, bf16 for bf16), so each
 instruction handles two codes:
 
-- ``pair_codes`` takes codes 2p and 2p+1 of each word with one PRMT (byte p's pair
-  into the two lanes) and one LOP3 (mask the code, OR in the exponent of the
+- ``pair_codes`` takes codes 2p and 2p+1 of each word with one PRMT (the bytes that
+  hold them into the two lanes) and one LOP3 (mask the code, OR in the exponent of the
   magic constant 1024 for fp16 / 128 for bf16), then one FMA turns
   magic + q into the exact small value (q - CENTER) * 2^-KSHIFT.
 - ``fma2`` multiply-accumulates lane-wise; ``lane_sum`` adds the two lanes in fp32.
 
-Everything on the integer side is exact. A kernel accumulates at most four pairs
-(eight products a lane) in 16-bit before moving the sum to fp32; CENTER and KSHIFT
-keep that partial sum below |x| so fp16 cannot overflow (see ``pair_constants``).
+Everything on the integer side is exact. A kernel accumulates at most PF pairs (PF
+products a lane; ``pairs_per_flush``) in 16-bit before moving the sum to fp32; CENTER
+and KSHIFT keep that partial sum below max |x| so fp16 cannot overflow (``pair_kshift``),
+and sums of x are accumulated as x / PF for the same reason (``x_sum_weights``).
+The price is range at the small end: products below 2^-14 are fp16 subnormals, so
+with fp16 activations whose entries are all below about 1e-3 (1e-2 for 8-bit codes) the
+error grows past fp16 rounding; ``LaunchConfig(half_mac=False)`` selects the fp32 loop.
 Under Triton's interpreter (EMULATE) the same steps run as plain integer and fp16
 arithmetic, so CPU tests exercise the algorithm; the PTX runs on the GPU. 8-bit codes
 with bf16 cannot use this path (128 + q needs q < 128): kernels use unpack.py there.
@@ -21,6 +25,7 @@ with bf16 cannot use this path (128 + q needs q < 128): kernels use unpack.py th
 
 import triton
 import triton.language as tl
+
 
 def pairs_per_flush(bits: int) -> int:
     """Pairs a kernel accumulates in 16-bit before the fp32 add: 4 (8-bit words hold only 2)."""
@@ -97,7 +102,8 @@ def pair_codes(words, PAIR: tl.constexpr, BITS: tl.constexpr, KSHIFT: tl.constex
 @triton.jit
 def fma2(a, b, c, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
     """Lane-wise a * b + c on 16-bit pairs held in int32 tensors (broadcast like any op)."""
-    if EMULATE:  # fp16 only: the interpreter computes bf16 arithmetic wrongly
+    tl.static_assert(not (EMULATE and IS_BF16), "the emulation is fp16 only (the interpreter computes bf16 wrongly)")
+    if EMULATE:
         lo = _lane(a, 0) * _lane(b, 0) + _lane(c, 0)
         hi = _lane(a, 1) * _lane(b, 1) + _lane(c, 1)
         return _bits(lo) | (_bits(hi) << 16)
@@ -110,12 +116,14 @@ def fma2(a, b, c, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
 
 
 @triton.jit
-def ones2(like, IS_BF16: tl.constexpr):
-    """The pair (1.0, 1.0) shaped like ``like``: fma2(x, ones2, acc) sums x's lanes into acc."""
+def x_sum_weights(like, PF: tl.constexpr, IS_BF16: tl.constexpr):
+    """The pair (1/PF, 1/PF) shaped like ``like``: fma2(x, it, acc) adds x / PF lane-wise, so that
+    PF such terms stay below max |x|. PF is 2 or 4 (an exact power of two)."""
     if IS_BF16:
-        return _splat(like, 0x3F803F80)
+        ONE_OVER: tl.constexpr = (127 - PF // 2) << 7  # 2^-1 or 2^-2
     else:
-        return _splat(like, 0x3C003C00)
+        ONE_OVER: tl.constexpr = (15 - PF // 2) << 10
+    return _splat(like, ONE_OVER | (ONE_OVER << 16))
 
 
 @triton.jit
