@@ -21,6 +21,10 @@ from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .reduce import splitk_reduce, splitk_workspace
 
 
+# Triton reads TRITON_INTERPRET when it decorates the kernels (at import): the mode they were built in.
+_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+
 def _device_facts(device: torch.device) -> tuple[str, int]:
     if device.type != "cuda":
         return "cpu-interpreter", 4
@@ -104,10 +108,9 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     ws = splitk_workspace(split, m, n, x2.device)
     # gemv's packed 16-bit path; under Triton's interpreter its emulation, which is fp16 only
     # (the interpreter computes bf16 wrongly)
-    interpreted = os.environ.get("TRITON_INTERPRET") == "1"
     half = (c.kernel == "gemv" and c.half_mac and x2.dtype in (torch.float16, torch.bfloat16)
             and half_mac_supported(bits, x2.dtype == torch.bfloat16)
-            and (not interpreted or x2.dtype == torch.float16))
+            and (not _INTERPRETED or x2.dtype == torch.float16))
     if half and (x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 2) or x2.data_ptr() % 4):
         x2 = x2.clone(memory_format=torch.contiguous_format)  # it reads x as int32 pairs
     args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
@@ -122,7 +125,7 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
         if c.block_m < m:
             raise ValueError(f"gemv config block_m={c.block_m} is smaller than M={m}")
         gemv_kernel[(-(-n // c.block_n), split)](*args, **meta, HALF_MAC=half, PF=pairs_per_flush(bits),
-                                                 KSHIFT=pair_kshift(bits), EMULATE=interpreted)
+                                                 KSHIFT=pair_kshift(bits), EMULATE=_INTERPRETED)
     else:
         if c.block_k // codes_per_word(bits) < 16:
             raise ValueError(f"gemm config block_k={c.block_k} gives {c.block_k // codes_per_word(bits)} word rows a step; "
