@@ -28,12 +28,13 @@ def test_quick_keeps_explicit_choices():
 def test_lists_and_flags():
     args = cli.parse_args(["--shapes", "4096x14336,5120x13824", "--m", "1,3,4096", "--dtypes", "bf16",
                            "--eager", "--anchors", "none", "--e2e", "--layers", "2", "--batch", "1,8",
-                           "--prefill", "128", "--json", "out.json"])
+                           "--prefill", "128", "--compile", "--quantize-head", "--json", "out.json"])
     assert args.shapes == [(4096, 14336), (5120, 13824)]
     assert args.m_values == [1, 3, 4096] and args.dtypes == ["bf16"]
     assert not args.graph and args.eager
     assert args.anchors == ["cublas"]
     assert args.e2e and args.layers == 2 and args.batch == [1, 8] and args.prefill == [128]
+    assert args.compile and args.quantize_head
     assert str(args.json) == "out.json"
     assert cli.parse_args(["--shapes", "llama3-8b"]).shapes == kernels.LLAMA3_8B_SHAPES
     assert cli.parse_args(["--formats", "none"]).formats == []

@@ -70,6 +70,14 @@ def test_quantized_decode_step_on_cpu():
     assert logits.shape == (2, 1, ARGS.vocab_size) and torch.isfinite(logits).all()
 
 
+@torch.no_grad()
+def test_quantize_head_option():
+    model = e2e.build_model(ARGS, torch.float32, torch.device("cpu"))
+    e2e.quantize_model(model, e2e.E2E_CONFIGS["gemlite-int4-g128"](), include_head=True)
+    assert type(model.output.weight) is not torch.nn.Parameter or model.output.weight.dtype != torch.float32
+    assert "Gemlite" in type(model.output.weight).__name__
+
+
 def test_run_e2e_rejects_unknown_configs():
     with pytest.raises(ValueError, match="unknown e2e config"):
         e2e.run_e2e(e2e.E2ESettings(configs=("nope",)), torch.device("cpu"))
@@ -100,4 +108,5 @@ def test_gqa_attention_matches_repeated_kv_heads():
 def test_gpu_decode_and_prefill_smoke():
     model = e2e.build_model(ARGS, torch.bfloat16, torch.device("cuda"))
     assert e2e.decode_tokens_per_s(model, batch=2, context=32, steps=8, repeats=1) > 0
+    assert e2e.decode_tokens_per_s(model, batch=2, context=32, steps=8, repeats=1, compile=True) > 0
     assert e2e.prefill_tokens_per_s(model, 16, repeats=1) > 0

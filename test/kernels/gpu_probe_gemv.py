@@ -5,15 +5,19 @@
 1. Accuracy of the GEMV, packed path and fp32 path, against the reference linear for
    every bit width x asym/sym x fp16/bf16 at M = 1, 3, 4 (relative Frobenius error).
 2. Time (CUDA-graph replay over weight copies rotated beyond L2) of cuBLAS fp16, the
-   best GEMV configuration of a candidate sweep with the packed path, the fp32 path at
-   the shipped configuration, and the tensor-core kernel, for 4-bit g128 at M = 1..8.
+   best GEMV configuration of a candidate sweep with the packed path, the same with the
+   split-K sum in a second launch instead of fused, with bf16 activations, the fp32 path
+   at the shipped configuration, and the tensor-core kernel, for 4-bit g128 at M = 1..8.
+   The candidates are compiled first by a pool of processes (Triton's disk cache).
 Writes OUTDIR/probe_gemv.json (best configs, timings) and prints a table last.
 """
 
 import argparse
 import itertools
 import json
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import torch
@@ -48,10 +52,14 @@ def accuracy(log):
     return rows
 
 
+CANDIDATES = ((16, 32, 2, 3), (16, 64, 4, 3), (32, 16, 4, 3), (32, 32, 4, 3), (32, 32, 4, 4), (32, 64, 4, 3),
+              (32, 64, 8, 3), (64, 16, 4, 3), (64, 32, 4, 3), (64, 32, 8, 3), (32, 128, 8, 3))  # bn, rows, warps, stages
+
+
 def gemv_candidates(m, n, k, sm_count):
     bm = 1 << max(0, (m - 1).bit_length())
     out = []
-    for bn, rows, warps, stages in ((16, 32, 2, 3), (32, 16, 2, 3), (32, 16, 4, 3), (32, 32, 4, 3), (64, 16, 4, 3)):
+    for bn, rows, warps, stages in CANDIDATES:
         bk = rows * 8
         if bm * rows * bn > 16384 * warps // 4:
             continue
@@ -61,8 +69,39 @@ def gemv_candidates(m, n, k, sm_count):
     return out
 
 
+def _compile_job(job):
+    """Worker: run each config once on a fresh weight of the shape (fills Triton's disk cache)."""
+    k, n, m, dtype, cfgs = job
+    qw = quantize_weight(torch.randn(n, k, dtype=torch.float16, device="cuda"), 4, 128, False)  # as the timing
+    x = torch.randn(m, k, dtype=dtype, device="cuda")
+    for cfg in cfgs:
+        try:
+            launch_weight_only(x, qw.qdata, qw.scale, qw.zero, None, 4, 128, False, cfg)
+        except Exception:  # reported by the timing pass
+            pass
+    torch.cuda.synchronize()
+    return len(cfgs)
+
+
+def precompile(jobs, workers=16):
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        return sum(pool.map(_compile_job, jobs))
+
+
 def timing(shapes, m_values, log):
     props = torch.cuda.get_device_properties(0)
+    sms = props.multi_processor_count
+    jobs = []
+    for k, n in shapes:
+        for m in m_values:
+            cands = gemv_candidates(m, n, k, sms)
+            cands += [replace(c, fused_reduce=False) for c in cands if c.split_k > 1]
+            cands += [LaunchConfig("gemm", 16, 128, 256, heuristic_config(16, n, k, 4, 128).split_k)]
+            for i in range(0, len(cands), 4):
+                jobs.append((k, n, m, torch.float16, cands[i:i + 4]))
+        jobs.append((k, n, 1, torch.bfloat16, gemv_candidates(1, n, k, sms)))
+    log(f"precompiled {precompile(jobs)} launches")
     results = []
     for k, n in shapes:
         qw, copies = _weight_copies(n, k, 4, 128, False, torch.float16, "cuda")
@@ -71,13 +110,13 @@ def timing(shapes, m_values, log):
         for m in m_values:
             x = torch.randn(m, k, dtype=torch.float16, device="cuda")
 
-            def run(cfg):
+            def run(cfg, x=x):
                 return graph_time_us([lambda c=c: launch_weight_only(x, c[0], c[1], c[2], None, 4, 128, False, cfg)
                                       for c in copies], replays=20)
 
             fp16 = graph_time_us([lambda w=w: F.linear(x, w) for w in dense], replays=20)
             best = None
-            for cfg in gemv_candidates(m, n, k, props.multi_processor_count):
+            for cfg in gemv_candidates(m, n, k, sms):
                 try:
                     us = run(cfg)
                 except Exception as err:
@@ -86,16 +125,24 @@ def timing(shapes, m_values, log):
                 log(f"  {k}x{n} M={m} {us:7.2f} us {cfg}")
                 if best is None or us < best[1]:
                     best = (cfg, us)
-            shipped = choose_config(m, n, k, 4, 128, "float16", props.name, props.multi_processor_count)
+            unfused = run(replace(best[0], fused_reduce=False)) if best[0].split_k > 1 else best[1]
+            bf16 = None
+            if m == 1:  # bf16 activations at the fp16 winner and its neighbours
+                xb = x.to(torch.bfloat16)
+                bf16 = min(run(replace(c, block_m=1), xb) for c in gemv_candidates(1, n, k, sms)
+                           if (c.block_n, c.num_warps) == (best[0].block_n, best[0].num_warps))
+            shipped = choose_config(m, n, k, 4, 128, "float16", props.name, sms)
             fp32_cfg = shipped if shipped.kernel == "gemv" else heuristic_config(min(m, 2), n, k, 4, 128)
             fp32_cfg = replace(fp32_cfg, block_m=1 << max(0, (m - 1).bit_length()), half_mac=False)
             fp32 = run(fp32_cfg)
             gemm_cfg = LaunchConfig("gemm", 16, 128, 256, heuristic_config(16, n, k, 4, 128).split_k)
             gemm = run(gemm_cfg)
             row = dict(k=k, n=n, m=m, fp16_us=fp16, packed_us=best[1], packed_cfg=best[0].to_dict(), fp32_us=fp32,
-                       fp32_cfg=fp32_cfg.to_dict(), gemm_us=gemm, tb_s=nbytes / best[1] / 1e6)
+                       fp32_cfg=fp32_cfg.to_dict(), gemm_us=gemm, unfused_us=unfused, bf16_us=bf16,
+                       tb_s=nbytes / best[1] / 1e6)
             results.append(row)
-            log(f"{k}x{n} M={m}: fp16 {fp16:.2f} packed {best[1]:.2f} ({best[0]}) fp32 {fp32:.2f} gemm {gemm:.2f}")
+            log(f"{k}x{n} M={m}: fp16 {fp16:.2f} packed {best[1]:.2f} ({best[0]}) unfused {unfused:.2f} "
+                f"bf16 {bf16} fp32 {fp32:.2f} gemm {gemm:.2f}")
     return results
 
 
@@ -120,11 +167,13 @@ def main():
     for bits, sym, dt, m, packed, fp32 in acc:
         worst[(bits, dt)] = max(worst.get((bits, dt), 0), packed)
     print("worst packed-path rel. error:", {f"{b}b/{d}": f"{e:.1e}" for (b, d), e in worst.items()})
-    print(f"{'KxN':>11} {'M':>2} {'fp16':>7} {'packed':>7} {'fp32':>7} {'gemm':>7} {'x fp16':>6} {'TB/s':>5}  best")
+    print(f"{'KxN':>11} {'M':>2} {'fp16':>7} {'packed':>7} {'unfused':>7} {'bf16':>7} {'fp32':>7} {'gemm':>7} "
+          f"{'x fp16':>6} {'TB/s':>5}  best")
     for r in res:
         c = r["packed_cfg"]
-        print(f"{r['k']:>5}x{r['n']:<5} {r['m']:>2} {r['fp16_us']:7.2f} {r['packed_us']:7.2f} {r['fp32_us']:7.2f} "
-              f"{r['gemm_us']:7.2f} {r['fp16_us'] / r['packed_us']:6.2f} {r['tb_s']:5.2f}  "
+        bf16 = f"{r['bf16_us']:7.2f}" if r["bf16_us"] else f"{'-':>7}"
+        print(f"{r['k']:>5}x{r['n']:<5} {r['m']:>2} {r['fp16_us']:7.2f} {r['packed_us']:7.2f} {r['unfused_us']:7.2f} "
+              f"{bf16} {r['fp32_us']:7.2f} {r['gemm_us']:7.2f} {r['fp16_us'] / r['packed_us']:6.2f} {r['tb_s']:5.2f}  "
               f"bn{c['block_n']} bk{c['block_k']} s{c['split_k']} w{c['num_warps']} st{c['num_stages']}")
 
 

@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=64, help="decode steps per timed run (default 64)")
     e.add_argument("--e2e-configs", type=_csv, default=list(E2E_CONFIGS),
                    help=f"comma list of {list(E2E_CONFIGS)} (default: all)")
+    e.add_argument("--compile", action="store_true",
+                   help="decode: torch.compile(fullgraph=True) the forward inside the CUDA graph")
+    e.add_argument("--quantize-head", action="store_true", help="quantize the output head too")
 
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, default=None, help="write all results as JSON to this path")
@@ -191,7 +194,8 @@ def measure(args: argparse.Namespace) -> dict:
             from .e2e import E2ESettings, run_e2e
 
             settings = E2ESettings(layers=args.layers, batches=tuple(args.batch), prefills=tuple(args.prefill),
-                                   context=args.context, steps=args.steps, configs=tuple(args.e2e_configs))
+                                   context=args.context, steps=args.steps, configs=tuple(args.e2e_configs),
+                                   compile=args.compile, quantize_head=args.quantize_head)
             doc["e2e"] = run_e2e(settings, device, log=_log)
     return doc
 

@@ -8,6 +8,8 @@ Measured per config:
 
 * decode tokens/s at each batch size: one CUDA graph holds a whole step (forward of one token
   per sequence, greedy argmax fed back as the next token, position += 1), replayed ``steps`` times;
+  with ``compile`` the forward inside the graph is ``torch.compile(fullgraph=True)``-ed first, so
+  that the small ops between the linears are fused as a serving stack would run them;
 * prefill tokens/s at each length: eager forward of one sequence (batch 1);
 * weight memory (parameters; quantized tensors counted by their inner tensors) and peak GPU memory
   while benchmarking (``torch.cuda.max_memory_allocated``, reset after quantization).
@@ -241,11 +243,11 @@ E2E_CONFIGS: dict[str, Optional[Callable[[], object]]] = {
 }
 
 
-def quantize_model(model: nn.Module, config) -> None:
-    """Quantizes every linear layer except the output head."""
+def quantize_model(model: nn.Module, config, include_head: bool = False) -> None:
+    """Quantizes every linear layer, the output head only with ``include_head``."""
     from torchao.quantization import quantize_
 
-    quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and fqn != "output")
+    quantize_(model, config, filter_fn=lambda m, fqn: isinstance(m, nn.Linear) and (include_head or fqn != "output"))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -263,10 +265,13 @@ class E2ESettings:
     repeats: int = 3
     configs: tuple[str, ...] = tuple(E2E_CONFIGS)
     dtype: str = "bf16"
+    compile: bool = False  # decode: torch.compile the forward captured in the CUDA graph
+    quantize_head: bool = False  # quantize the output head too (embeddings always stay dense)
 
 
 @torch.no_grad()
-def decode_tokens_per_s(model: Decoder, batch: int, context: int, steps: int, repeats: int) -> float:
+def decode_tokens_per_s(model: Decoder, batch: int, context: int, steps: int, repeats: int,
+                        compile: bool = False) -> float:
     """Greedy decode with a CUDA graph per step; returns batch * steps / seconds (median of repeats)."""
     if steps + 4 > context:
         raise ValueError(f"context={context} must exceed steps={steps} + 4")
@@ -274,9 +279,10 @@ def decode_tokens_per_s(model: Decoder, batch: int, context: int, steps: int, re
     model.setup_caches(batch, context)
     tokens = torch.randint(0, model.args.vocab_size, (batch, 1), device=device)
     pos = torch.zeros(1, dtype=torch.long, device=device)
+    forward = torch.compile(model.forward, fullgraph=True, dynamic=False) if compile else model.forward
 
     def step():
-        logits = model(tokens, pos, last_only=True)
+        logits = forward(tokens, pos, last_only=True)
         tokens.copy_(logits.argmax(dim=-1))
         pos.add_(1)
 
@@ -339,13 +345,14 @@ def bench_config(name: str, settings: E2ESettings, device: torch.device, log=pri
         model = build_model(ModelArgs.llama3_8b(settings.layers), dtype, device)
         make_config = E2E_CONFIGS[name]
         if make_config is not None:
-            quantize_model(model, make_config())
+            quantize_model(model, make_config(), include_head=settings.quantize_head)
         row["weight_gib"] = weight_bytes(model) / 2**30
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         for b in settings.batches:
-            row["decode_tok_s"][b] = decode_tokens_per_s(model, b, settings.context, settings.steps, settings.repeats)
+            row["decode_tok_s"][b] = decode_tokens_per_s(model, b, settings.context, settings.steps, settings.repeats,
+                                                         settings.compile)
             log(f"  {name}: decode batch {b}: {row['decode_tok_s'][b]:.0f} tok/s")
         for t in settings.prefills:
             row["prefill_tok_s"][t] = prefill_tokens_per_s(model, t, settings.repeats)
@@ -371,5 +378,5 @@ def run_e2e(settings: E2ESettings, device: torch.device, log=print) -> dict:
     s = settings
     return {"settings": {"layers": s.layers, "batches": list(s.batches), "prefills": list(s.prefills),
                          "context": s.context, "steps": s.steps, "repeats": s.repeats, "dtype": s.dtype,
-                         "configs": list(s.configs)},
+                         "configs": list(s.configs), "compile": s.compile, "quantize_head": s.quantize_head},
             "results": results}

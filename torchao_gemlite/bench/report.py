@@ -194,7 +194,8 @@ def e2e_table(doc: dict) -> Optional[Table]:
         rows.append(row)
     s = e2e.get("settings", {})
     title = (f"End to end: Llama-3-8B-shaped decoder, {s.get('layers', '?')} layers, random weights, "
-             f"decode with CUDA graphs + static KV cache (context {s.get('context', '?')})")
+             f"decode with CUDA graphs{' + torch.compile' if s.get('compile') else ''} + static KV cache "
+             f"(context {s.get('context', '?')}); output head {'quantized' if s.get('quantize_head') else 'bf16'}")
     return Table(title, headers, rows)
 
 

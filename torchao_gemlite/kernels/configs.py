@@ -40,6 +40,7 @@ class LaunchConfig:
     swap_ab: bool = False
     group_m: int = 8
     half_mac: bool = True  # gemv: packed 16-bit arithmetic where the format allows it (half2.py)
+    fused_reduce: bool = True  # split-K: the last program of a tile sums the partials (no second launch)
 
     def to_dict(self) -> dict:
         return asdict(self)

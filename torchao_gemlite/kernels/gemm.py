@@ -22,13 +22,13 @@ from .unpack import group_mul_add, slot_as_float
 
 
 @triton.jit
-def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
-                M, N, K, group_size, tiles_per_split,
+def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr, counter_ptr,
+                M, N, K, tiles_per_split,
                 stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
-                BITS: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
-                SCALE_PER_ROW: tl.constexpr, HAS_BIAS: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_WORKSPACE: tl.constexpr,
-                NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr):
+                BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
+                HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                USE_WORKSPACE: tl.constexpr, FUSED_REDUCE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr):
+    # GROUP_K: the group size, 0 for per-channel scales
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
     pid_m, pid_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -50,11 +50,13 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         o_kw = t * BLOCK_KW + tl.arange(0, BLOCK_KW)
         m_w = (o_kw[:, None] < k_words) & m_n[None, :]
         b_words = tl.load(w_ptr + o_kw[:, None] * stride_wk + o_n[None, :], mask=m_w, other=0)  # [BKW, BN]
-        if SCALE_PER_ROW:  # the tile spans several groups: one scale row per word row
-            mul, add = group_mul_add(scale_ptr, zero_ptr, (o_kw[:, None] * E // group_size) * stride_sg + o_n[None, :],
+        if GROUP_K == 0:  # per-channel
+            mul, add = group_mul_add(scale_ptr, zero_ptr, o_n[None, :], m_n[None, :], SYMMETRIC, SYM_ZERO, BITS)
+        elif GROUP_K % BLOCK_K != 0:  # the step spans several groups: one scale row per word row
+            mul, add = group_mul_add(scale_ptr, zero_ptr, (o_kw[:, None] // (GROUP_K // E)) * stride_sg + o_n[None, :],
                                      m_w, SYMMETRIC, SYM_ZERO, BITS)
         else:
-            mul, add = group_mul_add(scale_ptr, zero_ptr, (t * BLOCK_K // group_size) * stride_sg + o_n[None, :],
+            mul, add = group_mul_add(scale_ptr, zero_ptr, (t // (GROUP_K // BLOCK_K)) * stride_sg + o_n[None, :],
                                      m_n[None, :], SYMMETRIC, SYM_ZERO, BITS)
         for s in tl.static_range(E):
             b_w = (slot_as_float(b_words, s, BITS) * mul + add).to(dot_dtype)  # [BKW, BN]
@@ -70,4 +72,5 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         result = tl.trans(acc)
     else:
         result = acc
-    store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k, HAS_BIAS, USE_WORKSPACE)
+    store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, counter_ptr + tl.program_id(0), pid_k,
+               HAS_BIAS, USE_WORKSPACE, FUSED_REDUCE)

@@ -116,6 +116,20 @@ def fma2(a, b, c, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
 
 
 @triton.jit
+def mul2(a, b, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
+    """Lane-wise a * b on 16-bit pairs held in int32 tensors."""
+    tl.static_assert(not (EMULATE and IS_BF16), "the emulation is fp16 only (the interpreter computes bf16 wrongly)")
+    if EMULATE:
+        return _bits(_lane(a, 0) * _lane(b, 0)) | (_bits(_lane(a, 1) * _lane(b, 1)) << 16)
+    elif IS_BF16:
+        return tl.inline_asm_elementwise("mul.rn.bf16x2 $0, $1, $2;", "=r,r,r", [a, b],
+                                         dtype=tl.int32, is_pure=True, pack=1)
+    else:
+        return tl.inline_asm_elementwise("mul.rn.f16x2 $0, $1, $2;", "=r,r,r", [a, b],
+                                         dtype=tl.int32, is_pure=True, pack=1)
+
+
+@triton.jit
 def x_sum_weights(like, PF: tl.constexpr, IS_BF16: tl.constexpr):
     """The pair (1/PF, 1/PF) shaped like ``like``: fma2(x, it, acc) adds x / PF lane-wise, so that
     PF such terms stay below max |x|. PF is 2 or 4 (an exact power of two)."""
