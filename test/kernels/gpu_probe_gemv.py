@@ -5,8 +5,8 @@
 1. Accuracy of the GEMV, packed path and fp32 path, against the reference linear for
    every bit width x asym/sym x fp16/bf16 at M = 1, 3, 4 (relative Frobenius error).
 2. Time (CUDA-graph replay over weight copies rotated beyond L2) of cuBLAS fp16, the
-   best GEMV configuration of a candidate sweep with the packed path, the same with the
-   split-K sum in a second launch instead of fused, with bf16 activations, the fp32 path
+   best GEMV configuration of a candidate sweep with the packed path, the same with bf16
+   activations, the fp32 path
    at the shipped configuration, and the tensor-core kernel, for 4-bit g128 at M = 1..8.
    The candidates are compiled first by a pool of processes (Triton's disk cache).
 Writes OUTDIR/probe_gemv.json (best configs, timings) and prints a table last.
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from torchao_gemlite.kernels.configs import LaunchConfig, choose_config, heuristic_config
 from torchao_gemlite.kernels.dispatch import launch_weight_only
-from torchao_gemlite.kernels.tuning import _splits, _weight_copies, graph_time_us
+from torchao_gemlite.kernels.tuning import GEMV_CANDIDATES, _splits, _weight_copies, graph_time_us
 from torchao_gemlite.quant import quantize_weight, reference_linear
 
 
@@ -52,14 +52,10 @@ def accuracy(log):
     return rows
 
 
-CANDIDATES = ((16, 32, 2, 3), (16, 64, 4, 3), (32, 16, 4, 3), (32, 32, 4, 3), (32, 32, 4, 4), (32, 64, 4, 3),
-              (32, 64, 8, 3), (64, 16, 4, 3), (64, 32, 4, 3), (64, 32, 8, 3), (32, 128, 8, 3))  # bn, rows, warps, stages
-
-
 def gemv_candidates(m, n, k, sm_count):
     bm = 1 << max(0, (m - 1).bit_length())
     out = []
-    for bn, rows, warps, stages in CANDIDATES:
+    for bn, rows, warps, stages in GEMV_CANDIDATES:
         bk = rows * 8
         if bm * rows * bn > 16384 * warps // 4:
             continue
@@ -96,7 +92,6 @@ def timing(shapes, m_values, log):
     for k, n in shapes:
         for m in m_values:
             cands = gemv_candidates(m, n, k, sms)
-            cands += [replace(c, fused_reduce=False) for c in cands if c.split_k > 1]
             cands += [LaunchConfig("gemm", 16, 128, 256, heuristic_config(16, n, k, 4, 128).split_k)]
             for i in range(0, len(cands), 4):
                 jobs.append((k, n, m, torch.float16, cands[i:i + 4]))
@@ -125,7 +120,6 @@ def timing(shapes, m_values, log):
                 log(f"  {k}x{n} M={m} {us:7.2f} us {cfg}")
                 if best is None or us < best[1]:
                     best = (cfg, us)
-            unfused = run(replace(best[0], fused_reduce=False)) if best[0].split_k > 1 else best[1]
             bf16 = None
             if m == 1:  # bf16 activations at the fp16 winner and its neighbours
                 xb = x.to(torch.bfloat16)
@@ -138,10 +132,10 @@ def timing(shapes, m_values, log):
             gemm_cfg = LaunchConfig("gemm", 16, 128, 256, heuristic_config(16, n, k, 4, 128).split_k)
             gemm = run(gemm_cfg)
             row = dict(k=k, n=n, m=m, fp16_us=fp16, packed_us=best[1], packed_cfg=best[0].to_dict(), fp32_us=fp32,
-                       fp32_cfg=fp32_cfg.to_dict(), gemm_us=gemm, unfused_us=unfused, bf16_us=bf16,
+                       fp32_cfg=fp32_cfg.to_dict(), gemm_us=gemm, bf16_us=bf16,
                        tb_s=nbytes / best[1] / 1e6)
             results.append(row)
-            log(f"{k}x{n} M={m}: fp16 {fp16:.2f} packed {best[1]:.2f} ({best[0]}) unfused {unfused:.2f} "
+            log(f"{k}x{n} M={m}: fp16 {fp16:.2f} packed {best[1]:.2f}  ({best[0]}) "
                 f"bf16 {bf16} fp32 {fp32:.2f} gemm {gemm:.2f}")
     return results
 
@@ -167,12 +161,12 @@ def main():
     for bits, sym, dt, m, packed, fp32 in acc:
         worst[(bits, dt)] = max(worst.get((bits, dt), 0), packed)
     print("worst packed-path rel. error:", {f"{b}b/{d}": f"{e:.1e}" for (b, d), e in worst.items()})
-    print(f"{'KxN':>11} {'M':>2} {'fp16':>7} {'packed':>7} {'unfused':>7} {'bf16':>7} {'fp32':>7} {'gemm':>7} "
+    print(f"{'KxN':>11} {'M':>2} {'fp16':>7} {'packed':>7} {'bf16':>7} {'fp32':>7} {'gemm':>7} "
           f"{'x fp16':>6} {'TB/s':>5}  best")
     for r in res:
         c = r["packed_cfg"]
         bf16 = f"{r['bf16_us']:7.2f}" if r["bf16_us"] else f"{'-':>7}"
-        print(f"{r['k']:>5}x{r['n']:<5} {r['m']:>2} {r['fp16_us']:7.2f} {r['packed_us']:7.2f} {r['unfused_us']:7.2f} "
+        print(f"{r['k']:>5}x{r['n']:<5} {r['m']:>2} {r['fp16_us']:7.2f} {r['packed_us']:7.2f} "
               f"{bf16} {r['fp32_us']:7.2f} {r['gemm_us']:7.2f} {r['fp16_us'] / r['packed_us']:6.2f} {r['tb_s']:5.2f}  "
               f"bn{c['block_n']} bk{c['block_k']} s{c['split_k']} w{c['num_warps']} st{c['num_stages']}")
 

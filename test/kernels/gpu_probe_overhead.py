@@ -46,12 +46,11 @@ def main() -> None:
         "launch_weight_only split=1": lambda: launch_weight_only(x, *a, one),
         "check_weight_only_inputs": lambda: check_weight_only_inputs(x, *a),
         "torch.empty": lambda: torch.empty(1, 256, dtype=torch.half, device="cuda"),
-        "torch.zeros (split-K counters)": lambda: torch.zeros(4, dtype=torch.int32, device="cuda"),
         "quantized nn.Linear module call": lambda: linear(x),
         "raw gemv_kernel[grid] launch": lambda: gemv_kernel[(4, 1)](
-            x, qw.qdata, qw.scale, qw.zero, qw.scale, out, out, out, 1, 256, 1024, 8, 1024, 1, 256, 256, 256,
+            x, qw.qdata, qw.scale, qw.zero, qw.scale, out, out, 1, 256, 1024, 8, 1024, 1, 256, 256, 256,
             BITS=4, GROUP_K=128, SYMMETRIC=False, SYM_ZERO=8.0, HAS_BIAS=False, BLOCK_M=1, BLOCK_N=64, BLOCK_K=128,
-            EVEN_K=True, EVEN_N=True, USE_WORKSPACE=False, FUSED_REDUCE=False, NUM_STAGES=2, HALF_MAC=True, PF=4,
+            EVEN_K=True, EVEN_N=True, USE_WORKSPACE=False, NUM_STAGES=2, HALF_MAC=True, PF=4,
             KSHIFT=5, EMULATE=False, num_warps=4),
         "F.linear fp16 (reference point)": lambda: torch.nn.functional.linear(x, dense),
     }

@@ -39,7 +39,6 @@ x may have any strides (the row and column strides are kernel arguments); q is c
 
 from __future__ import annotations
 
-import os
 import struct
 from functools import lru_cache
 
@@ -48,6 +47,7 @@ import triton
 import triton.language as tl
 
 from ..formats import ACTIVATION_DTYPES
+from .launch import INTERPRETED, FastLauncher
 
 FP8_DTYPE = torch.float8_e4m3fn
 INT8_MAX = 127.0
@@ -127,9 +127,12 @@ def _act_quant_kernel(
     tl.store(s_ptr + o_m, b_scale, mask=m_m)
 
 
+_ACT_QUANT = FastLauncher(_act_quant_kernel)
+
+
 def triton_can_run_on(device: torch.device) -> bool:
     """CUDA tensors, or CPU tensors when the kernels were built under TRITON_INTERPRET=1 (tests)."""
-    return device.type == "cuda" or (device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
+    return device.type == "cuda" or (device.type == "cpu" and INTERPRETED)
 
 
 def _check_device(t: torch.Tensor, name: str) -> None:
@@ -191,10 +194,7 @@ def quantize_per_token(x: torch.Tensor, dtype: torch.dtype = torch.int8, *, out:
     one_pass, block_k, rows, num_warps = _launch_params(m, k)
     fp8 = dtype == FP8_DTYPE
     qmax = FP8_MAX if fp8 else INT8_MAX
-    _act_quant_kernel[(triton.cdiv(m, rows),)](
-        x2, out, out_scale, m, k, x2.stride(0), x2.stride(1), k,
-        QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(x.device), FP8=fp8, ONE_PASS=one_pass,
-        ROWS=rows, BLOCK_K=block_k,
-        num_warps=num_warps,
-    )
+    _ACT_QUANT((triton.cdiv(m, rows),), (x2, out, out_scale, m, k, x2.stride(0), x2.stride(1), k),
+               dict(QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(x.device), FP8=fp8,
+                    ONE_PASS=one_pass, ROWS=rows, BLOCK_K=block_k, num_warps=num_warps))
     return out, out_scale

@@ -8,8 +8,6 @@ allocator (safe inside CUDA graph capture).
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from ..formats import ACTIVATION_DTYPES, FLOAT_WEIGHT_DTYPES, PackedFormat, codes_per_word, symmetric_zero
@@ -18,11 +16,13 @@ from .dequant import dequantize_packed
 from .gemm import gemm_kernel
 from .gemv import gemv_kernel
 from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
-from .reduce import splitk_counters, splitk_reduce, splitk_workspace
+from .launch import INTERPRETED as _INTERPRETED
+from .launch import FastLauncher
+from .reduce import splitk_reduce, splitk_workspace
 
 
-# Triton reads TRITON_INTERPRET when it decorates the kernels (at import): the mode they were built in.
-_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+_GEMV = FastLauncher(gemv_kernel)
+_GEMM = FastLauncher(gemm_kernel)
 
 
 def _device_facts(device: torch.device) -> tuple[str, int]:
@@ -106,7 +106,6 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     tiles_per_split = -(-k_tiles // split)
     split = -(-k_tiles // tiles_per_split)  # no empty splits
     ws = splitk_workspace(split, m, n, x2.device)
-    fused = split > 1 and c.fused_reduce
     # gemv's packed 16-bit path; under Triton's interpreter its emulation, which is fp16 only
     # (the interpreter computes bf16 wrongly)
     half = (c.kernel == "gemv" and c.half_mac and x2.dtype in (torch.float16, torch.bfloat16)
@@ -123,20 +122,19 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
             raise ValueError(f"gemm config block_k={c.block_k} gives {c.block_k // codes_per_word(bits)} word rows a step; "
                              f"the tensor cores need at least 16 word rows (block_k >= {16 * codes_per_word(bits)})")
         grid = (-(-m // c.block_m) * -(-n // c.block_n), split)
-    counters = splitk_counters(grid[0], x2.device) if fused else ws
     args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
-            ws if ws is not None else out, counters if counters is not None else out, m, n, k, tiles_per_split,
+            ws if ws is not None else out, m, n, k, tiles_per_split,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale.stride(0), out.stride(0))
     meta = dict(BITS=bits, GROUP_K=0 if group_size == k else group_size, SYMMETRIC=symmetric,
-                SYM_ZERO=symmetric_zero(bits), HAS_BIAS=bias is not None and (split == 1 or fused),
+                SYM_ZERO=symmetric_zero(bits), HAS_BIAS=bias is not None and split == 1,
                 BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, USE_WORKSPACE=split > 1,
-                FUSED_REDUCE=fused, NUM_STAGES=c.num_stages, num_warps=c.num_warps)
+                NUM_STAGES=c.num_stages, num_warps=c.num_warps)
     if c.kernel == "gemv":
-        gemv_kernel[grid](*args, **meta, EVEN_K=k % c.block_k == 0, EVEN_N=n % c.block_n == 0, HALF_MAC=half, PF=pairs_per_flush(bits),
-                          KSHIFT=pair_kshift(bits), EMULATE=_INTERPRETED)
+        _GEMV(grid, args, dict(meta, EVEN_K=k % c.block_k == 0, EVEN_N=n % c.block_n == 0, HALF_MAC=half,
+                               PF=pairs_per_flush(bits), KSHIFT=pair_kshift(bits), EMULATE=_INTERPRETED))
     else:
-        gemm_kernel[grid](*args, **meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab)
-    if ws is not None and not fused:
+        _GEMM(grid, args, dict(meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab))
+    if ws is not None:
         splitk_reduce(ws, bias, out)
     return out
 

@@ -62,6 +62,7 @@ from .act_quant import (
     triton_can_run_on,
 )
 from .dynamic_configs import DynamicGemmConfig, pick_config
+from .launch import FastLauncher
 from .reduce import tile_coordinates
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -257,6 +258,10 @@ def _splitk_reduce_kernel(
 # Launchers
 # --------------------------------------------------------------------------------------------
 
+_DYNAMIC_GEMM = FastLauncher(_dynamic_gemm_kernel)
+_SPLITK_REDUCE = FastLauncher(_splitk_reduce_kernel)
+
+
 def _check_same_device(ref: torch.Tensor, ref_name: str, **tensors) -> None:
     for name, t in tensors.items():
         if t is not None and t.device != ref.device:
@@ -325,24 +330,23 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
     if splits > 1:
         ws = torch.empty((splits, m, n), dtype=torch.int32 if int_acc else torch.float32, device=xq.device)
     grid = (triton.cdiv(m, c.BLOCK_M) * triton.cdiv(n, c.BLOCK_N), splits)
-    _dynamic_gemm_kernel[grid](
+    _DYNAMIC_GEMM(grid, (
         xq, x_scale, b, b_scale, bias if bias is not None else x_scale, out, ws if ws is not None else out,
         m, n, k, k_per_split,
         xq.stride(0), xq.stride(1), b.stride(1) if not w4 else b.stride(0), b.stride(0) if not w4 else b.stride(1),
-        stride_bs_g, stride_bs_n, out.stride(0), out.stride(1),
+        stride_bs_g, stride_bs_n, out.stride(0), out.stride(1)), dict(
         FP8=fp8, W4=w4, GROUP_K=group_k, GROUP_STEPS=group_k // block_k if group_k else 0,
         HAS_BIAS=bias is not None, USE_WS=ws is not None, EVEN_K=k % block_k == 0,
         FUSE_ACT=fuse, SWAP_AB=c.SWAP_AB and not w4, QMAX=qmax, INV_QMAX=inv_qmax(qmax),
         RECIP=scale_by_reciprocal(xq.device), BLOCK_M=c.BLOCK_M, BLOCK_N=c.BLOCK_N, BLOCK_K=block_k, GROUP_M=GROUP_M,
         num_warps=c.num_warps, num_stages=c.num_stages,
-    )
+    ))
     if ws is not None:
         rbm = min(32, triton.next_power_of_2(m))
-        _splitk_reduce_kernel[(triton.cdiv(m, rbm), triton.cdiv(n, 128))](
+        _SPLITK_REDUCE((triton.cdiv(m, rbm), triton.cdiv(n, 128)), (
             ws, x_scale, b_scale, bias if bias is not None else x_scale, out,
-            m, n, splits, stride_bs_n, out.stride(0), out.stride(1),
-            B_SCALE=not group_k, HAS_BIAS=bias is not None, BLOCK_M=rbm, BLOCK_N=128, num_warps=4,
-        )
+            m, n, splits, stride_bs_n, out.stride(0), out.stride(1)),
+            dict(B_SCALE=not group_k, HAS_BIAS=bias is not None, BLOCK_M=rbm, BLOCK_N=128, num_warps=4))
     return out
 
 

@@ -22,12 +22,12 @@ from .unpack import group_mul_add, slot_as_float
 
 
 @triton.jit
-def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr, counter_ptr,
+def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 M, N, K, tiles_per_split,
                 stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
                 BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                USE_WORKSPACE: tl.constexpr, FUSED_REDUCE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr):
+                USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr):
     # GROUP_K: the group size, 0 for per-channel scales
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
@@ -72,5 +72,4 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr, co
         result = tl.trans(acc)
     else:
         result = acc
-    store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, counter_ptr + tl.program_id(0), pid_k,
-               HAS_BIAS, USE_WORKSPACE, FUSED_REDUCE)
+    store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k, HAS_BIAS, USE_WORKSPACE)

@@ -69,21 +69,22 @@ def _splits(programs: int, k_tiles: int, sm_count: int) -> list[int]:
     return out or [max(1, min(k_tiles, -(-sm_count // programs)))]
 
 
+# GEMV (block_n, word rows a step, warps, stages): the H100 sweep's field (test/kernels/gpu_probe_gemv.py)
+GEMV_CANDIDATES = ((16, 32, 2, 3), (16, 64, 4, 3), (32, 16, 4, 3), (32, 32, 4, 3), (32, 32, 4, 4), (32, 64, 4, 3),
+                   (32, 64, 8, 3), (64, 16, 4, 3), (64, 32, 4, 3), (64, 32, 8, 3), (32, 128, 8, 3))
+
+
 def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int) -> list[LaunchConfig]:
     """Candidates around the heuristic choice (BLOCK_K = word rows per step * codes per word)."""
     base = heuristic_config(m, n, k, bits, group_size, sm_count)
     per_word = 32 // bits
     out = [base]
     if base.kernel == "gemv":  # around the H100 sweep's winners (docs/kernels.md)
-        for bn in (16, 32, 64):
-            for rows in (16, 32):
-                bk = rows * per_word
-                for split in _splits(-(-n // bn), -(-k // bk), sm_count):
-                    for warps, stages in ((2, 3), (4, 3), (4, 4)):
-                        out.append(replace(base, block_n=bn, block_k=bk, split_k=split, num_warps=warps,
-                                           num_stages=stages))
-        return _unique(out)
-    if base.kernel == "gemm" or m <= 128:
+        for bn, rows, warps, stages in GEMV_CANDIDATES:
+            bk = rows * per_word
+            for split in _splits(-(-n // bn), -(-k // bk), sm_count):
+                out.append(replace(base, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages))
+    if 2 < m <= 128:
         block_m = max(16, min(64, 1 << (m - 1).bit_length()))
         for swap in (True, False):
             for bn in (64, 128):

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from ..quant import quantize_weight_refined
-from .. import ops  # noqa: F401  (registers torch.ops.torchao_gemlite)
+from .. import ops
 from ._common import finalize_tensor_class, register_linear
 from .packed_tensor import PackedGemliteTensor
 
@@ -38,7 +38,7 @@ class Int8DynActInt4GemliteTensor(PackedGemliteTensor):
         return cls(qw.qdata, qw.scale, 4, qw.fmt.group_size, True, qw.shape)
 
     def _linear(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-        return torch.ops.torchao_gemlite.linear_dynamic_a8w4(x, self.qdata, self.scale, bias, self.group_size)
+        return ops.call("linear_dynamic_a8w4", x, self.qdata, self.scale, bias, self.group_size)
 
 
 register_linear(Int8DynActInt4GemliteTensor)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.utils._python_dispatch import return_and_correct_aliasing
 
-from .. import ops  # noqa: F401  (registers torch.ops.torchao_gemlite)
+from .. import ops
 from ..formats import K_ALIGNMENT, check_weight
 from ..quant import FP8_DTYPE, quantize_rowwise_fp8, quantize_rowwise_int8
 from ._common import (
@@ -89,7 +89,7 @@ class RowwiseDynActGemliteTensor(GemliteBaseTensor):
 
     def _linear(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         # qdata/scale views (N or K slices) go to the op as they are: the kernels take strides.
-        return getattr(torch.ops.torchao_gemlite, self.LINEAR_OP_NAME)(x, self.qdata, self.scale, bias)
+        return ops.call(self.LINEAR_OP_NAME, x, self.qdata, self.scale, bias)
 
     def dequantize(self, output_dtype: torch.dtype | None = None) -> torch.Tensor:
         """The [N, K] weight qdata * scale, in ``output_dtype`` (default: the tensor's dtype)."""

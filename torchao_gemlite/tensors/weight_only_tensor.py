@@ -2,7 +2,7 @@
 
 One implementation, four classes (the bit width is the only difference):
 :class:`Int8GemliteTensor`, :class:`Int4GemliteTensor`, :class:`Int2GemliteTensor`,
-:class:`Int1GemliteTensor`. ``F.linear(x, w)`` calls ``torch.ops.torchao_gemlite.linear_weight_only``:
+:class:`Int1GemliteTensor`. ``F.linear(x, w)`` calls the op ``torchao_gemlite.linear_weight_only`` (ops.call):
 Triton kernels on CUDA, the reference (dequantize + fp32 matmul) on CPU.
 """
 
@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-from .. import ops  # noqa: F401  (registers torch.ops.torchao_gemlite)
+from .. import ops
 from ..quant import quantize_weight_refined
 from ..formats import check_bits
 from ._common import finalize_tensor_class, register_linear
@@ -50,9 +50,8 @@ class GemliteWeightOnlyTensor(PackedGemliteTensor):
         # No .contiguous() here: N-sliced views (tensor parallel shards, fused-layer pieces) go
         # to the op as they are; the kernel dispatcher copies only what it cannot index, and
         # the CPU reference path reads any strides.
-        return torch.ops.torchao_gemlite.linear_weight_only(
-            x, self.qdata, self.scale, self.zero_point, bias, self.bits, self.group_size, self.symmetric
-        )
+        return ops.call("linear_weight_only", x, self.qdata, self.scale, self.zero_point, bias, self.bits,
+                        self.group_size, self.symmetric)
 
 
 register_linear(GemliteWeightOnlyTensor)
