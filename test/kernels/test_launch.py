@@ -2,7 +2,9 @@
 
 import torch
 
-from torchao_gemlite.kernels.launch import _specialization
+from triton import knobs
+
+from torchao_gemlite.kernels.launch import _hooked, _specialization
 
 
 def test_key_separates_what_triton_specializes_on():
@@ -14,3 +16,9 @@ def test_key_separates_what_triton_specializes_on():
     assert _specialization(2**31) != _specialization(16)  # 64-bit ints
     assert _specialization(None) == (None,)
     assert _specialization(48) == _specialization(4096)
+
+
+def test_launch_hooks_send_calls_through_triton():
+    assert not _hooked(None)
+    assert not _hooked(knobs.runtime.launch_enter_hook)  # an empty chain by default
+    assert _hooked(lambda metadata: None)

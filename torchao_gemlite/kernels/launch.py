@@ -25,6 +25,11 @@ _INT32 = (-(2**31), 2**31 - 1)
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def _hooked(hook) -> bool:
+    """Whether a Triton launch hook is set (a callable, or a HookChain with calls in it)."""
+    return hook is not None and bool(getattr(hook, "calls", True))
+
+
 def _specialization(arg) -> tuple:
     if isinstance(arg, torch.Tensor):
         return arg.dtype, arg.data_ptr() % 16 == 0
@@ -43,7 +48,7 @@ class FastLauncher:
         self.compiled: dict[tuple, tuple] = {}
 
     def __call__(self, grid: tuple, args: tuple, meta: dict) -> None:
-        if INTERPRETED or knobs.runtime.launch_enter_hook is not None or knobs.runtime.launch_exit_hook is not None:
+        if INTERPRETED or _hooked(knobs.runtime.launch_enter_hook) or _hooked(knobs.runtime.launch_exit_hook):
             self.kernel[grid](*args, **meta)
             return
         device = torch.cuda.current_device()
