@@ -337,8 +337,9 @@ METHOD = """\
 - Host overhead = eager - graph time at the smallest M.
 - End to end: a Llama-3-8B-shaped decoder (RMSNorm, rotary, GQA attention with a static KV cache through
   `F.scaled_dot_product_attention`, SwiGLU MLP) with random weights. Decode: one CUDA graph per batch size
-  (a step + greedy token feedback), tokens/s = batch x steps / time. Prefill: eager forward of one
-  sequence. Every linear except the output head is quantized with `torchao.quantization.quantize_`.
+  (a step + greedy token feedback; with `--compile` the forward inside it is `torch.compile`d first),
+  tokens/s = batch x steps / time. Prefill: eager forward of one sequence. Every linear except the
+  output head (also the head with `--quantize-head`) is quantized with `torchao.quantization.quantize_`.
   Weight memory counts the parameters (quantized tensors by their inner tensors); peak memory is
   `torch.cuda.max_memory_allocated` while decoding and prefilling (reset after quantization)."""
 
