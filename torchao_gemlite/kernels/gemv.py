@@ -1,7 +1,7 @@
 """Decode kernel: y = x @ dequant(W).T on CUDA cores, the packed weight streamed once.
 
-The dispatcher uses it for M <= configs.GEMV_MAX_M (it takes BLOCK_M up to 8: each row
-of x adds its own multiply-accumulates, so the tensor-core kernel wins from M = 4).
+The dispatcher uses it for M <= configs.GEMV_MAX_M = 4 (it takes BLOCK_M up to 8: each row
+of x adds its own multiply-accumulates, so past M = 4 the tensor-core kernel wins).
 
 Grid: (cdiv(N, BLOCK_N), SPLIT_K). A program owns BLOCK_N output columns for every row
 of x (BLOCK_M >= M) and one contiguous range of K tiles.
@@ -40,8 +40,8 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
                 BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, HALF_MAC: tl.constexpr, PF: tl.constexpr, KSHIFT: tl.constexpr,
-                EMULATE: tl.constexpr):
+                EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr,
+                HALF_MAC: tl.constexpr, PF: tl.constexpr, KSHIFT: tl.constexpr, EMULATE: tl.constexpr):
     # GROUP_K: the group size, 0 for per-channel scales
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
