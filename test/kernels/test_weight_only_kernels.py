@@ -80,6 +80,8 @@ EXPLICIT = [
     dict(kernel="gemm", block_m=16, block_n=64, rows=16, split_k=3, swap_ab=True),
     dict(kernel="gemm", block_m=32, block_n=64, rows=16, split_k=2),
     dict(kernel="gemm", block_m=64, block_n=32, rows=16, split_k=1, group_m=2),
+    dict(kernel="gemm", block_m=16, block_n=64, rows=16, split_k=2, full_tile=True),
+    dict(kernel="gemm", block_m=32, block_n=32, rows=16, split_k=1, swap_ab=True, full_tile=True),
     dict(kernel="dense", block_m=0, block_n=0, rows=0),
 ]
 

@@ -40,6 +40,7 @@ class LaunchConfig:
     swap_ab: bool = False
     group_m: int = 8
     half_mac: bool = True  # gemv: packed 16-bit arithmetic where the format allows it (half2.py)
+    full_tile: bool = False  # gemm: dequantize the whole K step and run one dot (experiment)
 
     def to_dict(self) -> dict:
         return asdict(self)

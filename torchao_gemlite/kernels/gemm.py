@@ -27,7 +27,8 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
                 BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr):
+                USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr,
+                FULL_TILE: tl.constexpr):
     # GROUP_K: the group size, 0 for per-channel scales
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
@@ -58,7 +59,19 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         else:
             mul, add = group_mul_add(scale_ptr, zero_ptr, (t // (GROUP_K // BLOCK_K)) * stride_sg + o_n[None, :],
                                      m_n[None, :], SYMMETRIC, SYM_ZERO, BITS)
-        for s in tl.static_range(E):
+        if FULL_TILE:  # every slot at once: a [BLOCK_K, BN] tile in k order (k = word row * E + slot), one dot
+            shifts = (tl.arange(0, E) * BITS)[None, :, None]
+            codes = (b_words[:, None, :] >> shifts) & ((1 << BITS) - 1)  # [BKW, E, BN]
+            f = ((codes << (23 - BITS)) | 0x3F800000).to(tl.float32, bitcast=True)  # 1 + q / 2^BITS
+            b_w = tl.reshape((f * mul[:, None, :] + add[:, None, :]).to(dot_dtype), (BLOCK_K, BLOCK_N))
+            o_k = t * BLOCK_K + tl.arange(0, BLOCK_K)
+            b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,
+                          mask=m_m[:, None] & (o_k[None, :] < K), other=0.0)  # [BM, BK]
+            if SWAP_AB:
+                acc = tl.dot(tl.trans(b_w), tl.trans(b_x), acc)
+            else:
+                acc = tl.dot(b_x, b_w, acc)
+        for s in tl.static_range(0 if FULL_TILE else E):
             b_w = (slot_as_float(b_words, s, BITS) * mul + add).to(dot_dtype)  # [BKW, BN]
             o_k = o_kw * E + s
             b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,
