@@ -80,8 +80,7 @@ EXPLICIT = [
     dict(kernel="gemm", block_m=16, block_n=64, rows=16, split_k=3, swap_ab=True),
     dict(kernel="gemm", block_m=32, block_n=64, rows=16, split_k=2),
     dict(kernel="gemm", block_m=64, block_n=32, rows=16, split_k=1, group_m=2),
-    dict(kernel="gemm", block_m=16, block_n=64, rows=16, split_k=2, full_tile=True),
-    dict(kernel="gemm", block_m=32, block_n=32, rows=16, split_k=1, swap_ab=True, full_tile=True),
+    dict(kernel="gemm", block_m=32, block_n=32, rows=4, split_k=1, swap_ab=True),
     dict(kernel="dense", block_m=0, block_n=0, rows=0),
 ]
 
@@ -141,10 +140,12 @@ def test_gemv_packed_loop_large_activations_do_not_overflow(bits, symmetric):
     _check(qw, x, b, y)
 
 
-def test_gemm_config_with_too_few_rows_is_refused():
+def test_gemm_config_with_an_unusable_step_is_refused():
     qw, x, b = _case(4, False, 64, 5, 256, 40, torch.float16)
-    with pytest.raises(ValueError, match="16 word rows"):
-        _run(qw, x, b, LaunchConfig("gemm", 16, 32, 32))
+    with pytest.raises(ValueError, match="block_k=8 is not supported"):
+        _run(qw, x, b, LaunchConfig("gemm", 16, 32, 8))
+    with pytest.raises(ValueError, match="multiple of the 8 codes"):
+        _run(qw, x, b, LaunchConfig("gemm", 16, 32, 20))
 
 
 def test_split_k_is_deterministic():

@@ -22,7 +22,7 @@ TUNED_DIR = Path(__file__).with_name("tuned")
 CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
 MAX_M_BUCKET = 4096
 GEMV_MAX_M = 4  # H100 sweep: at M=4 the GEMV beats the tensor-core kernel on 3 of 4 Llama shapes
-DENSE_MIN_M = 64  # from here on, dequantize + cuBLAS (measured faster on the H200 from M = 64)
+DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128)
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,6 @@ class LaunchConfig:
     swap_ab: bool = False
     group_m: int = 8
     half_mac: bool = True  # gemv: packed 16-bit arithmetic where the format allows it (half2.py)
-    full_tile: bool = False  # gemm: dequantize the whole K step and run one dot (experiment)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,13 +107,12 @@ def _pow2_at_least(v: int) -> int:
     return 1 << max(0, (v - 1).bit_length())
 
 
-def _split_for(programs: int, k_tiles: int, sm_count: int, per_sm: float) -> int:
-    """The K split that brings the grid closest to ``per_sm`` programs on every SM."""
-    best = 1
+def _fill_split(programs: int, k_tiles: int, sm_count: int) -> int:
+    """The smallest K split that puts a program on every SM."""
     for split in (1, 2, 3, 4, 6, 8, 12, 16):
-        if split <= k_tiles and abs(programs * split - per_sm * sm_count) < abs(programs * best - per_sm * sm_count):
-            best = split
-    return best
+        if split >= k_tiles or programs * split >= sm_count:
+            return min(split, k_tiles)
+    return 16
 
 
 def _gemv_split(programs: int, k: int, k_tiles: int, sm_count: int) -> int:
@@ -127,10 +125,10 @@ def _gemv_split(programs: int, k: int, k_tiles: int, sm_count: int) -> int:
 
 
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
-    """A sound default for any shape, from the H100/H200 tuning runs (docs/kernels.md).
+    """A sound default for any shape, from the H100 tuning runs (docs/kernels.md).
 
-    BLOCK_K is a whole number of word rows per step (16 rows: the smallest tile a slot's
-    tl.dot takes); tiles that span several groups load one scale row per word row.
+    BLOCK_K is a whole number of word rows per step; steps that span several groups load
+    one scale row per word row.
     """
     per_word = 32 // bits
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
@@ -138,11 +136,11 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
         block_n, warps, stages = (32, 4, 4) if m <= 2 else (64, 8, 3)
         split = _gemv_split(-(-n // block_n), k, -(-k // block_k), sm_count)
         return LaunchConfig("gemv", _pow2_at_least(m), block_n, block_k, split, num_warps=warps, num_stages=stages)
-    if m < DENSE_MIN_M:
-        block_m = max(16, _pow2_at_least(m))
-        block_k = 32 * per_word
-        split = _split_for(-(-n // 128) * -(-m // block_m), -(-k // block_k), sm_count, per_sm=3)
-        return LaunchConfig("gemm", block_m, 128, block_k, split, num_warps=4, num_stages=2)
+    if m < DENSE_MIN_M:  # H100 probe (test/kernels/gpu_probe_gemm.py): 128-code steps, the SMs filled once
+        block_m = min(64, max(16, _pow2_at_least(m)))
+        block_k = 128
+        split = _fill_split(-(-n // 128) * -(-m // block_m), -(-k // block_k), sm_count)
+        return LaunchConfig("gemm", block_m, 128, block_k, split, num_warps=4, num_stages=3)
     return LaunchConfig("dense", 0, 0, 0)
 
 

@@ -118,9 +118,9 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
             raise ValueError(f"gemv config block_m={c.block_m} is smaller than M={m}")
         grid = (-(-n // c.block_n), split)
     else:
-        if c.block_k // codes_per_word(bits) < 16:
-            raise ValueError(f"gemm config block_k={c.block_k} gives {c.block_k // codes_per_word(bits)} word rows a step; "
-                             f"the tensor cores need at least 16 word rows (block_k >= {16 * codes_per_word(bits)})")
+        if c.block_k < 16 or c.block_k % codes_per_word(bits):
+            raise ValueError(f"gemm config block_k={c.block_k} is not supported for {bits}-bit weights: the tensor "
+                             f"cores need block_k >= 16, a multiple of the {codes_per_word(bits)} codes in a word")
         grid = (-(-m // c.block_m) * -(-n // c.block_n), split)
     args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
             ws if ws is not None else out, m, n, k, tiles_per_split,
@@ -133,7 +133,7 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
         _GEMV(grid, args, dict(meta, EVEN_K=k % c.block_k == 0, EVEN_N=n % c.block_n == 0, HALF_MAC=half,
                                PF=pairs_per_flush(bits), KSHIFT=pair_kshift(bits), EMULATE=_INTERPRETED))
     else:
-        _GEMM(grid, args, dict(meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab, FULL_TILE=c.full_tile))
+        _GEMM(grid, args, dict(meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab))
     if ws is not None:
         splitk_reduce(ws, bias, out)
     return out

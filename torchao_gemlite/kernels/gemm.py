@@ -1,15 +1,16 @@
-"""Tensor-core kernel (3 <= M < 64 by default): y = x @ dequant(W).T with the weight dequantized in registers.
+"""Tensor-core kernel (5 <= M <= 128 by default): y = x @ dequant(W).T with the weight dequantized in registers.
 
 Grid: (cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), SPLIT_K), programs ordered in bands of
 GROUP_M row tiles so that neighbouring programs share weight tiles in L2.
 Each K step loads a [BLOCK_K / E, BLOCK_N] tile of int32 words and its scales/zeros,
-then for each of the E code slots: unpacks and dequantizes that slot in the words'
-register layout (unpack.py: 2 int ops + 1 FMA a code, no reshape), and feeds one
-tl.dot of [BLOCK_M, BLOCK_K / E] x [BLOCK_K / E, BLOCK_N] with fp32 accumulation,
-where the x tile is the matching stride-E slice of x (slot s pairs with k = j*E + s).
-Summing over slots and steps covers every k exactly once. Triton pipelines the loads
-num_stages deep. SWAP_AB computes W^T x^T so that for small M the weight is the MMA's
-large operand and the batch the small one (MMA N = BLOCK_M).
+unpacks all E codes of every word at once into a [BLOCK_K / E, E, BLOCK_N] tile (a
+shift by each slot's offset, a mask, the 1 + q / 2^BITS bit trick of unpack.py and one
+FMA a code), reshapes it to [BLOCK_K, BLOCK_N] in k order (k = word row * E + slot) and
+feeds one tl.dot with the contiguous [BLOCK_M, BLOCK_K] tile of x, fp32 accumulation
+(wgmma from BLOCK_M = 64 on Hopper). One dot over the whole step, rather than one per
+code slot over BLOCK_K / E rows, measured 2x faster at M = 64 on the H100 and compiles
+about 3x faster. Triton pipelines the loads num_stages deep. SWAP_AB computes W^T x^T
+so that for small M the weight is the MMA's large operand and the batch the small one.
 HBM bytes per output tile: BLOCK_N * K * BITS / 8 (weights) + BLOCK_M * K * 2 (x)
 + scales/zeros; split-K adds an fp32 partial per tile (reduce.py).
 """
@@ -18,7 +19,7 @@ import triton
 import triton.language as tl
 
 from .reduce import store_tile, tile_coordinates
-from .unpack import group_mul_add, slot_as_float
+from .unpack import group_mul_add
 
 
 @triton.jit
@@ -27,8 +28,7 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
                 BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr,
-                FULL_TILE: tl.constexpr):
+                USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr):
     # GROUP_K: the group size, 0 for per-channel scales
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
@@ -59,27 +59,17 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         else:
             mul, add = group_mul_add(scale_ptr, zero_ptr, (t // (GROUP_K // BLOCK_K)) * stride_sg + o_n[None, :],
                                      m_n[None, :], SYMMETRIC, SYM_ZERO, BITS)
-        if FULL_TILE:  # every slot at once: a [BLOCK_K, BN] tile in k order (k = word row * E + slot), one dot
-            shifts = (tl.arange(0, E) * BITS)[None, :, None]
-            codes = (b_words[:, None, :] >> shifts) & ((1 << BITS) - 1)  # [BKW, E, BN]
-            f = ((codes << (23 - BITS)) | 0x3F800000).to(tl.float32, bitcast=True)  # 1 + q / 2^BITS
-            b_w = tl.reshape((f * mul[:, None, :] + add[:, None, :]).to(dot_dtype), (BLOCK_K, BLOCK_N))
-            o_k = t * BLOCK_K + tl.arange(0, BLOCK_K)
-            b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,
-                          mask=m_m[:, None] & (o_k[None, :] < K), other=0.0)  # [BM, BK]
-            if SWAP_AB:
-                acc = tl.dot(tl.trans(b_w), tl.trans(b_x), acc)
-            else:
-                acc = tl.dot(b_x, b_w, acc)
-        for s in tl.static_range(0 if FULL_TILE else E):
-            b_w = (slot_as_float(b_words, s, BITS) * mul + add).to(dot_dtype)  # [BKW, BN]
-            o_k = o_kw * E + s
-            b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,
-                          mask=m_m[:, None] & (o_k[None, :] < K), other=0.0)  # [BM, BKW]
-            if SWAP_AB:
-                acc = tl.dot(tl.trans(b_w), tl.trans(b_x), acc)  # [BN, BKW] @ [BKW, BM] -> [BN, BM]
-            else:
-                acc = tl.dot(b_x, b_w, acc)  # [BM, BKW] @ [BKW, BN] -> [BM, BN]
+        # every code of the step at once: [BKW, E, BN] -> [BLOCK_K, BN] in k order (k = word row * E + slot)
+        codes = (b_words[:, None, :] >> (tl.arange(0, E) * BITS)[None, :, None]) & ((1 << BITS) - 1)
+        f = ((codes << (23 - BITS)) | 0x3F800000).to(tl.float32, bitcast=True)  # 1 + q / 2^BITS
+        b_w = tl.reshape((f * mul[:, None, :] + add[:, None, :]).to(dot_dtype), (BLOCK_K, BLOCK_N))
+        o_k = t * BLOCK_K + tl.arange(0, BLOCK_K)
+        b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,
+                      mask=m_m[:, None] & (o_k[None, :] < K), other=0.0)  # [BM, BK]
+        if SWAP_AB:
+            acc = tl.dot(tl.trans(b_w), tl.trans(b_x), acc)  # [BN, BK] @ [BK, BM] -> [BN, BM]
+        else:
+            acc = tl.dot(b_x, b_w, acc)  # [BM, BK] @ [BK, BN] -> [BM, BN]
 
     if SWAP_AB:
         result = tl.trans(acc)

@@ -84,21 +84,16 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
             bk = rows * per_word
             for split in _splits(-(-n // bn), -(-k // bk), sm_count):
                 out.append(replace(base, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages))
-    if 2 < m <= 128:
-        block_m = max(16, min(64, 1 << (m - 1).bit_length()))
-        for swap in (True, False):
-            for bn in (64, 128):
-                for rows in (16, 32):
-                    bk = rows * per_word
-                    for split in _splits(-(-n // bn) * -(-m // block_m), -(-k // bk), sm_count):
-                        for stages in (2, 3):
-                            out.append(LaunchConfig("gemm", block_m, bn, bk, split, num_warps=4, num_stages=stages,
-                                                    swap_ab=swap))
+    if 2 < m <= 256:  # the tensor-core kernel around the H100 probe's winners (docs/kernels.md)
+        rows_pow2 = 1 << (m - 1).bit_length()
+        for block_m in sorted({max(16, min(64, rows_pow2)), max(16, min(128, rows_pow2))}):
+            for bn, bk, warps in ((128, 128, 4), (128, 256, 8), (256, 128, 8), (64, 128, 4)):
+                for split in _splits(-(-n // bn) * -(-m // block_m), -(-k // bk), sm_count)[:2]:
+                    for swap in ((False, True) if block_m == 16 else (False,)):
+                        out.append(LaunchConfig("gemm", block_m, bn, bk, split, num_warps=warps, num_stages=3,
+                                                swap_ab=swap))
     if m >= 64:
         out.append(LaunchConfig("dense", 0, 0, 0))
-        for bm, bn, warps in ((64, 128, 4), (128, 128, 8), (128, 256, 8)):
-            for stages in (3, 4):
-                out.append(LaunchConfig("gemm", bm, bn, 16 * per_word, 1, num_warps=warps, num_stages=stages))
     return _unique(out)
 
 
