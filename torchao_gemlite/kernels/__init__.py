@@ -1,10 +1,11 @@
 """Triton kernels, grouped by algorithm, and the dispatcher that picks one per call.
 
     unpack.py      jit helpers: packed words -> codes -> dequantized tile
-    gemv.py        decode (M <= 2 by default, up to 4): CUDA-core multiply-accumulate, weight streamed once
-    gemm.py        tensor-core GEMM with optional swapped operands and split-K (small M)
-    dequant.py     dense dequantization for the dequantize + cuBLAS path (M >= 64)
+    gemv.py        decode (M <= 4 by default, up to 8): CUDA-core multiply-accumulate, weight streamed once
+    gemm.py        tensor-core GEMM with optional swapped operands and split-K (M = 5..128)
+    dequant.py     dense dequantization for the dequantize + cuBLAS path (M > 128)
     reduce.py      deterministic split-K reduction (fixed order, no atomics)
+    launch.py      direct launches of the compiled kernels (eager host overhead)
     act_quant.py   per-token int8 / fp8 activation quantization
     dynamic_gemm.py  int8 / fp8 tensor-core GEMM for A8W8 and A8W4
     dynamic_configs.py  its launch configurations (tile tables, split-K rule, heuristic)
