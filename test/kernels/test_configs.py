@@ -1,0 +1,92 @@
+"""Launch configurations (CPU): regimes of the heuristic, the lookup order of the tables, the cache file."""
+
+import json
+
+import pytest
+
+from torchao_gemlite.kernels import configs
+from torchao_gemlite.kernels.configs import (LaunchConfig, choose_config, clear_caches, heuristic_config, m_bucket,
+                                             table_key, write_table_atomically)
+from torchao_gemlite.kernels.tuning import candidate_configs
+
+H100 = "NVIDIA H100 80GB HBM3"
+LLAMA = [(4096, 4096), (4096, 14336), (14336, 4096), (8192, 8192)]  # (K, N)
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(configs.CACHE_ENV, str(tmp_path))
+    clear_caches()
+    yield tmp_path
+    clear_caches()
+
+
+def test_buckets_and_keys():
+    assert [m_bucket(m) for m in (1, 2, 3, 5, 100, 129, 5000)] == [1, 2, 4, 8, 128, 256, 4096]
+    assert table_key(3, 14336, 4096, 4, 128, "float16") == "4b/g128/float16/k4096/n14336/m4"
+    assert table_key(1, 4096, 4096, 8, 4096, "bfloat16") == "8b/gpc/bfloat16/k4096/n4096/m1"
+
+
+@pytest.mark.parametrize("m,kernel", [(1, "gemv"), (4, "gemv"), (5, "gemm"), (64, "gemm"), (128, "gemm"),
+                                      (129, "dense"), (4096, "dense")])
+def test_heuristic_regimes(m, kernel):
+    assert heuristic_config(m, 4096, 4096, 4, 128).kernel == kernel
+
+
+def test_heuristic_reproduces_the_h100_winners():
+    """The splits of the H100 sweeps (docs/kernels.md): GEMV M=1 and tensor-core M=16/64."""
+    gemv = {(k, n): heuristic_config(1, n, k, 4, 128).split_k for k, n in LLAMA}
+    assert gemv == {(4096, 4096): 1, (4096, 14336): 1, (14336, 4096): 2, (8192, 8192): 1}
+    for m in (16, 64):
+        gemm = {(k, n): heuristic_config(m, n, k, 4, 128).split_k for k, n in LLAMA}
+        assert gemm == {(4096, 4096): 6, (4096, 14336): 2, (14336, 4096): 6, (8192, 8192): 3}
+    cfg = heuristic_config(64, 4096, 4096, 4, 128)
+    assert (cfg.block_m, cfg.block_n, cfg.block_k, cfg.num_warps, cfg.num_stages) == (64, 128, 128, 4, 3)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2, 1])
+def test_heuristic_and_candidates_respect_the_kernels_limits(bits):
+    per_word = 32 // bits
+    for m in (1, 3, 8, 64, 200):
+        for cfg in candidate_configs(m, 1000, 2048, bits, 64, 132):
+            if cfg.kernel == "gemm":
+                assert cfg.block_k >= 16 and cfg.block_k % per_word == 0
+            if cfg.kernel == "gemv":
+                assert cfg.block_m >= m and cfg.block_k % per_word == 0
+        assert candidate_configs(m, 1000, 2048, bits, 64, 132)[0] == heuristic_config(m, 1000, 2048, bits, 64, 132)
+    assert any(c.kernel == "dense" for c in candidate_configs(64, 1000, 2048, bits, 64, 132))
+
+
+def test_lookup_order_user_cache_then_shipped_table_then_heuristic(cache_dir):
+    key_args = (1, 4096, 4096, 4, 128, "float16", H100, 132)
+    shipped = choose_config(*key_args)
+    assert shipped == LaunchConfig.from_dict(configs.shipped_table(H100)[table_key(1, 4096, 4096, 4, 128, "float16")])
+    assert choose_config(1, 4096, 5120, 4, 128, "float16", H100, 132) == heuristic_config(1, 4096, 5120, 4, 128, 132)
+    mine = LaunchConfig("gemv", 1, 64, 256, 2, num_warps=8)
+    write_table_atomically(configs.user_cache_path(H100), {table_key(1, 4096, 4096, 4, 128, "float16"): mine.to_dict()},
+                           H100)
+    clear_caches()
+    assert choose_config(*key_args) == mine
+
+
+def test_a_gemv_entry_too_narrow_for_m_is_not_used(cache_dir):
+    narrow = LaunchConfig("gemv", 2, 32, 256, 1)
+    write_table_atomically(configs.user_cache_path(H100), {table_key(3, 512, 512, 4, 128, "float16"): narrow.to_dict()},
+                           H100)
+    clear_caches()
+    assert choose_config(3, 512, 512, 4, 128, "float16", H100, 132).block_m >= 3
+
+
+def test_cache_writes_merge_and_leave_no_temporary_files(cache_dir):
+    path = configs.user_cache_path(H100)
+    write_table_atomically(path, {"a": LaunchConfig("dense", 0, 0, 0).to_dict()}, H100)
+    write_table_atomically(path, {"b": LaunchConfig("gemm", 16, 128, 128, 2).to_dict()}, H100)
+    doc = json.loads(path.read_text())
+    assert doc["device"] == H100 and set(doc["configs"]) == {"a", "b"}
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_a_corrupt_cache_gives_a_clear_error(cache_dir):
+    configs.user_cache_path(H100).write_text("{ not json")
+    with pytest.raises(ValueError, match="delete it or re-run torchao_gemlite.tune"):
+        choose_config(1, 64, 64, 4, 32, "float16", H100, 132)
