@@ -4,7 +4,8 @@ import torch
 
 from triton import knobs
 
-from torchao_gemlite.kernels.launch import _hooked, _specialization
+from torchao_gemlite.kernels import launch
+from torchao_gemlite.kernels.launch import FastLauncher, _hooked, _specialization
 
 
 def test_key_separates_what_triton_specializes_on():
@@ -22,3 +23,22 @@ def test_launch_hooks_send_calls_through_triton():
     assert not _hooked(None)
     assert not _hooked(knobs.runtime.launch_enter_hook)  # an empty chain by default
     assert _hooked(lambda metadata: None)
+
+
+def test_direct_launch_can_be_switched_off(monkeypatch):
+    """TORCHAO_GEMLITE_DIRECT_LAUNCH=0: every call goes through kernel[grid], nothing is kept."""
+    calls = []
+
+    class FakeKernel:
+        arg_names = ["x", "N", "BLOCK"]
+
+        def __getitem__(self, grid):
+            return lambda *args, **meta: calls.append((grid, args, meta))
+
+    monkeypatch.setattr(launch, "INTERPRETED", False)
+    monkeypatch.setattr(launch, "DIRECT", False)
+    launcher = FastLauncher(FakeKernel())
+    for _ in range(2):
+        launcher((4,), (torch.zeros(8), 8), {"BLOCK": 16, "num_warps": 4})
+    assert len(calls) == 2 and not launcher.compiled
+    assert calls[0] == ((4,), calls[0][1], {"BLOCK": 16, "num_warps": 4})

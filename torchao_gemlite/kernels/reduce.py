@@ -68,5 +68,6 @@ def splitk_workspace(split_k: int, m: int, n: int, device) -> torch.Tensor | Non
 def splitk_reduce(workspace: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
     split_k, m, n = workspace.shape
     block = 1024
-    _REDUCE((triton.cdiv(m * n, block),), (workspace, bias if bias is not None else workspace, out, m, n, out.stride(0)),
+    args = (workspace, bias if bias is not None else workspace, out, m, n, out.stride(0))
+    _REDUCE((triton.cdiv(m * n, block),), args,
             dict(HAS_BIAS=bias is not None, SPLIT_K=split_k, BLOCK=block, num_warps=4))
