@@ -107,19 +107,11 @@ def _pow2_at_least(v: int) -> int:
     return 1 << max(0, (v - 1).bit_length())
 
 
-def _fill_split(programs: int, k_tiles: int, sm_count: int) -> int:
-    """The smallest K split that puts a program on every SM."""
+def _fill_split(programs: int, k_tiles: int, target_programs: float, k: int = 0, max_k: int | None = None) -> int:
+    """The smallest K split that gives at least ``target_programs`` programs and, with ``max_k``,
+    leaves each program at most ``max_k`` of K."""
     for split in (1, 2, 3, 4, 6, 8, 12, 16):
-        if split >= k_tiles or programs * split >= sm_count:
-            return min(split, k_tiles)
-    return 16
-
-
-def _gemv_split(programs: int, k: int, k_tiles: int, sm_count: int) -> int:
-    """GEMV: the smallest split that fills the SMs once and leaves each program at most 8192 of K
-    (H100 sweep: one long program per column tile beats several short ones, up to that length)."""
-    for split in (1, 2, 3, 4, 6, 8, 12, 16):
-        if split >= k_tiles or (programs * split >= 0.9 * sm_count and k <= 8192 * split):
+        if split >= k_tiles or (programs * split >= target_programs and (max_k is None or k <= max_k * split)):
             return min(split, k_tiles)
     return 16
 
@@ -134,7 +126,8 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word
         block_n, warps, stages = (32, 4, 4) if m <= 2 else (64, 8, 3)
-        split = _gemv_split(-(-n // block_n), k, -(-k // block_k), sm_count)
+        # one long program per column tile beats several short ones, up to 8192 of K (H100 sweep)
+        split = _fill_split(-(-n // block_n), -(-k // block_k), 0.9 * sm_count, k=k, max_k=8192)
         return LaunchConfig("gemv", _pow2_at_least(m), block_n, block_k, split, num_warps=warps, num_stages=stages)
     if m < DENSE_MIN_M:  # H100 probe (test/kernels/gpu_probe_gemm.py): 128-code steps, the SMs filled once
         block_m = min(64, max(16, _pow2_at_least(m)))

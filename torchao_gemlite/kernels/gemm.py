@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 
 from .reduce import store_tile, tile_coordinates
-from .unpack import group_mul_add
+from .unpack import all_slots_as_float, group_mul_add
 
 
 @triton.jit
@@ -60,8 +60,7 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
             mul, add = group_mul_add(scale_ptr, zero_ptr, (t // (GROUP_K // BLOCK_K)) * stride_sg + o_n[None, :],
                                      m_n[None, :], SYMMETRIC, SYM_ZERO, BITS)
         # every code of the step at once: [BKW, E, BN] -> [BLOCK_K, BN] in k order (k = word row * E + slot)
-        codes = (b_words[:, None, :] >> (tl.arange(0, E) * BITS)[None, :, None]) & ((1 << BITS) - 1)
-        f = ((codes << (23 - BITS)) | 0x3F800000).to(tl.float32, bitcast=True)  # 1 + q / 2^BITS
+        f = all_slots_as_float(b_words, BITS)  # [BKW, E, BN]
         b_w = tl.reshape((f * mul[:, None, :] + add[:, None, :]).to(dot_dtype), (BLOCK_K, BLOCK_N))
         o_k = t * BLOCK_K + tl.arange(0, BLOCK_K)
         b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,

@@ -29,6 +29,14 @@ def slot_as_float(words, SLOT: tl.constexpr, BITS: tl.constexpr):
 
 
 @triton.jit
+def all_slots_as_float(words, BITS: tl.constexpr):
+    """Every code of [R, C] int32 words at once, as fp32 1 + q / 2^BITS in an [R, 32 / BITS, C]
+    tile (slot s of a word at [:, s, :]): a shift by each slot's offset, a mask, the same bit trick."""
+    codes = (words[:, None, :] >> (tl.arange(0, 32 // BITS) * BITS)[None, :, None]) & ((1 << BITS) - 1)
+    return ((codes << (23 - BITS)) | 0x3F800000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def group_mul_add(scale_ptr, zero_ptr, offs, mask, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                   BITS: tl.constexpr):
     """(mul, add) of ``slot_as_float`` for the scale/zero entries at ``offs`` (any shape)."""
