@@ -37,11 +37,15 @@ def test_heuristic_reproduces_the_h100_winners():
     """The splits of the H100 sweeps (docs/kernels.md): GEMV M=1 and tensor-core M=16/64."""
     gemv = {(k, n): heuristic_config(1, n, k, 4, 128).split_k for k, n in LLAMA}
     assert gemv == {(4096, 4096): 1, (4096, 14336): 1, (14336, 4096): 2, (8192, 8192): 1}
-    for m in (16, 64):
-        gemm = {(k, n): heuristic_config(m, n, k, 4, 128).split_k for k, n in LLAMA}
-        assert gemm == {(4096, 4096): 6, (4096, 14336): 2, (14336, 4096): 6, (8192, 8192): 3}
-    cfg = heuristic_config(64, 4096, 4096, 4, 128)
-    assert (cfg.block_m, cfg.block_n, cfg.block_k, cfg.num_warps, cfg.num_stages) == (64, 128, 128, 4, 3)
+    gemm = {(k, n): heuristic_config(16, n, k, 4, 128).split_k for k, n in LLAMA}
+    assert gemm == {(4096, 4096): 12, (4096, 14336): 3, (14336, 4096): 12, (8192, 8192): 6}
+    gemm = {(k, n): heuristic_config(64, n, k, 4, 128).split_k for k, n in LLAMA}
+    assert gemm == {(4096, 4096): 6, (4096, 14336): 2, (14336, 4096): 6, (8192, 8192): 3}
+    tiles = {m: heuristic_config(m, 4096, 4096, 4, 128) for m in (5, 16, 17, 64, 128)}
+    assert {m: (c.block_m, c.block_n, c.block_k, c.num_warps, c.num_stages, c.swap_ab, c.half_mac)
+            for m, c in tiles.items()} == {5: (16, 256, 128, 8, 3, True, True), 16: (16, 256, 128, 8, 3, True, True),
+                                          17: (32, 128, 128, 4, 3, True, True), 64: (64, 128, 128, 4, 3, False, True),
+                                          128: (128, 128, 64, 8, 4, True, True)}
 
 
 @pytest.mark.parametrize("bits", [8, 4, 2, 1])

@@ -25,6 +25,13 @@ GEMV_MAX_M = 4  # H100 sweep: at M=4 the GEMV beats the tensor-core kernel on 3 
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128)
 
 
+# Tensor-core tile by M bucket: (block_m, block_n, block_k, warps, stages, swapped operands), the
+# winners of the H100 probe on the four Llama shapes (docs/kernels.md). Up to M = 32 the weight is
+# the MMA's 128/256-row operand (swapped); at M = 128 a 64-code step with 8 warps and 4 stages.
+GEMM_TILES = {8: (16, 256, 128, 8, 3, True), 16: (16, 256, 128, 8, 3, True), 32: (32, 128, 128, 4, 3, True),
+              64: (64, 128, 128, 4, 3, False), 128: (128, 128, 64, 8, 4, True)}
+
+
 @dataclass(frozen=True)
 class LaunchConfig:
     """One kernel choice. kernel: "gemv" (CUDA cores, M <= GEMV_MAX_M), "gemm" (tensor cores, dequantized
@@ -39,7 +46,7 @@ class LaunchConfig:
     num_stages: int = 2
     swap_ab: bool = False
     group_m: int = 8
-    half_mac: bool = True  # gemv: packed 16-bit arithmetic where the format allows it (half2.py)
+    half_mac: bool = True  # packed 16-bit arithmetic where the format allows it (half2.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,11 +136,11 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
         # one long program per column tile beats several short ones, up to 8192 of K (H100 sweep)
         split = _fill_split(-(-n // block_n), -(-k // block_k), 0.9 * sm_count, k=k, max_k=8192)
         return LaunchConfig("gemv", _pow2_at_least(m), block_n, block_k, split, num_warps=warps, num_stages=stages)
-    if m < DENSE_MIN_M:  # H100 probe (test/kernels/gpu_probe_gemm.py): 128-code steps, the SMs filled once
-        block_m = min(64, max(16, _pow2_at_least(m)))
-        block_k = 128
-        split = _fill_split(-(-n // 128) * -(-m // block_m), -(-k // block_k), sm_count)
-        return LaunchConfig("gemm", block_m, 128, block_k, split, num_warps=4, num_stages=3)
+    if m < DENSE_MIN_M:  # H100 probe (test/kernels/gpu_probe_gemm.py), 16-bit dequantization throughout
+        block_m, block_n, block_k, warps, stages, swap = GEMM_TILES[min(m_bucket(m), 128)]
+        split = _fill_split(-(-n // block_n) * -(-m // block_m), -(-k // block_k), sm_count)
+        return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=warps, num_stages=stages,
+                            swap_ab=swap)
     return LaunchConfig("dense", 0, 0, 0)
 
 

@@ -106,12 +106,12 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     tiles_per_split = -(-k_tiles // split)
     split = -(-k_tiles // tiles_per_split)  # no empty splits
     ws = splitk_workspace(split, m, n, x2.device)
-    # gemv's packed 16-bit path; under Triton's interpreter its emulation, which is fp16 only
-    # (the interpreter computes bf16 wrongly)
-    half = (c.kernel == "gemv" and c.half_mac and x2.dtype in (torch.float16, torch.bfloat16)
+    # the packed 16-bit arithmetic of half2.py (gemv loop, gemm dequantization); under Triton's
+    # interpreter its emulation, which is fp16 only (the interpreter computes bf16 wrongly)
+    half = (c.half_mac and x2.dtype in (torch.float16, torch.bfloat16)
             and half_mac_supported(bits, x2.dtype == torch.bfloat16)
             and (not _INTERPRETED or x2.dtype == torch.float16))
-    if half and (x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 2) or x2.data_ptr() % 4):
+    if half and c.kernel == "gemv" and (x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 2) or x2.data_ptr() % 4):
         x2 = x2.clone(memory_format=torch.contiguous_format)  # it reads x as int32 pairs
     if c.kernel == "gemv":
         if c.block_m < m:
@@ -133,7 +133,7 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
         _GEMV(grid, args, dict(meta, EVEN_K=k % c.block_k == 0, EVEN_N=n % c.block_n == 0, HALF_MAC=half,
                                PF=pairs_per_flush(bits), KSHIFT=pair_kshift(bits), EMULATE=_INTERPRETED))
     else:
-        _GEMM(grid, args, dict(meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab))
+        _GEMM(grid, args, dict(meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab, HALF=half, EMULATE=_INTERPRETED))
     if ws is not None:
         splitk_reduce(ws, bias, out)
     return out

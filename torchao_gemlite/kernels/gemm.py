@@ -2,15 +2,18 @@
 
 Grid: (cdiv(M, BLOCK_M) * cdiv(N, BLOCK_N), SPLIT_K), programs ordered in bands of
 GROUP_M row tiles so that neighbouring programs share weight tiles in L2.
-Each K step loads a [BLOCK_K / E, BLOCK_N] tile of int32 words and its scales/zeros,
-unpacks all E codes of every word at once into a [BLOCK_K / E, E, BLOCK_N] tile (a
-shift by each slot's offset, a mask, the 1 + q / 2^BITS bit trick of unpack.py and one
-FMA a code), reshapes it to [BLOCK_K, BLOCK_N] in k order (k = word row * E + slot) and
-feeds one tl.dot with the contiguous [BLOCK_M, BLOCK_K] tile of x, fp32 accumulation
-(wgmma from BLOCK_M = 64 on Hopper). One dot over the whole step, rather than one per
-code slot over BLOCK_K / E rows, measured 2x faster at M = 64 on the H100 and compiles
-about 3x faster. Triton pipelines the loads num_stages deep. SWAP_AB computes W^T x^T
-so that for small M the weight is the MMA's large operand and the batch the small one.
+Each K step loads a [BLOCK_K / E, BLOCK_N] tile of int32 words and its scales/zeros and
+unpacks all E codes of every word at once into a [BLOCK_K / E, E, BLOCK_N] tile, reshaped
+to [BLOCK_K, BLOCK_N] in k order (k = word row * E + slot), for one tl.dot with the
+contiguous [BLOCK_M, BLOCK_K] tile of x, fp32 accumulation (wgmma from BLOCK_M = 64 on
+Hopper); Triton pipelines the loads num_stages deep. One dot over the whole step, rather
+than one per code slot, measured 2x faster at M = 64 on the H100.
+Dequantization: with HALF (the default where half2.py supports the format),
+half2.dequant_codes in 16-bit arithmetic, 4 instructions a pair of codes for fp16; the SASS
+loop of a swapped 16x128 tile fell from 883 to 548 instructions a step and the kernel ran
+1.1-1.3x faster at M = 8..128 (H100). Otherwise unpack.py's fp32 bit trick and one FMA a code.
+SWAP_AB computes W^T x^T so that for small M the weight is the MMA's large operand (and
+its register operand) and the batch the small one.
 HBM bytes per output tile: BLOCK_N * K * BITS / 8 (weights) + BLOCK_M * K * 2 (x)
 + scales/zeros; split-K adds an fp32 partial per tile (reduce.py).
 """
@@ -18,6 +21,7 @@ HBM bytes per output tile: BLOCK_N * K * BITS / 8 (weights) + BLOCK_M * K * 2 (x
 import triton
 import triton.language as tl
 
+from .half2 import dequant_codes
 from .reduce import store_tile, tile_coordinates
 from .unpack import all_slots_as_float, group_mul_add
 
@@ -28,7 +32,8 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
                 BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr):
+                USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr,
+                HALF: tl.constexpr, EMULATE: tl.constexpr):
     # GROUP_K: the group size, 0 for per-channel scales
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
@@ -60,8 +65,18 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
             mul, add = group_mul_add(scale_ptr, zero_ptr, (t // (GROUP_K // BLOCK_K)) * stride_sg + o_n[None, :],
                                      m_n[None, :], SYMMETRIC, SYM_ZERO, BITS)
         # every code of the step at once: [BKW, E, BN] -> [BLOCK_K, BN] in k order (k = word row * E + slot)
-        f = all_slots_as_float(b_words, BITS)  # [BKW, E, BN]
-        b_w = tl.reshape((f * mul[:, None, :] + add[:, None, :]).to(dot_dtype), (BLOCK_K, BLOCK_N))
+        if HALF:  # 16-bit arithmetic, two codes an instruction: scale and (C - zero) * scale, C = 2^(BITS-1)
+            shape: tl.constexpr = (BLOCK_KW, E, BLOCK_N)
+            scale16 = (mul * (1.0 / (1 << BITS))).to(dot_dtype)
+            offset16 = (add + mul * (((1 << (BITS - 1)) + (1 << BITS)) / (1 << BITS))).to(dot_dtype)
+            b_w = dequant_codes(tl.broadcast_to(b_words[:, None, :], shape),
+                                tl.broadcast_to((tl.arange(0, E) * BITS)[None, :, None], shape),
+                                tl.broadcast_to(scale16[:, None, :], shape), tl.broadcast_to(offset16[:, None, :], shape),
+                                BITS, dot_dtype == tl.bfloat16, EMULATE)
+            b_w = tl.reshape(b_w, (BLOCK_K, BLOCK_N))
+        else:
+            f = all_slots_as_float(b_words, BITS)  # [BKW, E, BN]
+            b_w = tl.reshape((f * mul[:, None, :] + add[:, None, :]).to(dot_dtype), (BLOCK_K, BLOCK_N))
         o_k = t * BLOCK_K + tl.arange(0, BLOCK_K)
         b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,
                       mask=m_m[:, None] & (o_k[None, :] < K), other=0.0)  # [BM, BK]

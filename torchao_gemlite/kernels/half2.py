@@ -10,6 +10,8 @@ instruction handles two codes:
   magic constant 1024 for fp16 / 128 for bf16), then one FMA turns
   magic + q into the exact small value (q - CENTER) * 2^-KSHIFT.
 - ``fma2`` multiply-accumulates lane-wise; ``lane_sum`` adds the two lanes in fp32.
+- ``dequant_codes`` gives the tensor-core kernel its weight tile in the activation dtype,
+  two codes an FMA (the operand is rounded to 16 bits for the MMA anyway).
 
 Everything on the integer side is exact. A kernel accumulates at most PF pairs (PF
 products a lane; ``pairs_per_flush``) in 16-bit before moving the sum to fp32; CENTER
@@ -153,3 +155,41 @@ def lane_sum(pairs, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
         return tl.inline_asm_elementwise(
             "{ .reg .f16 l, h; .reg .f32 a, b; mov.b32 {l, h}, $1; cvt.f32.f16 a, l; cvt.f32.f16 b, h; "
             "add.f32 $0, a, b; }", "=r,r", [pairs], dtype=tl.float32, is_pure=True, pack=1)
+
+
+@triton.jit
+def dequant_codes(words, shifts, mul, add, BITS: tl.constexpr, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
+    """Tensor-core operand: the code at bit ``shifts`` of each int32 word, dequantized in 16-bit
+    arithmetic two elements an instruction (whichever two elements Triton's layout pairs):
+    q - C exactly from a magic constant, then (q - C) * mul + add with mul = scale and
+    add = (C - zero) * scale in the activation dtype (C = 2^(BITS-1)).
+
+    fp16: one PRMT takes the byte holding each element's code into its lane, one LOP3 masks
+    the code in place (q * 2^o, o = its offset in the byte) and ORs in 1024.0, one FMA by
+    (2^-o, -(1024 * 2^-o + C)) gives q - C exactly, and one FMA applies scale and zero: 4
+    instructions a pair (the selector and mask depend only on the slot and leave the loop).
+    bf16 keeps 7 mantissa bits, too few for q * 2^o: each code is shifted down first (2 more)."""
+    C: tl.constexpr = 1 << (BITS - 1)
+    if EMULATE:
+        q = ((words >> shifts) & ((1 << BITS) - 1)) - C
+        return (q.to(tl.float32) * mul.to(tl.float32) + add.to(tl.float32)).to(mul.dtype)
+    if IS_BF16:
+        MASK: tl.constexpr = ((1 << BITS) - 1) * 0x00010001
+        OFF: tl.constexpr = 0xC300 | C  # -(128 + C) as bf16
+        return tl.inline_asm_elementwise(
+            "{ .reg .b32 a, b, r; shr.u32 a, $1, $3; shr.u32 b, $2, $4; prmt.b32 r, a, b, 0x5410; "
+            "lop3.b32 r, r, $7, $9, 0xea; add.rn.bf16x2 r, r, $11; fma.rn.bf16x2 $0, r, $5, $6; }",
+            "=r" + ",r" * 12,
+            [words, shifts, mul, add, _splat(words, MASK), _splat(words, 0x43004300),
+             _splat(words, (OFF | (OFF << 16)) - (1 << 32))], dtype=mul.dtype, is_pure=True, pack=2)
+    else:
+        offset = shifts & 7
+        lane_mul = tl.exp2(-offset.to(tl.float32)).to(tl.float16)
+        lane_add = (-(1024.0 * lane_mul.to(tl.float32) + C)).to(tl.float16)
+        return tl.inline_asm_elementwise(
+            "{ .reg .b32 sel, m, r; add.u32 sel, $4, 4; shl.b32 sel, sel, 8; or.b32 sel, sel, $3; "
+            "shl.b32 m, $6, 16; or.b32 m, m, $5; prmt.b32 r, $1, $2, sel; lop3.b32 r, r, m, 0x64006400, 0xea; "
+            "fma.rn.f16x2 r, r, $7, $8; fma.rn.f16x2 $0, r, $9, $10; }",
+            "=r" + ",r" * 10,
+            [words, shifts >> 3, ((1 << BITS) - 1) << offset, lane_mul, lane_add, mul, add],
+            dtype=tl.float16, is_pure=True, pack=2)

@@ -23,9 +23,11 @@ import torch.nn.functional as F
 from ..quant import quantize_weight
 from .configs import (
     GEMV_MAX_M,
+    GEMM_TILES,
     LaunchConfig,
     clear_caches,
     heuristic_config,
+    m_bucket,
     table_key,
     user_cache_path,
     write_table_atomically,
@@ -84,14 +86,15 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
             bk = rows * per_word
             for split in _splits(-(-n // bn), -(-k // bk), sm_count):
                 out.append(replace(base, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages))
-    if 2 < m <= 256:  # the tensor-core kernel around the H100 probe's winners (docs/kernels.md)
-        rows_pow2 = 1 << (m - 1).bit_length()
-        for block_m in sorted({max(16, min(64, rows_pow2)), max(16, min(128, rows_pow2))}):
-            for bn, bk, warps in ((128, 128, 4), (128, 256, 8), (256, 128, 8), (64, 128, 4)):
-                for split in _splits(-(-n // bn) * -(-m // block_m), -(-k // bk), sm_count)[:2]:
-                    for swap in ((False, True) if block_m == 16 else (False,)):
-                        out.append(LaunchConfig("gemm", block_m, bn, bk, split, num_warps=warps, num_stages=3,
-                                                swap_ab=swap))
+    if 2 < m <= 256:  # the tensor-core tiles of M's bucket and its neighbours (H100 probe), plain and swapped
+        bucket = min(m_bucket(m), 128)
+        tiles = {GEMM_TILES[b] for b in (bucket // 2, bucket, bucket * 2) if b in GEMM_TILES}
+        for block_m, bn, bk, warps, stages, _ in sorted(tiles):
+            bk = max(bk, per_word)
+            for split in _splits(-(-n // bn) * -(-m // block_m), -(-k // bk), sm_count)[:2]:
+                for swap in (False, True):
+                    out.append(LaunchConfig("gemm", block_m, bn, bk, split, num_warps=warps, num_stages=stages,
+                                            swap_ab=swap))
     if m >= 64:
         out.append(LaunchConfig("dense", 0, 0, 0))
     return _unique(out)
