@@ -62,6 +62,8 @@ from .act_quant import (
     triton_can_run_on,
 )
 from .dynamic_configs import DynamicGemmConfig, pick_config
+from .dynamic_epilogue import epilogue, reduce_splits
+from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv
 from .launch import FastLauncher
 from .reduce import tile_coordinates
 
@@ -79,23 +81,6 @@ SCALED_MM_OUT_DTYPES = (torch.float16, torch.bfloat16)
 # --------------------------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------------------------
-
-@triton.jit
-def _epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
-              B_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """acc [BM, BN] (int32 or fp32), x scales [BM] -> acc * x_scale[m] (* w_scale[n]) (+ bias[n]), cast, stored."""
-    m_m = o_m < M
-    m_n = o_n < N
-    b_y = acc.to(tl.float32) * b_sa[:, None]
-    if B_SCALE:
-        b_sb = tl.load(b_scale_ptr + o_n * stride_bs_n, mask=m_n, other=0.0).to(tl.float32)
-        b_y = b_y * b_sb[None, :]
-    if HAS_BIAS:
-        b_bias = tl.load(bias_ptr + o_n, mask=m_n, other=0.0).to(tl.float32)
-        b_y = b_y + b_bias[None, :]
-    p_c = c_ptr + o_m.to(tl.int64)[:, None] * stride_cm + o_n[None, :] * stride_cn
-    tl.store(p_c, b_y.to(c_ptr.dtype.element_ty), mask=m_m[:, None] & m_n[None, :])
-
 
 @triton.jit
 def _dynamic_gemm_kernel(
@@ -231,27 +216,8 @@ def _dynamic_gemm_kernel(
         p_ws = ws_ptr + (i_s * M + o_m.to(tl.int64))[:, None] * N + o_n[None, :]
         tl.store(p_ws, acc, mask=m_m[:, None] & m_n[None, :])
     else:
-        _epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
-                  GROUP_K == 0, HAS_BIAS)
-
-
-@triton.jit
-def _splitk_reduce_kernel(
-    ws_ptr, a_scale_ptr, b_scale_ptr, bias_ptr, c_ptr,
-    M, N, N_SPLITS, stride_bs_n, stride_cm, stride_cn,
-    B_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-):
-    """Sums the [N_SPLITS, M, N] partials in the fixed order 0..N_SPLITS-1, then the epilogue."""
-    o_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    o_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
-    m_mn = (o_m < M)[:, None] & (o_n < N)[None, :]
-    p_ws = ws_ptr + o_m.to(tl.int64)[:, None] * N + o_n[None, :]
-    acc = tl.load(p_ws, mask=m_mn, other=0)
-    for s in range(1, N_SPLITS):
-        acc += tl.load(p_ws + s * M * N, mask=m_mn, other=0)
-    b_sa = tl.load(a_scale_ptr + o_m, mask=o_m < M, other=0.0)
-    _epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
-              B_SCALE, HAS_BIAS)
+        epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
+                 GROUP_K == 0, HAS_BIAS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -259,7 +225,6 @@ def _splitk_reduce_kernel(
 # --------------------------------------------------------------------------------------------
 
 _DYNAMIC_GEMM = FastLauncher(_dynamic_gemm_kernel)
-_SPLITK_REDUCE = FastLauncher(_splitk_reduce_kernel)
 
 
 def _check_same_device(ref: torch.Tensor, ref_name: str, **tensors) -> None:
@@ -342,11 +307,7 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
         num_warps=c.num_warps, num_stages=c.num_stages,
     ))
     if ws is not None:
-        rbm = min(32, triton.next_power_of_2(m))
-        _SPLITK_REDUCE((triton.cdiv(m, rbm), triton.cdiv(n, 128)), (
-            ws, x_scale, b_scale, bias if bias is not None else x_scale, out,
-            m, n, splits, stride_bs_n, out.stride(0), out.stride(1)),
-            dict(B_SCALE=not group_k, HAS_BIAS=bias is not None, BLOCK_M=rbm, BLOCK_N=128, num_warps=4))
+        reduce_splits(ws, x_scale, b_scale, stride_bs_n, bias, out, apply_b_scale=not group_k)
     return out
 
 
@@ -458,6 +419,21 @@ def _scaled_mm_route(m: int, weight_n: int, x: torch.Tensor, qdtype: torch.dtype
             and x.dtype in SCALED_MM_OUT_DTYPES and weight_n % 16 == 0)
 
 
+def _gemv_route(m: int, config, weight) -> bool:
+    """int8 and A8W4 decode (M <= GEMV_MAX_M, no config asked for) go to the dp4a GEMV
+    (dynamic_gemv.py) when the weight can be read as int32 words: unit stride along K (int8
+    [N, K]) or N (A8W4 words), 4-byte aligned rows."""
+    if config is not None or weight is None or not 1 <= m <= GEMV_MAX_M:
+        return False
+    if weight.dtype == torch.int8:
+        return weight.stride(1) == 1 and weight.stride(0) % 4 == 0 and weight.storage_offset() % 4 == 0
+    return weight.stride(1) == 1
+
+
+def _unit_stride_rows(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
 def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
     k = _check_x(x)
     n = _check_a8w8_weight(weight_q, weight_scale, bias, k, qdtype)
@@ -475,8 +451,12 @@ def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
             out2.copy_(y)
             y = out2
         return y.view(*x.shape[:-1], n)
-    config = config or pick_config(m, n, k, "fp8" if fp8 else "int8")
     y = _check_out(out2, m, n, x.dtype, x.device)
+    if _gemv_route(m, config, weight_q if not fp8 else None):
+        xq, x_scale = quantize_per_token(x2, qdtype)
+        dynamic_gemv(xq, x_scale, weight_q, w_scale, 0, bias, y, n, k, w4=False, group_k=0)
+        return y.view(*x.shape[:-1], n)
+    config = config or pick_config(m, n, k, "fp8" if fp8 else "int8")
     if config.FUSE_ACT:
         x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
         _launch(x2, x_scale, weight_q, w_scale, 0, w_scale.stride(0), bias, y, n, k, config,
@@ -514,11 +494,18 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
     out2 = _linear_out(out, x, n)
     x2 = x.reshape(-1, k)
     m = x2.shape[0]
+    per_channel = group == k
+    if _gemv_route(m, config, qdata):
+        y = _check_out(out2, m, n, x.dtype, x.device)
+        xq, x_scale = quantize_per_token(x2, torch.int8)
+        scale = _unit_stride_rows(scale)
+        dynamic_gemv(xq, x_scale, qdata, scale, scale.stride(0), bias, y, n, k, w4=True,
+                     group_k=0 if per_channel else group)
+        return y.view(*x.shape[:-1], n)
     config = config or pick_config(m, n, k, "a8w4")
     if config.FUSE_ACT:
         y = _check_out(out2, m, n, x.dtype, x.device)
         x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
-        per_channel = group == k
         _launch(x2, x_scale, qdata, scale, 0 if per_channel else scale.stride(0), scale.stride(1), bias, y,
                 n, k, config, fp8=False, w4=True, group_k=0 if per_channel else group, fuse=True)
     else:
