@@ -107,8 +107,11 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     split = -(-k_tiles // tiles_per_split)  # no empty splits
     ws = splitk_workspace(split, m, n, x2.device)
     # the packed 16-bit arithmetic of half2.py (gemv loop, gemm dequantization); under Triton's
-    # interpreter its emulation, which is fp16 only (the interpreter computes bf16 wrongly)
-    half = (c.half_mac and x2.dtype in (torch.float16, torch.bfloat16)
+    # interpreter its emulation, which is fp16 only (the interpreter computes bf16 wrongly). Never
+    # with swapped operands: there the dequantized tile is the register operand of the asynchronous
+    # wgmma, and with the inline PTX the H100 gave intermittently wrong results (up to 25% relative
+    # error in 1 of 5 identical calls; docs/kernels.md), which the fp32 dequantization never showed.
+    half = (c.half_mac and not (c.kernel == "gemm" and c.swap_ab) and x2.dtype in (torch.float16, torch.bfloat16)
             and half_mac_supported(bits, x2.dtype == torch.bfloat16)
             and (not _INTERPRETED or x2.dtype == torch.float16))
     if half and c.kernel == "gemv" and (x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 2) or x2.data_ptr() % 4):

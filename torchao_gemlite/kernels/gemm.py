@@ -8,12 +8,13 @@ to [BLOCK_K, BLOCK_N] in k order (k = word row * E + slot), for one tl.dot with 
 contiguous [BLOCK_M, BLOCK_K] tile of x, fp32 accumulation (wgmma from BLOCK_M = 64 on
 Hopper); Triton pipelines the loads num_stages deep. One dot over the whole step, rather
 than one per code slot, measured 2x faster at M = 64 on the H100.
-Dequantization: with HALF (the default where half2.py supports the format),
-half2.dequant_codes in 16-bit arithmetic, 4 instructions a pair of codes for fp16; the SASS
-loop of a swapped 16x128 tile fell from 883 to 548 instructions a step and the kernel ran
-1.1-1.3x faster at M = 8..128 (H100). Otherwise unpack.py's fp32 bit trick and one FMA a code.
-SWAP_AB computes W^T x^T so that for small M the weight is the MMA's large operand (and
-its register operand) and the batch the small one.
+Dequantization: with HALF (the default where half2.py supports the format, never with
+SWAP_AB), half2.dequant_codes in 16-bit arithmetic, 4 instructions a pair of codes for fp16:
+the kernel ran 1.1-1.3x faster at M = 8..128 on the H100 (SASS loop of a 16x128 tile: 883 ->
+548 instructions a step). Otherwise unpack.py's fp32 bit trick and one FMA a code.
+SWAP_AB computes W^T x^T so that for small M the weight is the MMA's large operand (and its
+register operand) and the batch the small one; with the 16-bit dequantization that register
+operand gave intermittently wrong results (dispatch.py), so swapped tiles dequantize in fp32.
 HBM bytes per output tile: BLOCK_N * K * BITS / 8 (weights) + BLOCK_M * K * 2 (x)
 + scales/zeros; split-K adds an fp32 partial per tile (reduce.py).
 """
