@@ -109,8 +109,8 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     # the packed 16-bit arithmetic of half2.py (gemv loop, gemm dequantization); under Triton's
     # interpreter its emulation, which is fp16 only (the interpreter computes bf16 wrongly). Never
     # with swapped operands: there the dequantized tile is the register operand of the asynchronous
-    # wgmma, and with the inline PTX the H100 gave intermittently wrong results (up to 25% relative
-    # error in 1 of 5 identical calls; docs/kernels.md), which the fp32 dequantization never showed.
+    # wgmma, and with the inline PTX the H100 gave wrong results in split-K launches, some of them
+    # intermittent (docs/kernels.md, test/kernels/gpu_probe_swap_race.py); fp32 never did.
     half = (c.half_mac and not (c.kernel == "gemm" and c.swap_ab) and x2.dtype in (torch.float16, torch.bfloat16)
             and half_mac_supported(bits, x2.dtype == torch.bfloat16)
             and (not _INTERPRETED or x2.dtype == torch.float16))
