@@ -2,12 +2,14 @@
 
     unpack.py      jit helpers: packed words -> codes -> dequantized tile
     gemv.py        decode (M <= 4 by default, up to 8): CUDA-core multiply-accumulate, weight streamed once
-    gemm.py        tensor-core GEMM with optional swapped operands and split-K (M = 5..128)
+    gemm.py        tensor-core GEMM, 16-bit dequantization, optional swapped operands, split-K (M = 5..128)
     dequant.py     dense dequantization for the dequantize + cuBLAS path (M > 128)
     reduce.py      deterministic split-K reduction (fixed order, no atomics)
     launch.py      direct launches of the compiled kernels (eager host overhead)
     act_quant.py   per-token int8 / fp8 activation quantization
-    dynamic_gemm.py  int8 / fp8 tensor-core GEMM for A8W8 and A8W4
+    dynamic_gemv.py  dp4a decode GEMV for int8 activations (A8W8 int8, A8W4; M <= 4)
+    dynamic_gemm.py  int8 / fp8 tensor-core GEMM for A8W8 and A8W4, and the linear layers' routing
+    dynamic_epilogue.py  their epilogue and deterministic split-K reduction
     dynamic_configs.py  its launch configurations (tile tables, split-K rule, heuristic)
     configs.py     launch configurations: heuristics, shipped tables, the user cache
     dispatch.py    validation + choice of kernel and configuration per call

@@ -47,7 +47,7 @@ import triton
 import triton.language as tl
 
 from ..formats import ACTIVATION_DTYPES
-from .launch import INTERPRETED, FastLauncher
+from .launch import INTERPRETED, FastLauncher, cdiv, next_power_of_2
 
 FP8_DTYPE = torch.float8_e4m3fn
 INT8_MAX = 127.0
@@ -152,8 +152,8 @@ def scale_by_reciprocal(device: torch.device) -> bool:
 def _launch_params(m: int, k: int) -> tuple[bool, int, int, int]:
     """(one_pass, BLOCK_K, ROWS, num_warps) for m rows of length k."""
     if k <= ONE_PASS_MAX_K:
-        block_k = triton.next_power_of_2(k)
-        rows = max(1, min(16, ROW_TILE_ELEMENTS // block_k, triton.next_power_of_2(m)))
+        block_k = next_power_of_2(k)
+        rows = max(1, min(16, ROW_TILE_ELEMENTS // block_k, next_power_of_2(m)))
         return True, block_k, rows, 8 if rows * block_k > ROW_TILE_ELEMENTS else 4
     return False, TWO_PASS_BLOCK_K, 1, 4
 
@@ -194,7 +194,7 @@ def quantize_per_token(x: torch.Tensor, dtype: torch.dtype = torch.int8, *, out:
     one_pass, block_k, rows, num_warps = _launch_params(m, k)
     fp8 = dtype == FP8_DTYPE
     qmax = FP8_MAX if fp8 else INT8_MAX
-    _ACT_QUANT((triton.cdiv(m, rows),), (x2, out, out_scale, m, k, x2.stride(0), x2.stride(1), k),
+    _ACT_QUANT((cdiv(m, rows),), (x2, out, out_scale, m, k, x2.stride(0), x2.stride(1), k),
                dict(QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(x.device), FP8=fp8,
                     ONE_PASS=one_pass, ROWS=rows, BLOCK_K=block_k, num_warps=num_warps))
     return out, out_scale

@@ -11,6 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import cdiv
 from .unpack import group_mul_add, slot_as_float
 
 
@@ -38,7 +39,7 @@ def dequantize_packed(qdata, scale, zero, bits: int, group_size: int, symmetric:
     k = kw * (32 // bits)
     out = torch.empty((k, n), dtype=dtype, device=qdata.device)
     block_kw, block_n = 16, 128
-    dequant_kernel[(triton.cdiv(kw, block_kw), triton.cdiv(n, block_n))](
+    dequant_kernel[(cdiv(kw, block_kw), cdiv(n, block_n))](
         qdata, scale, zero if zero is not None else scale, out, n, k, group_size, qdata.stride(0), scale.stride(0),
         BITS=bits, SYMMETRIC=symmetric, SYM_ZERO=sym_zero, BLOCK_KW=block_kw, BLOCK_N=block_n, num_warps=4,
     )

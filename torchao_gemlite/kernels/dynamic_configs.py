@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import triton
+from .launch import cdiv
 
 KINDS = ("int8", "fp8", "a8w4")
 NUM_SMS_H100 = 132
@@ -91,8 +91,8 @@ def auto_split_k(m: int, n: int, k: int, block_m: int, block_n: int, block_k: in
                  num_sms: int = NUM_SMS_H100) -> int:
     """Doubles SPLIT_K while the output tiles alone fill less than one wave of SMs,
     keeping at least 4 K steps per split (so the load pipeline still has work)."""
-    tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
-    k_steps = triton.cdiv(k, block_k)
+    tiles = cdiv(m, block_m) * cdiv(n, block_n)
+    k_steps = cdiv(k, block_k)
     split = 1
     while tiles * split < num_sms and k_steps >= 4 * split * 2 and split < 16:
         split *= 2
@@ -122,6 +122,6 @@ def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_
         split = auto_split_k(M, N, K, bm, bn, bk, num_sms)
         for s in (split, 1, split * 2):
             cfg = DynamicGemmConfig(bm, bn, bk, s, warps, stages, swap, fuse)
-            if cfg not in out and (s == 1 or triton.cdiv(K, bk) >= 2 * s):
+            if cfg not in out and (s == 1 or cdiv(K, bk) >= 2 * s):
                 out.append(cfg)
     return out

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import FastLauncher
+from .launch import FastLauncher, cdiv, next_power_of_2
 
 
 @triton.jit
@@ -58,8 +58,8 @@ def reduce_splits(ws: torch.Tensor, x_scale: torch.Tensor, b_scale: torch.Tensor
                   apply_b_scale: bool) -> None:
     """out = sum_s ws[s] * x_scale[m] (* b_scale[n] when ``apply_b_scale``) (+ bias[n])."""
     splits, m, n = ws.shape
-    rbm = min(32, triton.next_power_of_2(m))
-    _REDUCE((triton.cdiv(m, rbm), triton.cdiv(n, 128)), (
+    rbm = min(32, next_power_of_2(m))
+    _REDUCE((cdiv(m, rbm), cdiv(n, 128)), (
         ws, x_scale, b_scale, bias if bias is not None else x_scale, out,
         m, n, splits, stride_bs_n, out.stride(0), out.stride(1)),
         dict(B_SCALE=apply_b_scale, HAS_BIAS=bias is not None, BLOCK_M=rbm, BLOCK_N=128, num_warps=4))

@@ -64,7 +64,7 @@ from .act_quant import (
 from .dynamic_configs import DynamicGemmConfig, pick_config
 from .dynamic_epilogue import epilogue, reduce_splits
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv
-from .launch import FastLauncher
+from .launch import FastLauncher, cdiv
 from .reduce import tile_coordinates
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -284,17 +284,17 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
     x_scale = x_scale.reshape(m)
     if group_k:  # splits fall on group boundaries; BLOCK_K divides the group size
         groups = k // group_k
-        k_per_split = triton.cdiv(groups, max(1, min(c.SPLIT_K, groups))) * group_k
+        k_per_split = cdiv(groups, max(1, min(c.SPLIT_K, groups))) * group_k
     else:
-        k_steps = triton.cdiv(k, block_k)
-        k_per_split = triton.cdiv(k_steps, max(1, min(c.SPLIT_K, k_steps))) * block_k
-    splits = triton.cdiv(k, k_per_split)  # never an empty split
+        k_steps = cdiv(k, block_k)
+        k_per_split = cdiv(k_steps, max(1, min(c.SPLIT_K, k_steps))) * block_k
+    splits = cdiv(k, k_per_split)  # never an empty split
     int_acc = not fp8 and not group_k
     qmax = FP8_MAX if fp8 else INT8_MAX
     ws = None
     if splits > 1:
         ws = torch.empty((splits, m, n), dtype=torch.int32 if int_acc else torch.float32, device=xq.device)
-    grid = (triton.cdiv(m, c.BLOCK_M) * triton.cdiv(n, c.BLOCK_N), splits)
+    grid = (cdiv(m, c.BLOCK_M) * cdiv(n, c.BLOCK_N), splits)
     _DYNAMIC_GEMM(grid, (
         xq, x_scale, b, b_scale, bias if bias is not None else x_scale, out, ws if ws is not None else out,
         m, n, k, k_per_split,

@@ -27,6 +27,7 @@ plain integer arithmetic (EMULATE).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
@@ -34,7 +35,7 @@ import triton
 import triton.language as tl
 
 from .dynamic_epilogue import epilogue, reduce_splits
-from .launch import INTERPRETED, FastLauncher
+from .launch import INTERPRETED, FastLauncher, cdiv, next_power_of_2
 
 GEMV_MAX_M = 4
 
@@ -175,6 +176,7 @@ def dynamic_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, out_pt
 _GEMV = FastLauncher(dynamic_gemv_kernel)
 
 
+@lru_cache(maxsize=4096)  # one dict lookup a call after the first per shape
 def gemv_config(m: int, n: int, k: int, w4: bool, group_k: int, sm_count: int = 132) -> GemvConfig:
     """The H100 probe's winners (test/kernels/gpu_probe_dynamic_gemv.py, docs/kernels.md):
     A8W8 32 columns x 256 codes, 4 stages; A8W4 128 columns (32 from M = 3, for registers) x
@@ -185,8 +187,8 @@ def gemv_config(m: int, n: int, k: int, w4: bool, group_k: int, sm_count: int = 
         target = 0.9 * sm_count if m <= 2 else 3.5 * sm_count
     else:
         block_n, block_k, stages, target = 32, 256, 4, 0.9 * sm_count
-    k_steps = triton.cdiv(k, block_k)
-    programs = triton.cdiv(n, block_n)
+    k_steps = cdiv(k, block_k)
+    programs = cdiv(n, block_n)
     split = 1
     while split < min(k_steps, 16) and programs * split < target:
         split += 1
@@ -222,19 +224,19 @@ def dynamic_gemv(xq: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_sca
         else:
             w_scale = w_scale.float()
             stride_sg = n
-    k_steps = triton.cdiv(k, c.block_k)
-    k_per_split = triton.cdiv(k_steps, max(1, min(c.split_k, k_steps))) * c.block_k
-    splits = triton.cdiv(k, k_per_split)
+    k_steps = cdiv(k, c.block_k)
+    k_per_split = cdiv(k_steps, max(1, min(c.split_k, k_steps))) * c.block_k
+    splits = cdiv(k, k_per_split)
     ws = None
     if splits > 1:
         ws = torch.empty((splits, m, n), dtype=torch.float32 if (w4 and group_k) else torch.int32, device=xq.device)
     x_scale = x_scale.reshape(m)
-    _GEMV((triton.cdiv(n, c.block_n), splits), (
+    _GEMV((cdiv(n, c.block_n), splits), (
         x_words, x_scale, w_words, w_scale, bias if bias is not None else x_scale, out, ws if ws is not None else out,
         m, n, k, k_per_split, x_words.stride(0), w_words.stride(0), stride_sg, out.stride(0)), dict(
         W4=w4, GROUP_K=group_k, HAS_BIAS=bias is not None, USE_WS=ws is not None, EVEN_K=k % c.block_k == 0,
         EVEN_N=n % c.block_n == 0, SCALE_PAIRS=scale_pairs,
-        BLOCK_M=max(1, triton.next_power_of_2(m)), BLOCK_N=c.block_n, BLOCK_K=c.block_k, NUM_STAGES=c.num_stages,
+        BLOCK_M=max(1, next_power_of_2(m)), BLOCK_N=c.block_n, BLOCK_K=c.block_k, NUM_STAGES=c.num_stages,
         EMULATE=INTERPRETED, num_warps=c.num_warps))
     if ws is not None:
         reduce_splits(ws, x_scale, w_scale, 1, bias, out, apply_b_scale=not group_k)

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import FastLauncher
+from .launch import FastLauncher, cdiv
 
 
 @triton.jit
@@ -69,5 +69,5 @@ def splitk_reduce(workspace: torch.Tensor, bias: torch.Tensor | None, out: torch
     split_k, m, n = workspace.shape
     block = 1024
     args = (workspace, bias if bias is not None else workspace, out, m, n, out.stride(0))
-    _REDUCE((triton.cdiv(m * n, block),), args,
+    _REDUCE((cdiv(m * n, block),), args,
             dict(HAS_BIAS=bias is not None, SPLIT_K=split_k, BLOCK=block, num_warps=4))
