@@ -92,6 +92,19 @@ def test_a8w4_gemv_scale_dtypes_and_odd_n(scale_dtype, n):
                ref, 2.0**-20)
 
 
+def test_strided_per_channel_scale():
+    """A per-channel scale given as a strided view is read correctly (made contiguous first)."""
+    x, w, bias = _inputs(1, 256, 40, seed=9)
+    wq, ws = quantize_rowwise_int8(w)
+    strided = torch.empty(40, 3, device=DEVICE)[:, 1]
+    strided.copy_(ws.reshape(-1))
+    xq, xs = quantize_per_token(x, torch.int8)
+    for split in (1, 2):
+        out = torch.full((1, 40), float("nan"), dtype=torch.float16, device=DEVICE)
+        y = dynamic_gemv(xq, xs, wq, strided, 0, bias, out, 40, 256, False, 0, GemvConfig(32, 128, split))
+        _check(y, _reference(xq, xs, wq.double() * ws.double().reshape(-1, 1), bias), 2.0**-21)
+
+
 def test_split_k_is_deterministic():
     x, w, bias = _inputs(2, 1024, 40, seed=3)
     qw = quantize_weight(w.half(), bits=4, group_size=128, symmetric=True)

@@ -214,6 +214,8 @@ def dynamic_gemv(xq: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_sca
     x_words = xq.view(torch.int32)
     w_words = w if w4 else w.view(torch.int32)
     scale_pairs = 0
+    if not (w4 and group_k) and w_scale.stride(-1) != 1:  # per-channel scales are read as w_scale[n]
+        w_scale = w_scale.contiguous()
     if w4 and group_k and w_scale.dtype != torch.float32:  # group scales as int32 pairs (see _load_scales)
         if w_scale.stride(1) != 1 or stride_sg % 2 or w_scale.storage_offset() % 2:
             w_scale = w_scale.contiguous()
