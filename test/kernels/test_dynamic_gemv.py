@@ -77,16 +77,18 @@ def test_a8w4_gemv_groups_splits_and_ragged_k(m, group, config):
 @pytest.mark.parametrize("n", [72, 45])
 def test_a8w4_gemv_scale_dtypes_and_odd_n(scale_dtype, n):
     """Group scales of every accepted dtype: 16-bit ones are read as int32 pairs (even N, even row
-    stride), otherwise converted to fp32; a strided scale view is made contiguous first."""
+    stride), otherwise converted to fp32; strided and column-major views are made contiguous first."""
     k = 512
     x, w, bias = _inputs(2, k, n, seed=n)
     qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
     scale = qw.scale.to(scale_dtype)
     strided = torch.empty(k // 64, n + 3, dtype=scale_dtype, device=DEVICE)[:, 1:n + 1]
     strided.copy_(scale)
+    column_major = torch.empty(n, k // 64, dtype=scale_dtype, device=DEVICE).t()  # stride 1 along K, not N
+    column_major.copy_(scale)
     xq, xs = quantize_per_token(x, torch.int8)
     ref = _reference(xq, xs, dequantize_weight(dataclasses.replace(qw, scale=scale), torch.float64), bias)
-    for s in (scale, strided):
+    for s in (scale, strided, column_major):
         out = torch.full((2, n), float("nan"), dtype=torch.float16, device=DEVICE)
         _check(dynamic_gemv(xq, xs, qw.qdata, s, s.stride(0), bias, out, n, k, True, 64, GemvConfig(32, 128, 2)),
                ref, 2.0**-20)

@@ -25,12 +25,12 @@ GEMV_MAX_M = 4  # H100 sweep: at M=4 the GEMV beats the tensor-core kernel on 3 
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128)
 
 
-# Tensor-core tile by M bucket: (block_m, block_n, block_k, warps, stages, swapped operands), the
-# H100 probe's best tiles with 16-bit dequantization on the four Llama shapes (docs/kernels.md); at
-# M = 128 a 64-code step with 8 warps and 4 stages. No swapped tile: swapped operands run the fp32
+# Tensor-core tile by M bucket: (block_m, block_n, block_k, warps, stages), the H100 probe's best
+# tiles with 16-bit dequantization on the four Llama shapes (docs/kernels.md); at M = 128 a 64-code
+# step with 8 warps and 4 stages. All plain (not swapped): swapped operands run the fp32
 # dequantization (see dispatch.py), and the plain tiles with 16-bit dequantization matched or beat them.
-GEMM_TILES = {8: (16, 256, 128, 8, 3, False), 16: (16, 256, 128, 8, 3, False), 32: (32, 128, 128, 4, 3, False),
-              64: (64, 128, 128, 4, 3, False), 128: (128, 128, 64, 8, 4, False)}
+GEMM_TILES = {8: (16, 256, 128, 8, 3), 16: (16, 256, 128, 8, 3), 32: (32, 128, 128, 4, 3),
+              64: (64, 128, 128, 4, 3), 128: (128, 128, 64, 8, 4)}
 
 
 @dataclass(frozen=True)
@@ -138,10 +138,9 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
         split = _fill_split(-(-n // block_n), -(-k // block_k), 0.9 * sm_count, k=k, max_k=8192)
         return LaunchConfig("gemv", _pow2_at_least(m), block_n, block_k, split, num_warps=warps, num_stages=stages)
     if m < DENSE_MIN_M:  # H100 probe (test/kernels/gpu_probe_gemm.py), 16-bit dequantization throughout
-        block_m, block_n, block_k, warps, stages, swap = GEMM_TILES[min(m_bucket(m), 128)]
+        block_m, block_n, block_k, warps, stages = GEMM_TILES[min(m_bucket(m), 128)]
         split = _fill_split(-(-n // block_n) * -(-m // block_m), -(-k // block_k), sm_count)
-        return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=warps, num_stages=stages,
-                            swap_ab=swap)
+        return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=warps, num_stages=stages)
     return LaunchConfig("dense", 0, 0, 0)
 
 

@@ -430,10 +430,6 @@ def _gemv_route(m: int, config, weight) -> bool:
     return weight.stride(1) == 1
 
 
-def _unit_stride_rows(t: torch.Tensor) -> torch.Tensor:
-    return t if t.stride(-1) == 1 else t.contiguous()
-
-
 def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
     k = _check_x(x)
     n = _check_a8w8_weight(weight_q, weight_scale, bias, k, qdtype)
@@ -498,7 +494,6 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
     if _gemv_route(m, config, qdata):
         y = _check_out(out2, m, n, x.dtype, x.device)
         xq, x_scale = quantize_per_token(x2, torch.int8)
-        scale = _unit_stride_rows(scale)
         dynamic_gemv(xq, x_scale, qdata, scale, scale.stride(0), bias, y, n, k, w4=True,
                      group_k=0 if per_channel else group)
         return y.view(*x.shape[:-1], n)

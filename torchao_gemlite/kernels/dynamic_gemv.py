@@ -213,13 +213,14 @@ def dynamic_gemv(xq: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_sca
         bias = bias.contiguous()
     x_words = xq.view(torch.int32)
     w_words = w if w4 else w.view(torch.int32)
-    scale_pairs = 0
-    if not (w4 and group_k) and w_scale.stride(-1) != 1:  # per-channel scales are read as w_scale[n]
+    # the kernel reads scales at row * stride_sg + n: unit stride along N (and, for 16-bit group
+    # scales read as int32 pairs, even row strides and offset)
+    pairs = w4 and group_k and w_scale.dtype != torch.float32
+    if w_scale.stride(-1) != 1 or (pairs and (stride_sg % 2 or w_scale.storage_offset() % 2)):
         w_scale = w_scale.contiguous()
-    if w4 and group_k and w_scale.dtype != torch.float32:  # group scales as int32 pairs (see _load_scales)
-        if w_scale.stride(1) != 1 or stride_sg % 2 or w_scale.storage_offset() % 2:
-            w_scale = w_scale.contiguous()
-            stride_sg = n
+        stride_sg = w_scale.stride(0) if w_scale.dim() == 2 else 0
+    scale_pairs = 0
+    if pairs:  # group scales as int32 pairs (see _load_scales)
         if n % 2 == 0:
             scale_pairs = 1 if w_scale.dtype == torch.float16 else 2
             w_scale = w_scale.view(torch.int32)

@@ -89,7 +89,7 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
     if 2 < m <= 256:  # the tensor-core tiles of M's bucket and its neighbours (H100 probe), plain and swapped
         bucket = min(m_bucket(m), 128)
         tiles = {GEMM_TILES[b] for b in (bucket // 2, bucket, bucket * 2) if b in GEMM_TILES}
-        for block_m, bn, bk, warps, stages, _ in sorted(tiles):
+        for block_m, bn, bk, warps, stages in sorted(tiles):
             bk = max(bk, per_word)
             for split in _splits(-(-n // bn) * -(-m // block_m), -(-k // bk), sm_count)[:2]:
                 for swap in (False, True):
