@@ -17,12 +17,23 @@ from .gemm import gemm_kernel
 from .gemv import gemv_kernel
 from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .launch import INTERPRETED as _INTERPRETED
-from .launch import FastLauncher
+from .launch import FastLauncher, cdiv
+from .mma_gemv import mma_gemv_kernel
 from .reduce import splitk_reduce, splitk_workspace
 
 
 _GEMV = FastLauncher(gemv_kernel)
 _GEMM = FastLauncher(gemm_kernel)
+_MMA_GEMV = FastLauncher(mma_gemv_kernel)
+MMA_GEMV_MAX_M = 8  # the batch is the MMA's 8 columns
+
+
+def mma_gemv_supported(bits: int, dtype: torch.dtype) -> bool:
+    """Whether the tensor-core decode kernel takes this format: fp16 / bf16 activations (fp16 only under
+    the interpreter, which computes bf16 wrongly), and not 8-bit codes with bf16 (128 + q needs q < 128)."""
+    if dtype not in (torch.float16, torch.bfloat16) or (_INTERPRETED and dtype != torch.float16):
+        return False
+    return half_mac_supported(bits, dtype == torch.bfloat16)
 
 
 def _device_facts(device: torch.device) -> tuple[str, int]:
@@ -96,6 +107,9 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
         if zero.stride() != scale.stride():
             zero, scale = zero.contiguous(), scale.contiguous()
     c = config
+    if c.kernel == "mma":
+        _launch_mma_gemv(x2, qdata, scale, zero, bias, out, bits, group_size, symmetric, c)
+        return out
     if c.kernel == "dense":
         dense = dequantize_packed(qdata, scale, zero, bits, group_size, symmetric, symmetric_zero(bits), x2.dtype)
         if bias is None:
@@ -140,6 +154,42 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
     if ws is not None:
         splitk_reduce(ws, bias, out)
     return out
+
+
+def _launch_mma_gemv(x2, qdata, scale, zero, bias, out, bits, group_size, symmetric, c: LaunchConfig) -> None:
+    """The tensor-core decode kernel (mma_gemv.py): 32 columns a warp, block_n // 32 warps along N and
+    the rest of num_warps along K, block_k codes a warp step."""
+    m, k = x2.shape
+    n = qdata.shape[1]
+    warps_n = c.block_n // 32
+    group_k = 0 if group_size == k else group_size
+    if not mma_gemv_supported(bits, x2.dtype):
+        raise ValueError(f"the mma kernel does not take {bits}-bit weights with {x2.dtype} activations"
+                         + (" under Triton's interpreter" if _INTERPRETED else ""))
+    if m > MMA_GEMV_MAX_M:
+        raise ValueError(f"the mma kernel takes M <= {MMA_GEMV_MAX_M}, got M={m}")
+    if (c.block_n % 32 or c.num_warps % max(1, warps_n) or c.block_k % 32 or not warps_n
+            or (group_k and c.block_k % group_k)):
+        raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
+                         "supported: block_n a multiple of 32 dividing 32 * num_warps, block_k a multiple of 32 "
+                         f"and of the group size {group_size}")
+    warps_k = c.num_warps // warps_n
+    if x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 4) or x2.data_ptr() % 8:
+        x2 = x2.clone(memory_format=torch.contiguous_format)  # it reads x as 8-byte int32 pairs
+    warp_steps = cdiv(k, c.block_k)
+    steps_per_split = cdiv(warp_steps, max(1, c.split_k) * warps_k)
+    split = cdiv(warp_steps, steps_per_split * warps_k)  # no empty splits
+    ws = splitk_workspace(split, m, n, x2.device)
+    args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
+            ws if ws is not None else out, m, n, k, steps_per_split,
+            x2.stride(0), qdata.stride(0), scale.stride(0), out.stride(0))
+    meta = dict(BITS=bits, GROUP_K=group_k, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
+                HAS_BIAS=bias is not None and split == 1, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
+                EVEN_K=k == split * steps_per_split * warps_k * c.block_k, EVEN_N=n % c.block_n == 0,
+                USE_WORKSPACE=split > 1, NUM_STAGES=c.num_stages, EMULATE=_INTERPRETED, num_warps=c.num_warps)
+    _MMA_GEMV((cdiv(n, c.block_n), split), args, meta)
+    if ws is not None:
+        splitk_reduce(ws, bias, out)
 
 
 def weight_only_linear(x, qdata, scale, zero, bias, bits: int, group_size: int, symmetric: bool,

@@ -1,0 +1,294 @@
+"""Decode on the tensor cores: y = x @ dequant(W).T + bias for M <= 8, the packed weight streamed once.
+
+The CUDA-core GEMV (gemv.py) spends about 4.5 instructions a code on unpacking, 16-bit
+multiply-accumulates and fp32 flushes and stops near 60% of the HBM bandwidth. Here the
+multiply-accumulate runs on the tensor cores (``mma.sync.m16n8k16``, fp32 accumulation,
+mma_sync.py) and a code costs about one instruction: one LOP3 masks two codes into the mantissas
+of a 16-bit pair (1024 + q for fp16, 128 + q for bf16) and one packed add leaves (q - C) exactly
+(C = 2^(BITS-1)). The products and their fp32 sums are exact up to fp32 rounding.
+
+Fragments (mma_sync.py has the PTX layout; lane = 4 g + t):
+- The weight is the A operand: MMA rows are output columns, MMA columns are K. The batch is B's
+  8 columns (x row m = g, so M <= 8 costs what M = 1 costs).
+- A sum over K ignores the order of K, so each thread feeds the MMA the codes it unpacks cheapest
+  and x's fragment follows the same permutation. In every 32-code sub-block thread t of a quad
+  owns 8 codes of its 4 columns; register r (0..3) holds two codes that sit in the two 16-bit
+  halves of one word (one mask apart): codes base + r and base + L + r for L = 16 / BITS codes a
+  half word (8-bit: two words, registers 2u + r = codes 4u + r and 4u + r + 2). MMA j in {0, 1}
+  takes register 2j as its columns (2t, 2t+1) and 2j + 1 as (2t+8, 2t+9).
+- Each thread loads 16 bytes of a word row: 4 adjacent columns n0..n0+3 (n0 = 4 g); MMA tile p
+  has rows g and g + 8 = columns n0 + 2p and n0 + 2p + 1, so a warp covers 32 columns in two
+  tiles and reads whole 128-byte lines. 2- and 1-bit words hold the codes of 2 and 4 threads.
+Groups: each group's MMAs accumulate sum x (q - C) from zero, and its scale and zero apply once to
+the fp32 result: acc += s * A_g + (C - z) s * X_g, where X_g (the group's sum of x) comes from one
+more MMA with an all-ones A; symmetric formats skip it (z = C) but 1-bit (z = 0.5). Per-channel
+scales apply after the loop.
+HBM bytes: each packed weight byte once, scales and zeros once; x (M <= 8 rows) is read from L2.
+Grid (cdiv(N, 32 * WARPS_N), SPLIT_K): a CTA's WARPS_N x WARPS_K warps own 32 columns each along N
+and interleave BLOCK_K steps along K; the WARPS_K partial sums are added in a fixed order at the
+end, split-K partials by reduce.py. Deterministic.
+"""
+
+import triton
+import triton.language as tl
+
+from .half2 import fma2
+from .mma_sync import mma_16816
+
+
+@triton.jit
+def _split4(v):
+    """[T, 4] -> its four columns as [T] tensors."""
+    a, b = tl.split(tl.reshape(v, (v.shape[0], 2, 2)))
+    v0, v2 = tl.split(a)
+    v1, v3 = tl.split(b)
+    return v0, v1, v2, v3
+
+
+@triton.jit
+def _join4(v0, v1, v2, v3):
+    """Four [T] tensors -> [T, 4] (inverse of _split4)."""
+    return tl.reshape(tl.join(tl.join(v0, v2), tl.join(v1, v3)), (v0.shape[0], 4))
+
+
+@triton.jit
+def _code_pair(words, POS: tl.constexpr, BITS: tl.constexpr, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
+    """The codes at bit POS of both 16-bit halves of each word, as a 16-bit pair (q - C) exactly."""
+    C: tl.constexpr = 1 << (BITS - 1)
+    MANT: tl.constexpr = 7 if IS_BF16 else 10  # mantissa bits of the magic constant 128 / 1024
+    # a code masked in place at offset O sits in the mantissa as q * 2^O (O + BITS <= MANT); codes
+    # further up are shifted down by a multiple of SPAN first, one shift shared by several registers
+    SPAN: tl.constexpr = (MANT // BITS) * BITS
+    O: tl.constexpr = POS % SPAN
+    src = words if O == POS else words >> (POS - O)
+    MASK: tl.constexpr = (((1 << BITS) - 1) << O) * 0x00010001
+    if IS_BF16:  # 128 = 0x4300; bits of 2^-O and of -(128 * 2^-O + C)
+        MAGIC: tl.constexpr = 0x43004300
+        MUL: tl.constexpr = (127 - O) << 7
+        ADD: tl.constexpr = 0x8000 | ((134 - O) << 7) | (C << O)
+    else:  # 1024 = 0x6400
+        MAGIC: tl.constexpr = 0x64006400
+        MUL: tl.constexpr = (15 - O) << 10
+        ADD: tl.constexpr = 0x8000 | ((25 - O) << 10) | (C << O)
+    MUL2: tl.constexpr = MUL * 0x00010001
+    ADD2: tl.constexpr = ADD * 0x00010001 - (1 << 32)  # as a signed int32
+    if EMULATE:
+        magic_q = (src & MASK) | MAGIC
+        return fma2(magic_q, tl.full(words.shape, MUL2, tl.int32), tl.full(words.shape, ADD2, tl.int32),
+                    IS_BF16, EMULATE)
+    # one LOP3 (mask and OR with the constants in registers: a LOP3 takes one immediate) and one FMA
+    FMA: tl.constexpr = "fma.rn.bf16x2" if IS_BF16 else "fma.rn.f16x2"
+    return tl.inline_asm_elementwise(
+        "{ .reg .b32 r; lop3.b32 r, $1, $2, $3, 0xea; " + FMA + " $0, r, $4, $5; }", "=r,r,r,r,r,r",
+        [src, tl.full(words.shape, MASK, tl.int32), tl.full(words.shape, MAGIC, tl.int32),
+         tl.full(words.shape, MUL2, tl.int32), tl.full(words.shape, ADD2, tl.int32)],
+        dtype=tl.int32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _x_fragment(lo_src, hi_src, EMULATE: tl.constexpr):
+    """B registers from two int32 x pairs: (low half of lo_src, low half of hi_src) and the high halves."""
+    if EMULATE:
+        return (lo_src & 0xFFFF) | (hi_src << 16), ((lo_src >> 16) & 0xFFFF) | (hi_src & -65536)
+    lows = tl.inline_asm_elementwise("prmt.b32 $0, $1, $2, 0x5410;", "=r,r,r", [lo_src, hi_src], dtype=tl.int32,
+                                     is_pure=True, pack=1)
+    highs = tl.inline_asm_elementwise("prmt.b32 $0, $1, $2, 0x7632;", "=r,r,r", [lo_src, hi_src], dtype=tl.int32,
+                                      is_pure=True, pack=1)
+    return lows, highs
+
+
+@triton.jit
+def _word_pairs(ptrs, rows, k_words, pshift, BITS: tl.constexpr, EVEN_K: tl.constexpr, IS_BF16: tl.constexpr,
+                EMULATE: tl.constexpr):
+    """Loads one word row [T, 4] of the thread's columns (``rows``: its index, for the K mask); returns
+    the code registers as [T, 4] pairs: (R0, R1, R2, R3) for BITS <= 4, two of them for 8-bit."""
+    if EVEN_K:
+        words = tl.load(ptrs)
+    else:
+        words = tl.load(ptrs, mask=(rows < k_words)[:, None], other=0)
+    if BITS == 8:
+        return _code_pair(words, 0, BITS, IS_BF16, EMULATE), _code_pair(words, 8, BITS, IS_BF16, EMULATE)
+    else:
+        if BITS != 4:
+            words = words >> pshift[:, None]
+        return (_code_pair(words, 0, BITS, IS_BF16, EMULATE), _code_pair(words, BITS, BITS, IS_BF16, EMULATE),
+                _code_pair(words, 2 * BITS, BITS, IS_BF16, EMULATE), _code_pair(words, 3 * BITS, BITS, IS_BF16, EMULATE))
+
+
+@triton.jit
+def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
+                    M, N, K, steps_per_split,
+                    stride_xm, stride_wk, stride_sg, stride_om,
+                    BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
+                    HAS_BIAS: tl.constexpr, WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, BLOCK_K: tl.constexpr,
+                    EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, USE_WORKSPACE: tl.constexpr,
+                    NUM_STAGES: tl.constexpr, EMULATE: tl.constexpr):
+    # GROUP_K: the group size (a divisor of BLOCK_K, multiple of 32), 0 for per-channel scales.
+    # EVEN_K: K a multiple of BLOCK_K and every warp's steps inside K (no masks).
+    IS_BF16: tl.constexpr = x_ptr.dtype.element_ty == tl.bfloat16
+    T: tl.constexpr = 32 * WARPS_N * WARPS_K
+    E: tl.constexpr = 32 // BITS
+    C: tl.constexpr = 1 << (BITS - 1)
+    X_TERM: tl.constexpr = (not SYMMETRIC) or SYM_ZERO != C  # sum x (C - z) s does not vanish
+    SUBS: tl.constexpr = BLOCK_K // 32
+    GROUP_SUBS: tl.constexpr = SUBS if GROUP_K == 0 else GROUP_K // 32
+    ONES: tl.constexpr = 0x3F803F80 if IS_BF16 else 0x3C003C00  # the pair (1.0, 1.0)
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+
+    i = tl.arange(0, T)
+    lane = i % 32
+    g = lane // 4
+    t = lane % 4
+    warp_k = i // (32 * WARPS_N)
+    n0 = pid_n * (32 * WARPS_N) + ((i // 32) % WARPS_N) * 32 + 4 * g  # the thread's columns n0..n0+3
+    cols = n0[:, None] + tl.arange(0, 4)[None, :]  # [T, 4]
+    if not EVEN_N:  # past N: clamped (valid addresses, never stored)
+        cols = tl.minimum(cols, N - 1)
+    # the thread's codes in a 32-code sub-block: word row(s) and the k of register 0 (see the docstring)
+    if BITS == 8:
+        row0 = 2 * t
+        base = 8 * t
+        X_HI: tl.constexpr = 4  # x of registers 2 and 3
+        pshift = t  # unused
+    else:
+        L: tl.constexpr = 16 // BITS
+        row0 = t // (L // 4)
+        base = row0 * 2 * L + 4 * (t % (L // 4))
+        X_HI: tl.constexpr = L
+        pshift = 4 * BITS * (t % (L // 4))
+    k_words = K // E
+    ones = tl.full((T,), ONES, tl.int32)
+    # pointers at the thread's first step; a step moves WARPS_K * BLOCK_K along K
+    k_first = (pid_k * steps_per_split * WARPS_K + warp_k) * BLOCK_K  # [T]
+    K_STRIDE: tl.constexpr = WARPS_K * BLOCK_K
+    w_ptrs = w_ptr + ((k_first // E + row0) * stride_wk)[:, None] + cols  # [T, 4]
+    x_off = tl.minimum(g, M - 1) * (stride_xm // 2) + (k_first + base) // 2  # int32 pairs; rows past M: clamped
+    x_off = tl.max_contiguous(tl.multiple_of(x_off[:, None] + tl.arange(0, 2)[None, :], [1, 2]), [1, 2])
+    x_ptrs = x_ptr.to(tl.pointer_type(tl.int32)) + x_off  # [T, 2]: 8-byte loads
+    if GROUP_K != 0:
+        s_off = ((k_first // GROUP_K) * stride_sg)[:, None] + cols
+    two = tl.arange(0, 2)[None, :]
+
+    zero_f = tl.zeros((T, 4), dtype=tl.float32)
+    tot0 = zero_f  # y[m = 2t] at the thread's 4 columns
+    tot1 = zero_f  # y[m = 2t + 1]
+    if X_TERM:
+        xs_tot0 = tl.zeros((T,), dtype=tl.float32)  # per-channel: sum of x over K
+        xs_tot1 = tl.zeros((T,), dtype=tl.float32)
+    if GROUP_K == 0:
+        col_scale = tl.load(scale_ptr + cols).to(tl.float32)
+        if SYMMETRIC:
+            col_shift = (C - SYM_ZERO) * col_scale
+        else:
+            col_shift = (C - tl.load(zero_ptr + cols).to(tl.float32)) * col_scale
+
+    for step in tl.range(0, steps_per_split, num_stages=NUM_STAGES):
+        k_step = k_first + step * K_STRIDE  # [T]: for the masks of ragged K
+        for grp in tl.static_range(SUBS // GROUP_SUBS):
+            # fresh group accumulators, tile p = columns (n0 + 2p, n0 + 2p + 1), D registers c0..c3
+            a00 = tl.zeros((T,), dtype=tl.float32)
+            a01 = a00
+            a02 = a00
+            a03 = a00
+            a10 = a00
+            a11 = a00
+            a12 = a00
+            a13 = a00
+            xs0 = a00
+            xs1 = a00
+            xs2 = a00
+            xs3 = a00
+            for sub in tl.static_range(GROUP_SUBS):
+                sub_i = grp * GROUP_SUBS + sub  # static
+                rows = (k_step + sub_i * 32) // E + row0
+                w_sub = w_ptrs + sub_i * BITS * stride_wk  # a sub-block is BITS word rows
+                if BITS == 8:
+                    R0, R1 = _word_pairs(w_sub, rows, k_words, pshift, BITS, EVEN_K, IS_BF16, EMULATE)
+                    R2, R3 = _word_pairs(w_sub + stride_wk, rows + 1, k_words, pshift, BITS, EVEN_K, IS_BF16, EMULATE)
+                else:
+                    R0, R1, R2, R3 = _word_pairs(w_sub, rows, k_words, pshift, BITS, EVEN_K, IS_BF16, EMULATE)
+                # x: pairs at k_sub + base (the registers' low lanes) and at k_sub + base + X_HI
+                if EVEN_K:
+                    x_lo = tl.load(x_ptrs + sub_i * 16)
+                    x_hi = tl.load(x_ptrs + (sub_i * 16 + X_HI // 2))
+                else:
+                    k_x = (k_step + sub_i * 32 + base)[:, None] + 2 * two  # [T, 2]
+                    x_lo = tl.load(x_ptrs + sub_i * 16, mask=k_x < K, other=0)
+                    x_hi = tl.load(x_ptrs + (sub_i * 16 + X_HI // 2), mask=k_x + X_HI < K, other=0)
+                lo0, lo1 = tl.split(x_lo)
+                hi0, hi1 = tl.split(x_hi)
+                for j in tl.static_range(2):
+                    if BITS == 8:
+                        b0, b1 = _x_fragment(lo0, lo1, EMULATE) if j == 0 else _x_fragment(hi0, hi1, EMULATE)
+                    else:
+                        b0, b1 = _x_fragment(lo0, hi0, EMULATE) if j == 0 else _x_fragment(lo1, hi1, EMULATE)
+                    ra = R0 if j == 0 else R2
+                    rb = R1 if j == 0 else R3
+                    ra0, ra1, ra2, ra3 = _split4(ra)
+                    rb0, rb1, rb2, rb3 = _split4(rb)
+                    a00, a01, a02, a03 = mma_16816(ra0, ra1, rb0, rb1, b0, b1, a00, a01, a02, a03, IS_BF16, EMULATE)
+                    a10, a11, a12, a13 = mma_16816(ra2, ra3, rb2, rb3, b0, b1, a10, a11, a12, a13, IS_BF16, EMULATE)
+                    if X_TERM:
+                        xs0, xs1, xs2, xs3 = mma_16816(ones, ones, ones, ones, b0, b1, xs0, xs1, xs2, xs3,
+                                                       IS_BF16, EMULATE)
+            # the group's sums per column: [T, 4] for m = 2t (c0 / c2 of each tile) and m = 2t + 1
+            acc0 = _join4(a00, a02, a10, a12)
+            acc1 = _join4(a01, a03, a11, a13)
+            if GROUP_K == 0:
+                tot0 += acc0
+                tot1 += acc1
+                if X_TERM:
+                    xs_tot0 += xs0
+                    xs_tot1 += xs1
+            else:
+                s_ptrs = s_off + grp * stride_sg
+                if EVEN_K:
+                    scale = tl.load(scale_ptr + s_ptrs).to(tl.float32)
+                else:
+                    g_ok = ((k_step + grp * GROUP_K) < K)[:, None]
+                    scale = tl.load(scale_ptr + s_ptrs, mask=g_ok, other=0.0).to(tl.float32)
+                tot0 += scale * acc0
+                tot1 += scale * acc1
+                if X_TERM:
+                    if SYMMETRIC:
+                        shift = (C - SYM_ZERO) * scale
+                    elif EVEN_K:
+                        shift = (C - tl.load(zero_ptr + s_ptrs).to(tl.float32)) * scale
+                    else:
+                        zero = tl.load(zero_ptr + s_ptrs, mask=g_ok, other=0.0)
+                        shift = (C - zero.to(tl.float32)) * scale
+                    tot0 += shift * xs0[:, None]
+                    tot1 += shift * xs1[:, None]
+
+        w_ptrs += (K_STRIDE // E) * stride_wk
+        x_ptrs += K_STRIDE // 2
+        if GROUP_K != 0:
+            s_off += (K_STRIDE // GROUP_K) * stride_sg
+
+    if GROUP_K == 0:
+        tot0 = tot0 * col_scale
+        tot1 = tot1 * col_scale
+        if X_TERM:
+            tot0 += col_shift * xs_tot0[:, None]
+            tot1 += col_shift * xs_tot1[:, None]
+    # the WARPS_K partial sums, in a fixed order
+    TN: tl.constexpr = 32 * WARPS_N
+    y0 = tl.sum(tl.reshape(tot0, (WARPS_K, TN, 4)), axis=0)  # [TN, 4]
+    y1 = tl.sum(tl.reshape(tot1, (WARPS_K, TN, 4)), axis=0)
+    i_n = tl.arange(0, TN)
+    n_out = (pid_n * TN + (i_n // 32) * 32 + 4 * ((i_n % 32) // 4))[:, None] + tl.arange(0, 4)[None, :]
+    m0 = (2 * (i_n % 4))[:, None]
+    n_ok = n_out < N
+    if USE_WORKSPACE:
+        part = ws_ptr + pid_k * M * N + n_out
+        tl.store(part + m0 * N, y0, mask=n_ok & (m0 < M))
+        tl.store(part + (m0 + 1) * N, y1, mask=n_ok & (m0 + 1 < M))
+    else:
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + n_out, mask=n_ok, other=0.0).to(tl.float32)
+            y0 += bias
+            y1 += bias
+        out = out_ptr + n_out
+        tl.store(out + m0 * stride_om, y0.to(out_ptr.dtype.element_ty), mask=n_ok & (m0 < M))
+        tl.store(out + (m0 + 1) * stride_om, y1.to(out_ptr.dtype.element_ty), mask=n_ok & (m0 + 1 < M))
