@@ -68,19 +68,20 @@ def accuracy(log):
 
 
 def candidates(n, k, bits, group, sms, wide):
+    """Launch shapes around what fills the SMs: 32-128 columns a CTA, 4-32 warps (the rest of them along K)."""
     out = []
     bks = (128, 256, 512) if bits < 4 else (128, 256)
-    shapes = ((32, 4), (32, 8), (64, 4), (64, 8), (128, 4), (128, 8)) if wide else ((32, 4), (64, 8), (128, 8))
-    for (bn, warps), bk, stages in itertools.product(shapes, bks, (1, 2)):
+    shapes = ((32, 4), (32, 8), (32, 16), (32, 32), (64, 8), (64, 16), (128, 16)) if wide else ((32, 8), (32, 16), (64, 16))
+    for (bn, warps), bk, stages in itertools.product(shapes, bks, (1, 2) if wide else (1,)):
         if group and bk % group:
             continue
         ctas = math.ceil(n / bn)
         warp_steps = math.ceil(k / bk)
         warps_k = warps // (bn // 32)
-        for split in (1, 2, 3, 4, 6, 8, 12, 16):
-            total = ctas * split * warps
-            if split * warps_k > warp_steps or total < 4 * sms or total > 48 * sms:
-                continue
+        if warps_k > warp_steps:
+            continue
+        splits = [s for s in (1, 2, 3, 4, 6, 8) if s * warps_k <= warp_steps and 4 * sms <= ctas * s * warps <= 48 * sms]
+        for split in sorted({1, *splits[:2]}):
             out.append(LaunchConfig("mma", 8, bn, bk, split, num_warps=warps, num_stages=stages))
     return out
 

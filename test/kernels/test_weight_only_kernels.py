@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from torchao_gemlite.kernels.configs import LaunchConfig, heuristic_config
+from torchao_gemlite.kernels.configs import LaunchConfig, heuristic_config, mma_supported
 from torchao_gemlite.kernels.dispatch import launch_weight_only, weight_only_linear
 from torchao_gemlite.formats import PackedFormat
 from torchao_gemlite.quant import QuantizedWeight, quantize_weight, reference_linear
@@ -44,7 +44,8 @@ def _case(bits, symmetric, group, m, k, n, dtype, bias=True, seed=0):
 
 def _run(qw, x, b, config=None):
     out = torch.full((x.shape[0], qw.shape[0]), float("nan"), dtype=x.dtype, device=x.device)
-    cfg = config or heuristic_config(x.shape[0], qw.shape[0], qw.shape[1], qw.fmt.bits, qw.fmt.group_size)
+    cfg = config or heuristic_config(x.shape[0], qw.shape[0], qw.shape[1], qw.fmt.bits, qw.fmt.group_size,
+                                     mma=mma_supported(qw.fmt.bits, str(x.dtype)[6:]))
     return launch_weight_only(x, qw.qdata, qw.scale, qw.zero, b, qw.fmt.bits, qw.fmt.group_size, qw.fmt.symmetric,
                               cfg, out=out)
 

@@ -21,7 +21,8 @@ SM_COUNT_DEFAULT = 132
 TUNED_DIR = Path(__file__).with_name("tuned")
 CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
 MAX_M_BUCKET = 4096
-GEMV_MAX_M = 4  # H100 sweep: at M=4 the GEMV beats the tensor-core kernel on 3 of 4 Llama shapes
+GEMV_MAX_M = 4  # H100 sweep: at M=4 the CUDA-core GEMV beats the tensor-core GEMM on 3 of 4 Llama shapes
+MMA_MIN_M, MMA_MAX_M = 3, 8  # the tensor-core decode kernel: H100 sweep, 1.5-1.9x the GEMV at M=3, even at M=2
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128)
 
 
@@ -35,8 +36,10 @@ GEMM_TILES = {8: (16, 256, 128, 8, 3), 16: (16, 256, 128, 8, 3), 32: (32, 128, 1
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    """One kernel choice. kernel: "gemv" (CUDA cores, M <= GEMV_MAX_M), "gemm" (tensor cores, dequantized
-    in registers) or "dense" (dequantize to a dense matrix, then cuBLAS; block sizes unused)."""
+    """One kernel choice. kernel: "gemv" (CUDA cores, M <= GEMV_MAX_M), "mma" (the tensor-core decode
+    kernel, M <= 8: 32-column warps, block_n // 32 of them along N and the rest of num_warps along K;
+    block_m unused), "gemm" (tensor cores, dequantized in registers) or "dense" (dequantize to a dense
+    matrix, then cuBLAS; block sizes unused)."""
 
     kernel: str
     block_m: int
@@ -124,13 +127,35 @@ def _fill_split(programs: int, k_tiles: int, target_programs: float, k: int = 0,
     return 16
 
 
-def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
-    """A sound default for any shape, from the H100 tuning runs (docs/kernels.md).
+def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
+    """The tensor-core decode kernel's launch (H100 sweep, test/kernels/gpu_probe_mma_gemv.py): 16 warps,
+    128-code steps (or one group), the widest CTA (32, 64 or 128 columns) that still gives 0.8 CTAs an SM,
+    and a K split where even 32 columns do not."""
+    block_k = max(128, group_size if group_size < k else 0)
+    block_n = 32
+    for wide in (128, 64):
+        if -(-n // wide) >= 0.8 * sm_count:
+            block_n = wide
+            break
+    steps = -(-k // block_k)
+    warps_k = min(16 // (block_n // 32), 1 << (steps.bit_length() - 1))  # no idle warps for a short K
+    split = 1
+    while -(-n // block_n) * split < 0.8 * sm_count and warps_k * split * 2 <= steps and split < 16:
+        split *= 2
+    return LaunchConfig("mma", MMA_MAX_M, block_n, block_k, split, num_warps=warps_k * (block_n // 32), num_stages=1)
+
+
+def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,
+                     mma: bool = True) -> LaunchConfig:
+    """A sound default for any shape, from the H100 tuning runs (docs/kernels.md). ``mma``: whether the
+    tensor-core decode kernel takes the format (not 8-bit codes with bf16 activations).
 
     BLOCK_K is a whole number of word rows per step; steps that span several groups load
     one scale row per word row.
     """
     per_word = 32 // bits
+    if mma and MMA_MIN_M <= m <= MMA_MAX_M:
+        return mma_config(n, k, group_size, sm_count)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word
         block_n, warps, stages = (32, 4, 4) if m <= 2 else (64, 8, 3)
@@ -144,6 +169,12 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     return LaunchConfig("dense", 0, 0, 0)
 
 
+def mma_supported(bits: int, dtype_name: str) -> bool:
+    """Whether the tensor-core decode kernel takes the format: 8-bit codes need fp16 (1024 + q; bf16's
+    128 + q leaves q 7 bits)."""
+    return dtype_name in ("float16", "bfloat16") and (bits <= 4 or dtype_name == "float16")
+
+
 @lru_cache(maxsize=4096)
 def choose_config(m: int, n: int, k: int, bits: int, group_size: int, dtype_name: str, device_name: str,
                   sm_count: int) -> LaunchConfig:
@@ -154,7 +185,7 @@ def choose_config(m: int, n: int, k: int, bits: int, group_size: int, dtype_name
             cfg = LaunchConfig.from_dict(table[key])
             if cfg.kernel != "gemv" or cfg.block_m >= m:
                 return cfg
-    return heuristic_config(m, n, k, bits, group_size, sm_count)
+    return heuristic_config(m, n, k, bits, group_size, sm_count, mma=mma_supported(bits, dtype_name))
 
 
 def write_table_atomically(path: Path, configs: dict, device_name: str) -> None:

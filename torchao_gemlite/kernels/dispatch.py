@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..formats import ACTIVATION_DTYPES, FLOAT_WEIGHT_DTYPES, PackedFormat, codes_per_word, symmetric_zero
-from .configs import LaunchConfig, choose_config
+from .configs import MMA_MAX_M, LaunchConfig, choose_config, heuristic_config, mma_supported
 from .dequant import dequantize_packed
 from .gemm import gemm_kernel
 from .gemv import gemv_kernel
@@ -25,15 +25,11 @@ from .reduce import splitk_reduce, splitk_workspace
 _GEMV = FastLauncher(gemv_kernel)
 _GEMM = FastLauncher(gemm_kernel)
 _MMA_GEMV = FastLauncher(mma_gemv_kernel)
-MMA_GEMV_MAX_M = 8  # the batch is the MMA's 8 columns
 
 
 def mma_gemv_supported(bits: int, dtype: torch.dtype) -> bool:
-    """Whether the tensor-core decode kernel takes this format: fp16 / bf16 activations (fp16 only under
-    the interpreter, which computes bf16 wrongly), and not 8-bit codes with bf16 (128 + q needs q < 128)."""
-    if dtype not in (torch.float16, torch.bfloat16) or (_INTERPRETED and dtype != torch.float16):
-        return False
-    return half_mac_supported(bits, dtype == torch.bfloat16)
+    """configs.mma_supported, and fp16 only under Triton's interpreter (it computes bf16 wrongly)."""
+    return mma_supported(bits, str(dtype)[6:]) and (not _INTERPRETED or dtype == torch.float16)
 
 
 def _device_facts(device: torch.device) -> tuple[str, int]:
@@ -166,8 +162,8 @@ def _launch_mma_gemv(x2, qdata, scale, zero, bias, out, bits, group_size, symmet
     if not mma_gemv_supported(bits, x2.dtype):
         raise ValueError(f"the mma kernel does not take {bits}-bit weights with {x2.dtype} activations"
                          + (" under Triton's interpreter" if _INTERPRETED else ""))
-    if m > MMA_GEMV_MAX_M:
-        raise ValueError(f"the mma kernel takes M <= {MMA_GEMV_MAX_M}, got M={m}")
+    if m > MMA_MAX_M:
+        raise ValueError(f"the mma kernel takes M <= {MMA_MAX_M}, got M={m}")
     if (c.block_n % 32 or c.num_warps % max(1, warps_n) or c.block_k % 32 or not warps_n
             or (group_k and c.block_k % group_k)):
         raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
@@ -203,6 +199,8 @@ def weight_only_linear(x, qdata, scale, zero, bias, bits: int, group_size: int, 
     if config is None:
         device_name, sm_count = _facts(x.device)
         config = choose_config(x2.shape[0], n, k, bits, group_size, str(x.dtype)[6:], device_name, sm_count)
+        if config.kernel == "mma" and not mma_gemv_supported(bits, x.dtype):  # bf16 under the interpreter
+            config = heuristic_config(x2.shape[0], n, k, bits, group_size, sm_count, mma=False)
     return launch_weight_only(x2, qdata, scale, zero, bias, bits, group_size, symmetric, config).reshape(*lead, n)
 
 

@@ -13,6 +13,7 @@ written atomically. Nothing is ever tuned implicitly at run time.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -22,12 +23,13 @@ import torch.nn.functional as F
 
 from ..quant import quantize_weight
 from .configs import (
-    GEMV_MAX_M,
     GEMM_TILES,
+    MMA_MAX_M,
     LaunchConfig,
     clear_caches,
     heuristic_config,
     m_bucket,
+    mma_supported,
     table_key,
     user_cache_path,
     write_table_atomically,
@@ -76,11 +78,24 @@ GEMV_CANDIDATES = ((16, 32, 2, 3), (16, 64, 4, 3), (32, 16, 4, 3), (32, 32, 4, 3
                    (32, 64, 8, 3), (64, 16, 4, 3), (64, 32, 4, 3), (64, 32, 8, 3), (32, 128, 8, 3))
 
 
-def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int) -> list[LaunchConfig]:
-    """Candidates around the heuristic choice (BLOCK_K = word rows per step * codes per word)."""
-    base = heuristic_config(m, n, k, bits, group_size, sm_count)
+# mma decode kernel (block_n, num_warps): the H100 sweep's field (test/kernels/gpu_probe_mma_gemv.py)
+MMA_CANDIDATES = ((32, 8), (32, 16), (64, 16), (128, 16))
+
+
+def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int,
+                      mma: bool = True) -> list[LaunchConfig]:
+    """Candidates around the heuristic choice (BLOCK_K = word rows per step * codes per word); ``mma``:
+    whether the tensor-core decode kernel takes the format."""
+    base = heuristic_config(m, n, k, bits, group_size, sm_count, mma=mma)
     per_word = 32 // bits
     out = [base]
+    if mma and m <= MMA_MAX_M:
+        for (bn, warps), bk in itertools.product(MMA_CANDIDATES, (128, 256)):
+            bk = max(bk, group_size if group_size < k else 0)
+            warps_k = warps // (bn // 32)
+            for split in (1, 2, 4):
+                if warps_k * split <= -(-k // bk):
+                    out.append(LaunchConfig("mma", MMA_MAX_M, bn, bk, split, num_warps=warps, num_stages=1))
     if base.kernel == "gemv":  # around the H100 sweep's winners (docs/kernels.md)
         for bn, rows, warps, stages in GEMV_CANDIDATES:
             bk = rows * per_word
@@ -131,7 +146,8 @@ def tune_shape(n: int, k: int, m_values, bits: int, group_size, symmetric: bool,
         x = torch.randn(m, k, dtype=dtype, device=device)
         fp16_us = graph_time_us([lambda w=w: F.linear(x, w) for w in dense])
         best = None
-        for cfg in candidate_configs(m, n, k, bits, group, props.multi_processor_count):
+        for cfg in candidate_configs(m, n, k, bits, group, props.multi_processor_count,
+                                     mma=mma_supported(bits, str(dtype)[6:])):
             launches = [lambda c=c, cfg=cfg: launch_weight_only(x, c[0], c[1], c[2], None, bits, group, symmetric, cfg)
                         for c in copies]
             try:
