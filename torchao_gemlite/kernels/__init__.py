@@ -1,8 +1,10 @@
 """Triton kernels, grouped by algorithm, and the dispatcher that picks one per call.
 
     unpack.py      jit helpers: packed words -> codes -> dequantized tile
-    gemv.py        decode (M <= 4 by default, up to 8): CUDA-core multiply-accumulate, weight streamed once
-    gemm.py        tensor-core GEMM, 16-bit dequantization, optional swapped operands, split-K (M = 5..128)
+    gemv.py        decode (M <= 2; up to 4 where mma_gemv cannot): CUDA-core multiply-accumulate, weight streamed once
+    mma_gemv.py    decode (M = 3..8): mma.sync tensor-core multiply-accumulate, weight streamed once
+    mma_sync.py    the mma.sync m16n8k16 instruction on one-value-per-thread tensors (inline PTX, emulation)
+    gemm.py        tensor-core GEMM, 16-bit dequantization, optional swapped operands, split-K (M = 9..128)
     dequant.py     dense dequantization for the dequantize + cuBLAS path (M > 128)
     reduce.py      deterministic split-K reduction (fixed order, no atomics)
     launch.py      direct launches of the compiled kernels (eager host overhead)

@@ -1,7 +1,8 @@
 """Decode kernel: y = x @ dequant(W).T on CUDA cores, the packed weight streamed once.
 
-The dispatcher uses it for M <= configs.GEMV_MAX_M = 4 (it takes BLOCK_M up to 8: each row
-of x adds its own multiply-accumulates, so past M = 4 the tensor-core kernel wins).
+The dispatcher uses it for M <= 2, and up to configs.GEMV_MAX_M = 4 for the formats that the
+tensor-core decode kernel (mma_gemv.py) cannot take (it takes BLOCK_M up to 8: each row of x adds
+its own multiply-accumulates, so past M = 2 the MMA does them better).
 
 Grid: (cdiv(N, BLOCK_N), SPLIT_K). A program owns BLOCK_N output columns for every row
 of x (BLOCK_M >= M) and one contiguous range of K tiles.
