@@ -27,10 +27,15 @@ def test_buckets_and_keys():
     assert table_key(1, 4096, 4096, 8, 4096, "bfloat16") == "8b/gpc/bfloat16/k4096/n4096/m1"
 
 
-@pytest.mark.parametrize("m,kernel", [(1, "gemv"), (2, "gemv"), (3, "mma"), (8, "mma"), (9, "gemm"), (64, "gemm"),
+@pytest.mark.parametrize("m,kernel", [(1, "gemv"), (2, "gemv"), (3, "mma"), (8, "mma"), (16, "mma"), (17, "gemm"), (64, "gemm"),
                                       (128, "gemm"), (129, "dense"), (4096, "dense")])
 def test_heuristic_regimes(m, kernel):
     assert heuristic_config(m, 4096, 4096, 4, 128).kernel == kernel
+
+
+def test_8bit_codes_take_the_mma_kernel_up_to_m_8():
+    assert [heuristic_config(m, 4096, 4096, 8, 4096).kernel for m in (2, 3, 8, 9, 16)] == [
+        "gemv", "mma", "mma", "gemm", "gemm"]
 
 
 @pytest.mark.parametrize("m,kernel", [(3, "gemv"), (4, "gemv"), (5, "gemm"), (8, "gemm")])
@@ -42,11 +47,14 @@ def test_without_the_mma_kernel_decode_falls_back_to_gemv_and_gemm(m, kernel):
 
 
 def test_mma_config_follows_the_h100_sweep():
-    """16 warps, 128-code steps, the widest CTA that still gives 0.8 CTAs an SM (docs/kernels.md)."""
+    """M <= 8: 16 warps, 128-code steps, the widest CTA that still gives 0.8 CTAs an SM; two batch tiles
+    (M > 8): 32 columns, 8 warps (docs/kernels.md)."""
     cfgs = {(k, n): configs.mma_config(n, k, 128, 132) for k, n in LLAMA}
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in cfgs.items()} == {
         (4096, 4096): (32, 128, 1, 16), (4096, 14336): (128, 128, 1, 16), (14336, 4096): (32, 128, 1, 16),
         (8192, 8192): (64, 128, 1, 16)}
+    assert {(c.block_n, c.block_k, c.split_k, c.num_warps) for c in
+            (configs.mma_config(n, k, 128, 132, m=16) for k, n in LLAMA)} == {(32, 128, 1, 8)}
     kv = configs.mma_config(1024, 4096, 128, 132)  # 32 CTAs: split K
     assert (kv.block_n, kv.split_k, kv.num_warps) == (32, 2, 16)
     short = configs.mma_config(64, 256, 32, 132)  # two steps of K: two warps, none idle
@@ -58,11 +66,11 @@ def test_heuristic_reproduces_the_h100_winners():
     """The splits of the H100 sweeps (docs/kernels.md): GEMV M=1 and tensor-core M=16/64."""
     gemv = {(k, n): heuristic_config(1, n, k, 4, 128).split_k for k, n in LLAMA}
     assert gemv == {(4096, 4096): 1, (4096, 14336): 1, (14336, 4096): 2, (8192, 8192): 1}
-    gemm = {(k, n): heuristic_config(16, n, k, 4, 128).split_k for k, n in LLAMA}
+    gemm = {(k, n): heuristic_config(16, n, k, 4, 128, mma=False).split_k for k, n in LLAMA}
     assert gemm == {(4096, 4096): 12, (4096, 14336): 3, (14336, 4096): 12, (8192, 8192): 6}
     gemm = {(k, n): heuristic_config(64, n, k, 4, 128).split_k for k, n in LLAMA}
     assert gemm == {(4096, 4096): 6, (4096, 14336): 2, (14336, 4096): 6, (8192, 8192): 3}
-    tiles = {m: heuristic_config(m, 4096, 4096, 4, 128) for m in (9, 16, 17, 64, 128)}
+    tiles = {m: heuristic_config(m, 4096, 4096, 4, 128, mma=False) for m in (9, 16, 17, 64, 128)}
     assert {m: (c.block_m, c.block_n, c.block_k, c.num_warps, c.num_stages, c.swap_ab, c.half_mac)
             for m, c in tiles.items()} == {9: (16, 256, 128, 8, 3, False, True), 16: (16, 256, 128, 8, 3, False, True),
                                           17: (32, 128, 128, 4, 3, False, True), 64: (64, 128, 128, 4, 3, False, True),
@@ -80,7 +88,7 @@ def test_heuristic_and_candidates_respect_the_kernels_limits(bits):
                 assert cfg.block_m >= m and cfg.block_k % per_word == 0
             if cfg.kernel == "mma":
                 warps_n = cfg.block_n // 32
-                assert m <= 8 and cfg.block_n % 32 == 0 and cfg.num_warps % warps_n == 0
+                assert m <= 16 and cfg.block_n % 32 == 0 and cfg.num_warps % warps_n == 0
                 assert cfg.block_k % 64 == 0 and cfg.split_k * cfg.num_warps // warps_n <= 2048 // cfg.block_k
         assert candidate_configs(m, 1000, 2048, bits, 64, 132)[0] == heuristic_config(m, 1000, 2048, bits, 64, 132)
     assert any(c.kernel == "dense" for c in candidate_configs(64, 1000, 2048, bits, 64, 132))

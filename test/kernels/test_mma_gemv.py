@@ -1,4 +1,4 @@
-"""The tensor-core decode kernel (mma_gemv.py) against the reference linear.
+"""The tensor-core decode kernel (mma_gemv.py) against the reference linear, one and two batch tiles.
 
 Without CUDA it runs under Triton's interpreter (conftest.py) with the mma.sync, LOP3, FMA and PRMT
 instructions emulated (fp16 only: the interpreter computes bf16 wrongly); with CUDA the inline PTX
@@ -49,10 +49,11 @@ def _check(qw, x, b, y):
 
 
 if CUDA:
-    MATRIX = [(f, launch, m, dt) for f, launch, m, dt in itertools.product(FORMATS, LAUNCHES, (1, 2, 3, 5, 8), DTYPES)
+    MATRIX = [(f, launch, m, dt) for f, launch, m, dt in itertools.product(FORMATS, LAUNCHES, (1, 2, 3, 5, 8, 9, 16),
+                                                                         DTYPES)
               if not (f[0] == 8 and dt == torch.bfloat16)]
 else:  # every format x launch shape once, M spread over them
-    MATRIX = [(f, launch, (1, 3, 8)[i % 3], torch.float16)
+    MATRIX = [(f, launch, (1, 3, 8, 13, 16)[i % 5], torch.float16)
               for i, (f, launch) in enumerate(itertools.product(FORMATS, LAUNCHES))]
 
 
@@ -73,7 +74,7 @@ def test_mma_kernel_even_shapes_take_the_unmasked_path():
     _check(qw, x, b, _run(qw, x, b, LaunchConfig("mma", 8, 64, 128, 2, num_warps=4)))
 
 
-@pytest.mark.parametrize("m", [1, 6])
+@pytest.mark.parametrize("m", [1, 6, 11])
 def test_mma_kernel_reads_x_of_any_layout(m):
     """A row stride that is not a multiple of 4, an x not 8-byte aligned (both copied: the kernel reads
     x as 8-byte pairs) and a 3-D input through the dispatcher."""
@@ -88,9 +89,9 @@ def test_mma_kernel_reads_x_of_any_layout(m):
     _check(qw, x3.reshape(6, 256), b, y3.reshape(6, 40))
 
 
-def test_the_dispatcher_sends_m_3_to_8_to_the_mma_kernel():
+def test_the_dispatcher_sends_m_3_to_16_to_the_mma_kernel():
     assert [choose_config(m, 4096, 4096, 4, 128, "float16", "NVIDIA H100 80GB HBM3", 132).kernel
-            for m in (1, 2, 3, 8, 9)] == ["gemv", "gemv", "mma", "mma", "gemm"]
+            for m in (1, 2, 3, 8, 9, 16, 17)] == ["gemv", "gemv", "mma", "mma", "mma", "mma", "gemm"]
     qw, x, b = _case(4, False, 128, 5, 256, 64, torch.float16)
     y = weight_only_linear(x, qw.qdata, qw.scale, qw.zero, b, 4, 128, False)
     _check(qw, x, b, y)
@@ -99,15 +100,16 @@ def test_the_dispatcher_sends_m_3_to_8_to_the_mma_kernel():
 
 @pytest.mark.skipif(not CUDA, reason="run-to-run bit identity is a GPU property")
 def test_mma_kernel_is_deterministic():
-    qw, x, b = _case(4, False, 128, 8, 4096, 1376, torch.bfloat16)
-    cfg = LaunchConfig("mma", 8, 64, 128, 3, num_warps=8)
-    first = _run(qw, x, b, cfg)
-    assert all(torch.equal(first, _run(qw, x, b, cfg)) for _ in range(5))
+    for m in (8, 16):
+        qw, x, b = _case(4, False, 128, m, 4096, 1376, torch.bfloat16)
+        cfg = LaunchConfig("mma", 16, 64, 128, 3, num_warps=8)
+        first = _run(qw, x, b, cfg)
+        assert all(torch.equal(first, _run(qw, x, b, cfg)) for _ in range(5))
 
 
 def test_mma_kernel_errors_name_the_problem():
-    qw, x, b = _case(4, False, 64, 9, 256, 64, torch.float16)
-    with pytest.raises(ValueError, match="M <= 8"):
+    qw, x, b = _case(4, False, 64, 17, 256, 64, torch.float16)
+    with pytest.raises(ValueError, match="M <= 16"):
         _run(qw, x, b, LaunchConfig("mma", 8, 32, 128, 1, num_warps=2))
     for bad in (LaunchConfig("mma", 8, 48, 128, 1, num_warps=2), LaunchConfig("mma", 8, 64, 128, 1, num_warps=3),
                 LaunchConfig("mma", 8, 32, 96, 1, num_warps=2)):

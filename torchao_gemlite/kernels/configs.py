@@ -22,7 +22,9 @@ TUNED_DIR = Path(__file__).with_name("tuned")
 CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
 MAX_M_BUCKET = 4096
 GEMV_MAX_M = 4  # H100 sweep: at M=4 the CUDA-core GEMV beats the tensor-core GEMM on 3 of 4 Llama shapes
-MMA_MIN_M, MMA_MAX_M = 3, 8  # the tensor-core decode kernel: H100 sweep, 1.5-1.9x the GEMV at M=3, even at M=2
+# the tensor-core decode kernel (one or two 8-row batch tiles), H100 sweeps: 1.5-1.9x the GEMV at M = 3..8 (even
+# at M = 2), 1.0-1.4x the tensor-core GEMM at M = 9..16 but for 8-bit codes (0.86x in the harness): there up to 8
+MMA_MIN_M, MMA_MAX_M, MMA_MAX_M_8BIT = 3, 16, 8
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128)
 
 
@@ -37,7 +39,7 @@ GEMM_TILES = {8: (16, 256, 128, 8, 3), 16: (16, 256, 128, 8, 3), 32: (32, 128, 1
 @dataclass(frozen=True)
 class LaunchConfig:
     """One kernel choice. kernel: "gemv" (CUDA cores, M <= GEMV_MAX_M), "mma" (the tensor-core decode
-    kernel, M <= 8: 32-column warps, block_n // 32 of them along N and the rest of num_warps along K;
+    kernel, M <= 16: 32-column warps, block_n // 32 of them along N and the rest of num_warps along K;
     block_m unused), "gemm" (tensor cores, dequantized in registers) or "dense" (dequantize to a dense
     matrix, then cuBLAS; block sizes unused)."""
 
@@ -127,18 +129,19 @@ def _fill_split(programs: int, k_tiles: int, target_programs: float, k: int = 0,
     return 16
 
 
-def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
-    """The tensor-core decode kernel's launch (H100 sweep, test/kernels/gpu_probe_mma_gemv.py): 16 warps,
-    128-code steps (or one group), the widest CTA (32, 64 or 128 columns) that still gives 0.8 CTAs an SM,
-    and a K split where even 32 columns do not."""
+def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT, m: int = 1) -> LaunchConfig:
+    """The tensor-core decode kernel's launch (H100 sweeps, test/kernels/gpu_probe_mma_gemv.py): 128-code
+    steps (or one group); up to M = 8 16 warps and the widest CTA (32, 64 or 128 columns) that still gives
+    0.8 CTAs an SM, for two batch tiles (M > 8) 32 columns and 8 warps; a K split where the CTAs do not
+    fill the SMs, and fewer warps along K when K is short."""
     block_k = max(128, group_size if group_size < k else 0)
-    block_n = 32
+    block_n, warps = 32, 16 if m <= 8 else 8
     for wide in (128, 64):
-        if -(-n // wide) >= 0.8 * sm_count:
+        if m <= 8 and -(-n // wide) >= 0.8 * sm_count:
             block_n = wide
             break
     steps = -(-k // block_k)
-    warps_k = min(16 // (block_n // 32), 1 << (steps.bit_length() - 1))  # no idle warps for a short K
+    warps_k = min(warps // (block_n // 32), 1 << (steps.bit_length() - 1))  # no idle warps for a short K
     split = 1
     while -(-n // block_n) * split < 0.8 * sm_count and warps_k * split * 2 <= steps and split < 16:
         split *= 2
@@ -154,8 +157,8 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     one scale row per word row.
     """
     per_word = 32 // bits
-    if mma and MMA_MIN_M <= m <= MMA_MAX_M:
-        return mma_config(n, k, group_size, sm_count)
+    if mma and MMA_MIN_M <= m <= (MMA_MAX_M_8BIT if bits == 8 else MMA_MAX_M):
+        return mma_config(n, k, group_size, sm_count, m)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word
         block_n, warps, stages = (32, 4, 4) if m <= 2 else (64, 8, 3)

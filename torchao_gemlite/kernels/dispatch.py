@@ -154,7 +154,7 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
 
 def _launch_mma_gemv(x2, qdata, scale, zero, bias, out, bits, group_size, symmetric, c: LaunchConfig) -> None:
     """The tensor-core decode kernel (mma_gemv.py): 32 columns a warp, block_n // 32 warps along N and
-    the rest of num_warps along K, block_k codes a warp step."""
+    the rest of num_warps along K, block_k codes a warp step; one 8-row batch tile up to M = 8, two up to 16."""
     m, k = x2.shape
     n = qdata.shape[1]
     warps_n = c.block_n // 32
@@ -180,7 +180,7 @@ def _launch_mma_gemv(x2, qdata, scale, zero, bias, out, bits, group_size, symmet
             ws if ws is not None else out, m, n, k, steps_per_split,
             x2.stride(0), qdata.stride(0), scale.stride(0), out.stride(0))
     meta = dict(BITS=bits, GROUP_K=group_k, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
-                HAS_BIAS=bias is not None and split == 1, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
+                HAS_BIAS=bias is not None and split == 1, BATCH_TILES=1 if m <= 8 else 2, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
                 EVEN_K=k == split * steps_per_split * warps_k * c.block_k, EVEN_N=n % c.block_n == 0,
                 USE_WORKSPACE=split > 1, NUM_STAGES=c.num_stages, EMULATE=_INTERPRETED, num_warps=c.num_warps)
     _MMA_GEMV((cdiv(n, c.block_n), split), args, meta)

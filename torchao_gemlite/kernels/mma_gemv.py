@@ -1,4 +1,4 @@
-"""Decode on the tensor cores: y = x @ dequant(W).T + bias for M <= 8, the packed weight streamed once.
+"""Decode on the tensor cores: y = x @ dequant(W).T + bias for M <= 16, the packed weight streamed once.
 
 The CUDA-core GEMV (gemv.py) spends about 4.5 instructions a code on unpacking, 16-bit
 multiply-accumulates and fp32 flushes and stops near 60% of the HBM bandwidth. Here the
@@ -9,7 +9,8 @@ of a 16-bit pair (1024 + q for fp16, 128 + q for bf16) and one packed add leaves
 
 Fragments (mma_sync.py has the PTX layout; lane = 4 g + t):
 - The weight is the A operand: MMA rows are output columns, MMA columns are K. The batch is B's
-  8 columns (x row m = g, so M <= 8 costs what M = 1 costs).
+  8 columns (x row m = g, so M <= 8 costs what M = 1 costs); BATCH_TILES = 2 adds a second B (rows
+  8..15) that shares the unpacked A registers, twice the MMAs for the same weight bytes.
 - A sum over K ignores the order of K, so each thread feeds the MMA the codes it unpacks cheapest
   and x's fragment follows the same permutation. In every 32-code sub-block thread t of a quad
   owns 8 codes of its 4 columns; register r (0..3) holds two codes that sit in the two 16-bit
@@ -116,14 +117,90 @@ def _word_pairs(ptrs, rows, k_words, pshift, BITS: tl.constexpr, EVEN_K: tl.cons
 
 
 @triton.jit
+def _x_pairs(x_ptrs, SUB: tl.constexpr, k_sub, base, K, X_HI: tl.constexpr, EVEN_K: tl.constexpr):
+    """The thread's x pairs of one sub-block: at k_sub + base (the registers' low lanes) and + X_HI."""
+    if EVEN_K:
+        x_lo = tl.load(x_ptrs + SUB * 16)
+        x_hi = tl.load(x_ptrs + (SUB * 16 + X_HI // 2))
+    else:
+        k_x = (k_sub + base)[:, None] + 2 * tl.arange(0, 2)[None, :]  # [T, 2]
+        x_lo = tl.load(x_ptrs + SUB * 16, mask=k_x < K, other=0)
+        x_hi = tl.load(x_ptrs + (SUB * 16 + X_HI // 2), mask=k_x + X_HI < K, other=0)
+    lo0, lo1 = tl.split(x_lo)
+    hi0, hi1 = tl.split(x_hi)
+    return lo0, lo1, hi0, hi1
+
+
+@triton.jit
+def _sub_block_mmas(R0, R1, R2, R3, lo0, lo1, hi0, hi1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3,
+                    ones, BITS: tl.constexpr, X_TERM: tl.constexpr, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
+    """The MMAs of one 32-code sub-block against one 8-row batch tile: per j, both column tiles and the
+    x-sum; returns the 12 accumulators (tile p register e as a_pe, the x-sum as xs)."""
+    for j in tl.static_range(2):
+        if BITS == 8:
+            b0, b1 = _x_fragment(lo0, lo1, EMULATE) if j == 0 else _x_fragment(hi0, hi1, EMULATE)
+        else:
+            b0, b1 = _x_fragment(lo0, hi0, EMULATE) if j == 0 else _x_fragment(lo1, hi1, EMULATE)
+        ra0, ra1, ra2, ra3 = _split4(R0 if j == 0 else R2)
+        rb0, rb1, rb2, rb3 = _split4(R1 if j == 0 else R3)
+        a00, a01, a02, a03 = mma_16816(ra0, ra1, rb0, rb1, b0, b1, a00, a01, a02, a03, IS_BF16, EMULATE)
+        a10, a11, a12, a13 = mma_16816(ra2, ra3, rb2, rb3, b0, b1, a10, a11, a12, a13, IS_BF16, EMULATE)
+        if X_TERM:
+            xs0, xs1, xs2, xs3 = mma_16816(ones, ones, ones, ones, b0, b1, xs0, xs1, xs2, xs3, IS_BF16, EMULATE)
+    return a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3
+
+
+@triton.jit
+def _add_group(tot0, tot1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, scale, shift,
+               HAS_SCALE: tl.constexpr, X_TERM: tl.constexpr):
+    """tot += scale * (the group's sums) + shift * (its x-sums), as [T, 4] per column for m = 2t (tot0)
+    and m = 2t + 1 (tot1); without HAS_SCALE (per-channel) the plain sums, shift then multiplies the
+    x-sums that the caller keeps in tot's place: see the kernel."""
+    acc0 = _join4(a00, a02, a10, a12)
+    acc1 = _join4(a01, a03, a11, a13)
+    if HAS_SCALE:
+        tot0 += scale * acc0
+        tot1 += scale * acc1
+    else:
+        tot0 += acc0
+        tot1 += acc1
+    if X_TERM:
+        tot0 += shift * xs0[:, None]
+        tot1 += shift * xs1[:, None]
+    return tot0, tot1
+
+
+@triton.jit
+def _store_rows(tot0, tot1, m0, n_out, M, N, pid_k, out_ptr, stride_om, bias_ptr, ws_ptr,
+                WARPS_K: tl.constexpr, TN: tl.constexpr, HAS_BIAS: tl.constexpr, USE_WORKSPACE: tl.constexpr):
+    """Sums the WARPS_K partial sums in a fixed order and writes rows m0 (tot0) and m0 + 1 (tot1)."""
+    y0 = tl.sum(tl.reshape(tot0, (WARPS_K, TN, 4)), axis=0)  # [TN, 4]
+    y1 = tl.sum(tl.reshape(tot1, (WARPS_K, TN, 4)), axis=0)
+    n_ok = n_out < N
+    if USE_WORKSPACE:
+        part = ws_ptr + pid_k * M * N + n_out
+        tl.store(part + m0 * N, y0, mask=n_ok & (m0 < M))
+        tl.store(part + (m0 + 1) * N, y1, mask=n_ok & (m0 + 1 < M))
+    else:
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + n_out, mask=n_ok, other=0.0).to(tl.float32)
+            y0 += bias
+            y1 += bias
+        out = out_ptr + n_out
+        tl.store(out + m0 * stride_om, y0.to(out_ptr.dtype.element_ty), mask=n_ok & (m0 < M))
+        tl.store(out + (m0 + 1) * stride_om, y1.to(out_ptr.dtype.element_ty), mask=n_ok & (m0 + 1 < M))
+
+
+@triton.jit
 def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                     M, N, K, steps_per_split,
                     stride_xm, stride_wk, stride_sg, stride_om,
                     BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
-                    HAS_BIAS: tl.constexpr, WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, BLOCK_K: tl.constexpr,
-                    EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, USE_WORKSPACE: tl.constexpr,
-                    NUM_STAGES: tl.constexpr, EMULATE: tl.constexpr):
+                    HAS_BIAS: tl.constexpr, BATCH_TILES: tl.constexpr, WARPS_N: tl.constexpr,
+                    WARPS_K: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr,
+                    USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, EMULATE: tl.constexpr):
     # GROUP_K: the group size (a divisor of BLOCK_K, multiple of 32), 0 for per-channel scales.
+    # BATCH_TILES: 1 (M <= 8) or 2 (M <= 16: a second B operand, x rows 8..15, shares the A registers).
     # EVEN_K: K a multiple of BLOCK_K and every warp's steps inside K (no masks).
     IS_BF16: tl.constexpr = x_ptr.dtype.element_ty == tl.bfloat16
     T: tl.constexpr = 32 * WARPS_N * WARPS_K
@@ -133,6 +210,7 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     SUBS: tl.constexpr = BLOCK_K // 32
     GROUP_SUBS: tl.constexpr = SUBS if GROUP_K == 0 else GROUP_K // 32
     ONES: tl.constexpr = 0x3F803F80 if IS_BF16 else 0x3C003C00  # the pair (1.0, 1.0)
+    tl.static_assert(BATCH_TILES == 1 or BATCH_TILES == 2)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
 
@@ -163,42 +241,38 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     k_first = (pid_k * steps_per_split * WARPS_K + warp_k) * BLOCK_K  # [T]
     K_STRIDE: tl.constexpr = WARPS_K * BLOCK_K
     w_ptrs = w_ptr + ((k_first // E + row0) * stride_wk)[:, None] + cols  # [T, 4]
-    x_off = tl.minimum(g, M - 1) * (stride_xm // 2) + (k_first + base) // 2  # int32 pairs; rows past M: clamped
-    x_off = tl.max_contiguous(tl.multiple_of(x_off[:, None] + tl.arange(0, 2)[None, :], [1, 2]), [1, 2])
-    x_ptrs = x_ptr.to(tl.pointer_type(tl.int32)) + x_off  # [T, 2]: 8-byte loads
+    # x as int32 pairs, batch row g (and g + 8); rows past M: clamped, never stored
+    x_col = tl.max_contiguous(tl.multiple_of(((k_first + base) // 2)[:, None] + tl.arange(0, 2)[None, :], [1, 2]),
+                              [1, 2])
+    x_pairs = x_ptr.to(tl.pointer_type(tl.int32))
+    x_ptrs = x_pairs + (tl.minimum(g, M - 1) * (stride_xm // 2))[:, None] + x_col  # [T, 2]: 8-byte loads
+    if BATCH_TILES == 2:
+        x_ptrs2 = x_pairs + (tl.minimum(g + 8, M - 1) * (stride_xm // 2))[:, None] + x_col
     if GROUP_K != 0:
         s_off = ((k_first // GROUP_K) * stride_sg)[:, None] + cols
-    two = tl.arange(0, 2)[None, :]
 
     zero_f = tl.zeros((T, 4), dtype=tl.float32)
-    tot0 = zero_f  # y[m = 2t] at the thread's 4 columns
-    tot1 = zero_f  # y[m = 2t + 1]
-    if X_TERM:
-        xs_tot0 = tl.zeros((T,), dtype=tl.float32)  # per-channel: sum of x over K
-        xs_tot1 = tl.zeros((T,), dtype=tl.float32)
-    if GROUP_K == 0:
-        col_scale = tl.load(scale_ptr + cols).to(tl.float32)
-        if SYMMETRIC:
-            col_shift = (C - SYM_ZERO) * col_scale
-        else:
-            col_shift = (C - tl.load(zero_ptr + cols).to(tl.float32)) * col_scale
-
+    zero_t = tl.zeros((T,), dtype=tl.float32)
+    # y[m = 2t] and y[m = 2t + 1] at the thread's 4 columns (tot*_2: m + 8); per-channel: the plain sums,
+    # and the x-sums over all of K in xs_tot*
+    tot0 = zero_f
+    tot1 = zero_f
+    tot0_2 = zero_f
+    tot1_2 = zero_f
+    xs_tot0 = zero_t
+    xs_tot1 = zero_t
+    xs_tot0_2 = zero_t
+    xs_tot1_2 = zero_t
+    scale = zero_f
+    shift = zero_f
     for step in tl.range(0, steps_per_split, num_stages=NUM_STAGES):
         k_step = k_first + step * K_STRIDE  # [T]: for the masks of ragged K
         for grp in tl.static_range(SUBS // GROUP_SUBS):
-            # fresh group accumulators, tile p = columns (n0 + 2p, n0 + 2p + 1), D registers c0..c3
-            a00 = tl.zeros((T,), dtype=tl.float32)
-            a01 = a00
-            a02 = a00
-            a03 = a00
-            a10 = a00
-            a11 = a00
-            a12 = a00
-            a13 = a00
-            xs0 = a00
-            xs1 = a00
-            xs2 = a00
-            xs3 = a00
+            # fresh group accumulators for each batch tile
+            a00, a01, a02, a03, a10, a11, a12, a13 = zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t
+            xs0, xs1, xs2, xs3 = zero_t, zero_t, zero_t, zero_t
+            b00, b01, b02, b03, b10, b11, b12, b13 = zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t
+            ys0, ys1, ys2, ys3 = zero_t, zero_t, zero_t, zero_t
             for sub in tl.static_range(GROUP_SUBS):
                 sub_i = grp * GROUP_SUBS + sub  # static
                 rows = (k_step + sub_i * 32) // E + row0
@@ -208,48 +282,29 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                     R2, R3 = _word_pairs(w_sub + stride_wk, rows + 1, k_words, pshift, BITS, EVEN_K, IS_BF16, EMULATE)
                 else:
                     R0, R1, R2, R3 = _word_pairs(w_sub, rows, k_words, pshift, BITS, EVEN_K, IS_BF16, EMULATE)
-                # x: pairs at k_sub + base (the registers' low lanes) and at k_sub + base + X_HI
-                if EVEN_K:
-                    x_lo = tl.load(x_ptrs + sub_i * 16)
-                    x_hi = tl.load(x_ptrs + (sub_i * 16 + X_HI // 2))
-                else:
-                    k_x = (k_step + sub_i * 32 + base)[:, None] + 2 * two  # [T, 2]
-                    x_lo = tl.load(x_ptrs + sub_i * 16, mask=k_x < K, other=0)
-                    x_hi = tl.load(x_ptrs + (sub_i * 16 + X_HI // 2), mask=k_x + X_HI < K, other=0)
-                lo0, lo1 = tl.split(x_lo)
-                hi0, hi1 = tl.split(x_hi)
-                for j in tl.static_range(2):
-                    if BITS == 8:
-                        b0, b1 = _x_fragment(lo0, lo1, EMULATE) if j == 0 else _x_fragment(hi0, hi1, EMULATE)
-                    else:
-                        b0, b1 = _x_fragment(lo0, hi0, EMULATE) if j == 0 else _x_fragment(lo1, hi1, EMULATE)
-                    ra = R0 if j == 0 else R2
-                    rb = R1 if j == 0 else R3
-                    ra0, ra1, ra2, ra3 = _split4(ra)
-                    rb0, rb1, rb2, rb3 = _split4(rb)
-                    a00, a01, a02, a03 = mma_16816(ra0, ra1, rb0, rb1, b0, b1, a00, a01, a02, a03, IS_BF16, EMULATE)
-                    a10, a11, a12, a13 = mma_16816(ra2, ra3, rb2, rb3, b0, b1, a10, a11, a12, a13, IS_BF16, EMULATE)
-                    if X_TERM:
-                        xs0, xs1, xs2, xs3 = mma_16816(ones, ones, ones, ones, b0, b1, xs0, xs1, xs2, xs3,
-                                                       IS_BF16, EMULATE)
-            # the group's sums per column: [T, 4] for m = 2t (c0 / c2 of each tile) and m = 2t + 1
-            acc0 = _join4(a00, a02, a10, a12)
-            acc1 = _join4(a01, a03, a11, a13)
-            if GROUP_K == 0:
-                tot0 += acc0
-                tot1 += acc1
+                lo0, lo1, hi0, hi1 = _x_pairs(x_ptrs, sub_i, k_step + sub_i * 32, base, K, X_HI, EVEN_K)
+                a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3 = _sub_block_mmas(
+                    R0, R1, R2, R3, lo0, lo1, hi0, hi1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3,
+                    ones, BITS, X_TERM, IS_BF16, EMULATE)
+                if BATCH_TILES == 2:
+                    lo0, lo1, hi0, hi1 = _x_pairs(x_ptrs2, sub_i, k_step + sub_i * 32, base, K, X_HI, EVEN_K)
+                    b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3 = _sub_block_mmas(
+                        R0, R1, R2, R3, lo0, lo1, hi0, hi1, b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2,
+                        ys3, ones, BITS, X_TERM, IS_BF16, EMULATE)
+            if GROUP_K == 0:  # per-channel: sums and x-sums now, scales after the loop
                 if X_TERM:
                     xs_tot0 += xs0
                     xs_tot1 += xs1
-            else:
+                    if BATCH_TILES == 2:
+                        xs_tot0_2 += ys0
+                        xs_tot1_2 += ys1
+            else:  # the group's scale and zero, once per column
                 s_ptrs = s_off + grp * stride_sg
                 if EVEN_K:
                     scale = tl.load(scale_ptr + s_ptrs).to(tl.float32)
                 else:
                     g_ok = ((k_step + grp * GROUP_K) < K)[:, None]
                     scale = tl.load(scale_ptr + s_ptrs, mask=g_ok, other=0.0).to(tl.float32)
-                tot0 += scale * acc0
-                tot1 += scale * acc1
                 if X_TERM:
                     if SYMMETRIC:
                         shift = (C - SYM_ZERO) * scale
@@ -258,37 +313,40 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                     else:
                         zero = tl.load(zero_ptr + s_ptrs, mask=g_ok, other=0.0)
                         shift = (C - zero.to(tl.float32)) * scale
-                    tot0 += shift * xs0[:, None]
-                    tot1 += shift * xs1[:, None]
+            tot0, tot1 = _add_group(tot0, tot1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, scale, shift,
+                                    GROUP_K != 0, X_TERM and GROUP_K != 0)
+            if BATCH_TILES == 2:
+                tot0_2, tot1_2 = _add_group(tot0_2, tot1_2, b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, scale,
+                                            shift, GROUP_K != 0, X_TERM and GROUP_K != 0)
 
         w_ptrs += (K_STRIDE // E) * stride_wk
         x_ptrs += K_STRIDE // 2
+        if BATCH_TILES == 2:
+            x_ptrs2 += K_STRIDE // 2
         if GROUP_K != 0:
             s_off += (K_STRIDE // GROUP_K) * stride_sg
 
-    if GROUP_K == 0:
+    if GROUP_K == 0:  # per-channel scales (and zeros) on the finished sums
+        col_scale = tl.load(scale_ptr + cols).to(tl.float32)
+        if SYMMETRIC:
+            col_shift = (C - SYM_ZERO) * col_scale
+        else:
+            col_shift = (C - tl.load(zero_ptr + cols).to(tl.float32)) * col_scale
         tot0 = tot0 * col_scale
         tot1 = tot1 * col_scale
+        tot0_2 = tot0_2 * col_scale
+        tot1_2 = tot1_2 * col_scale
         if X_TERM:
             tot0 += col_shift * xs_tot0[:, None]
             tot1 += col_shift * xs_tot1[:, None]
-    # the WARPS_K partial sums, in a fixed order
+            tot0_2 += col_shift * xs_tot0_2[:, None]
+            tot1_2 += col_shift * xs_tot1_2[:, None]
     TN: tl.constexpr = 32 * WARPS_N
-    y0 = tl.sum(tl.reshape(tot0, (WARPS_K, TN, 4)), axis=0)  # [TN, 4]
-    y1 = tl.sum(tl.reshape(tot1, (WARPS_K, TN, 4)), axis=0)
     i_n = tl.arange(0, TN)
     n_out = (pid_n * TN + (i_n // 32) * 32 + 4 * ((i_n % 32) // 4))[:, None] + tl.arange(0, 4)[None, :]
     m0 = (2 * (i_n % 4))[:, None]
-    n_ok = n_out < N
-    if USE_WORKSPACE:
-        part = ws_ptr + pid_k * M * N + n_out
-        tl.store(part + m0 * N, y0, mask=n_ok & (m0 < M))
-        tl.store(part + (m0 + 1) * N, y1, mask=n_ok & (m0 + 1 < M))
-    else:
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + n_out, mask=n_ok, other=0.0).to(tl.float32)
-            y0 += bias
-            y1 += bias
-        out = out_ptr + n_out
-        tl.store(out + m0 * stride_om, y0.to(out_ptr.dtype.element_ty), mask=n_ok & (m0 < M))
-        tl.store(out + (m0 + 1) * stride_om, y1.to(out_ptr.dtype.element_ty), mask=n_ok & (m0 + 1 < M))
+    _store_rows(tot0, tot1, m0, n_out, M, N, pid_k, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_K, TN, HAS_BIAS,
+                USE_WORKSPACE)
+    if BATCH_TILES == 2:
+        _store_rows(tot0_2, tot1_2, m0 + 8, n_out, M, N, pid_k, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_K, TN,
+                    HAS_BIAS, USE_WORKSPACE)
