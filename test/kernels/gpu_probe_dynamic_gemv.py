@@ -1,4 +1,4 @@
-"""GPU probe for the dp4a decode kernel (not a test): A8W8 int8 and A8W4 g128 at M = 1..4.
+"""GPU probe for the dp4a decode kernel (not a test): A8W8 int8 at M = 1..4 (A8W4: gpu_probe_dynamic_mma.py).
 
     python test/kernels/gpu_probe_dynamic_gemv.py OUTDIR [--shapes 4096x4096 ...] [--m 1 4]
 
@@ -21,18 +21,18 @@ import torch.nn.functional as F
 
 from torchao_gemlite.kernels.act_quant import quantize_per_token
 from torchao_gemlite.kernels.dynamic_configs import pick_config
-from torchao_gemlite.kernels.dynamic_gemm import a8w4_gemm, dynamic_gemm
+from torchao_gemlite.kernels.dynamic_gemm import dynamic_gemm
 from torchao_gemlite.kernels.dynamic_gemv import GemvConfig, dynamic_gemv, gemv_config
 from torchao_gemlite.kernels.tuning import graph_time_us
-from torchao_gemlite.quant import quantize_rowwise_int8, quantize_weight
+from torchao_gemlite.quant import quantize_rowwise_int8
 
 L2_ROTATION = 200 * 2**20
 
 
-def candidates(m, n, k, w4, sms):
+def candidates(m, n, k, sms):
     """Tiles around the heuristic's, each at half, the same and twice its split."""
-    base = gemv_config(m, n, k, w4, 128 if w4 else 0, sms)
-    tiles = ((32, 128), (128, 128), (64, 256), (128, 256)) if w4 else ((32, 256), (32, 512), (64, 256), (32, 128))
+    base = gemv_config(m, n, k, sms)
+    tiles = ((32, 256), (32, 512), (64, 256), (32, 128))
     out = []
     for (bn, bk), stages in itertools.product(tiles, (3, 4)):
         if m > 2 and bn * bk > 8192:
@@ -45,19 +45,15 @@ def candidates(m, n, k, w4, sms):
 
 def _warm(job):
     """Worker: compile a list of configurations (fills Triton's disk cache)."""
-    k, n, m, w4, cfgs = job
+    k, n, m, cfgs = job
     x = torch.randn(m, k, dtype=torch.float16, device="cuda")
     xq, xs = quantize_per_token(x, torch.int8)
-    if w4:
-        w = torch.zeros(k // 8, n, dtype=torch.int32, device="cuda")
-        s = torch.ones(k // 128, n, dtype=torch.float16, device="cuda")
-    else:
-        w = torch.zeros(n, k, dtype=torch.int8, device="cuda")
-        s = torch.ones(n, dtype=torch.float32, device="cuda")
+    w = torch.zeros(n, k, dtype=torch.int8, device="cuda")
+    s = torch.ones(n, dtype=torch.float32, device="cuda")
     out = torch.empty(m, n, dtype=torch.float16, device="cuda")
     for cfg in cfgs:
         try:
-            dynamic_gemv(xq, xs, w, s, s.stride(0) if w4 else 0, None, out, n, k, w4, 128 if w4 else 0, cfg)
+            dynamic_gemv(xq, xs, w, s, None, out, n, k, cfg)
         except Exception:  # noqa: BLE001 (reported by the timing pass)
             pass
     torch.cuda.synchronize()
@@ -73,19 +69,14 @@ def main():
     log = open(f"{a.outdir}/probe_dynamic_gemv.log", "w")
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
-    jobs = [(k, n, m, w4, [c]) for (k, n), w4, m in itertools.product(shapes, (False, True), a.m)
-            for c in candidates(m, n, k, w4, sms)]
+    jobs = [(k, n, m, [c]) for (k, n), m in itertools.product(shapes, a.m) for c in candidates(m, n, k, sms)]
     with ProcessPoolExecutor(16, mp_context=multiprocessing.get_context("spawn")) as pool:
         print(f"warmed {sum(pool.map(_warm, jobs))} launches", file=log, flush=True)
     rows = []
-    for (k, n), w4 in itertools.product(shapes, (False, True)):
+    for k, n in shapes:
         w = torch.randn(n, k, dtype=torch.float16, device="cuda")
-        if w4:
-            qw = quantize_weight(w, bits=4, group_size=128, symmetric=True)
-            one = (qw.qdata, qw.scale)
-        else:
-            wq, ws = quantize_rowwise_int8(w)
-            one = (wq, ws.reshape(-1))
+        wq, ws = quantize_rowwise_int8(w)
+        one = (wq, ws.reshape(-1))
         nbytes = sum(t.numel() * t.element_size() for t in one)
         copies = [tuple(t.clone() for t in one) for _ in range(max(2, L2_ROTATION // nbytes))]
         dense = [torch.randn(n, k, dtype=torch.float16, device="cuda") for _ in range(max(2, L2_ROTATION // (2 * n * k)))]
@@ -95,16 +86,13 @@ def main():
 
             def gemv(cfg, c):
                 xq, xs = quantize_per_token(x, torch.int8)
-                return dynamic_gemv(xq, xs, c[0], c[1], c[1].stride(0) if w4 else 0, None, out, n, k, w4,
-                                    128 if w4 else 0, cfg)
+                return dynamic_gemv(xq, xs, c[0], c[1], None, out, n, k, cfg)
 
             def gemm(c):
                 xq, xs = quantize_per_token(x, torch.int8)
-                if w4:
-                    return a8w4_gemm(xq, xs, c[0], c[1], None, 128, torch.float16, pick_config(m, n, k, "a8w4"))
                 return dynamic_gemm(xq, xs, c[0], c[1], None, torch.float16, pick_config(m, n, k, "int8"))
 
-            heur = gemv_config(m, n, k, w4, 128 if w4 else 0, sms)
+            heur = gemv_config(m, n, k, sms)
             ref = gemm(copies[0]).float()
             got = gemv(heur, copies[0]).float()
             err = ((got - ref).norm() / ref.norm()).item()
@@ -112,15 +100,15 @@ def main():
             tc = graph_time_us([lambda c=c: gemm(c) for c in copies], replays=20)
             heur_us = graph_time_us([lambda c=c: gemv(heur, c) for c in copies], replays=20)
             best = (heur_us, heur)
-            for cfg in candidates(m, n, k, w4, sms):
+            for cfg in candidates(m, n, k, sms):
                 try:
                     us = graph_time_us([lambda c=c: gemv(cfg, c) for c in copies], replays=20)
                 except Exception as e:  # noqa: BLE001 (a probe: log and go on)
                     print(f"  skip {cfg}: {type(e).__name__} {str(e)[:150]}", file=log, flush=True)
                     continue
-                print(f"  {'a8w4' if w4 else 'int8'} {k}x{n} M={m} {us:7.2f} {cfg}", file=log, flush=True)
+                print(f"  int8 {k}x{n} M={m} {us:7.2f} {cfg}", file=log, flush=True)
                 best = min(best, (us, cfg), key=lambda t: t[0])
-            row = dict(kind="a8w4" if w4 else "int8", k=k, n=n, m=m, fp16_us=fp16, tensor_core_us=tc,
+            row = dict(kind="int8", k=k, n=n, m=m, fp16_us=fp16, tensor_core_us=tc,
                        heuristic_us=heur_us, heuristic=heur._asdict(), best_us=best[0], best=best[1]._asdict(),
                        rel_err_vs_tensor_core=err, weight_tb_s=nbytes / best[0] / 1e6)
             rows.append(row)

@@ -64,6 +64,7 @@ from .act_quant import (
 from .dynamic_configs import DynamicGemmConfig, pick_config
 from .dynamic_epilogue import epilogue, reduce_splits
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv
+from .dynamic_mma_gemv import MMA_MAX_M, dynamic_mma_gemv
 from .launch import FastLauncher, cdiv
 from .reduce import tile_coordinates
 
@@ -420,14 +421,18 @@ def _scaled_mm_route(m: int, weight_n: int, x: torch.Tensor, qdtype: torch.dtype
 
 
 def _gemv_route(m: int, config, weight) -> bool:
-    """int8 and A8W4 decode (M <= GEMV_MAX_M, no config asked for) go to the dp4a GEMV
-    (dynamic_gemv.py) when the weight can be read as int32 words: unit stride along K (int8
-    [N, K]) or N (A8W4 words), 4-byte aligned rows."""
+    """int8 decode (M <= GEMV_MAX_M, no config asked for) goes to the dp4a GEMV (dynamic_gemv.py)
+    when the weight [N, K] can be read as int32 words: unit stride along K, 4-byte aligned rows."""
     if config is not None or weight is None or not 1 <= m <= GEMV_MAX_M:
         return False
-    if weight.dtype == torch.int8:
-        return weight.stride(1) == 1 and weight.stride(0) % 4 == 0 and weight.storage_offset() % 4 == 0
-    return weight.stride(1) == 1
+    return weight.stride(1) == 1 and weight.stride(0) % 4 == 0 and weight.storage_offset() % 4 == 0
+
+
+def _mma_route(m: int, config, qdata) -> bool:
+    """A8W4 with 1 <= M <= 16 and no config asked for goes to the int8 tensor-core decode kernel
+    (dynamic_mma_gemv.py) when the words have unit stride along N: H100, 1.0-1.8x the dp4a GEMV
+    (M <= 4) and the int8 GEMM (M = 8, 16) it replaced (docs/kernels.md)."""
+    return config is None and 1 <= m <= MMA_MAX_M and qdata.stride(1) == 1
 
 
 def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
@@ -450,7 +455,7 @@ def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
     y = _check_out(out2, m, n, x.dtype, x.device)
     if _gemv_route(m, config, weight_q if not fp8 else None):
         xq, x_scale = quantize_per_token(x2, qdtype)
-        dynamic_gemv(xq, x_scale, weight_q, w_scale, 0, bias, y, n, k, w4=False, group_k=0)
+        dynamic_gemv(xq, x_scale, weight_q, w_scale, bias, y, n, k)
         return y.view(*x.shape[:-1], n)
     config = config or pick_config(m, n, k, "fp8" if fp8 else "int8")
     if config.FUSE_ACT:
@@ -491,11 +496,10 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
     x2 = x.reshape(-1, k)
     m = x2.shape[0]
     per_channel = group == k
-    if _gemv_route(m, config, qdata):
+    if _mma_route(m, config, qdata):
         y = _check_out(out2, m, n, x.dtype, x.device)
         xq, x_scale = quantize_per_token(x2, torch.int8)
-        dynamic_gemv(xq, x_scale, qdata, scale, scale.stride(0), bias, y, n, k, w4=True,
-                     group_k=0 if per_channel else group)
+        dynamic_mma_gemv(xq, x_scale, qdata, scale, scale.stride(0), bias, y, n, k, 0 if per_channel else group)
         return y.view(*x.shape[:-1], n)
     config = config or pick_config(m, n, k, "a8w4")
     if config.FUSE_ACT:

@@ -1,0 +1,125 @@
+"""The A8W4 int8 tensor-core decode kernel (dynamic_mma_gemv.py), M <= 16.
+
+Runs under Triton's interpreter on CPU (mma.sync m16n8k32 and the byte permutation emulated) and on
+the GPU (the PTX). Each group's sum is exact in int32, so outputs are checked against a float64
+reference built from the same activation codes: only the fp32 group scaling and the epilogue round.
+"""
+
+import dataclasses
+
+import pytest
+import torch
+
+import torchao_gemlite.kernels.dynamic_gemm as dynamic_gemm
+from torchao_gemlite.kernels.act_quant import quantize_per_token
+from torchao_gemlite.kernels.configs import LaunchConfig
+from torchao_gemlite.kernels.dynamic_gemm import a8w4_dynamic_linear
+from torchao_gemlite.kernels.dynamic_mma_gemv import dynamic_mma_gemv
+from torchao_gemlite.quant import dequantize_weight, quantize_weight
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+
+
+def _inputs(m, k, n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(m, k, generator=gen) * 3).half().to(DEVICE)
+    w = torch.randn(n, k, generator=gen).to(DEVICE)
+    bias = torch.randn(n, generator=gen).half().to(DEVICE)
+    return x, w, bias
+
+
+def _check(y, xq, xs, qw, bias):
+    """Within fp16 output rounding plus 2^-20 of the sum of |products| (the fp32 group scaling)."""
+    w = dequantize_weight(qw, torch.float64)
+    ref = (xq.double() @ w.t()) * xs.double().reshape(-1, 1) + bias.double()
+    mass = (xq.double().abs() @ w.abs().t()) * xs.double().reshape(-1, 1) + bias.double().abs()
+    assert not torch.isnan(y).any(), "unwritten (NaN-poisoned) outputs remain"
+    assert ((y.double() - ref).abs() <= torch.finfo(y.dtype).eps * ref.abs() + 2.0**-20 * mass).all()
+
+
+def _run(xq, xs, qw, scale, bias, n, k, group_k, config):
+    out = torch.full((xq.shape[0], n), float("nan"), dtype=torch.float16, device=DEVICE)
+    return dynamic_mma_gemv(xq, xs, qw.qdata, scale, scale.stride(0), bias, out, n, k, group_k, config)
+
+
+# (block_n, num_warps, block_k, split_k): one warp; warps along N and K with split-K; a split whose
+# last warps' steps fall past K; the heuristic
+LAUNCHES = [(32, 1, 128, 1), (64, 4, 128, 2), (32, 2, 256, 3), None]
+
+
+if CUDA:
+    CASES = [(m, g, launch) for m in (1, 3, 8, 9, 16) for g in (32, 128, 256, None) for launch in LAUNCHES]
+else:  # the interpreter: every group size and launch once, M = 1 and 9 (two batch tiles) in turn
+    CASES = [((1, 9)[(i + j) % 2], g, launch) for i, g in enumerate((32, 128, 256, None))
+             for j, launch in enumerate(LAUNCHES)]
+
+
+@pytest.mark.parametrize("m,group,launch", CASES)
+def test_a8w4_mma_groups_splits_and_ragged_shapes(m, group, launch):
+    k, n = 768 if group != 256 else 1024, 72  # 768: a ragged last 256-code step; N not a multiple of 64
+    if not CUDA:
+        k = 640 if group != 256 else 512  # 640: a ragged last step of 128 and of 256
+    if launch is not None and group and max(launch[2], group) % group:
+        pytest.skip("block_k is not a multiple of the group size")
+    config = None if launch is None else LaunchConfig("mma", 16, launch[0], max(launch[2], group or 0), launch[3],
+                                                      num_warps=launch[1])
+    x, w, bias = _inputs(m, k, n, seed=(group or 7) + m)
+    qw = quantize_weight(w.half(), bits=4, group_size=group, symmetric=True)
+    xq, xs = quantize_per_token(x, torch.int8)
+    _check(_run(xq, xs, qw, qw.scale, bias, n, k, 0 if group is None else group, config), xq, xs, qw, bias)
+
+
+@pytest.mark.parametrize("scale_dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("n", [72, 45])
+def test_a8w4_mma_scale_dtypes_and_layouts(scale_dtype, n):
+    """Group scales of every accepted dtype, odd N, and strided or column-major scale views (made
+    contiguous first: the kernel reads scale[row * stride + n])."""
+    k = 256
+    x, w, bias = _inputs(2, k, n, seed=n)
+    qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
+    scale = qw.scale.to(scale_dtype)
+    strided = torch.empty(k // 64, n + 3, dtype=scale_dtype, device=DEVICE)[:, 1:n + 1]
+    strided.copy_(scale)
+    column_major = torch.empty(n, k // 64, dtype=scale_dtype, device=DEVICE).t()
+    column_major.copy_(scale)
+    xq, xs = quantize_per_token(x, torch.int8)
+    qw = dataclasses.replace(qw, scale=scale)
+    for s in (scale, strided, column_major):
+        _check(_run(xq, xs, qw, s, bias, n, k, 64, LaunchConfig("mma", 16, 64, 128, 1, num_warps=4)), xq, xs, qw,
+               bias)
+
+
+def test_a8w4_mma_is_deterministic():
+    x, w, _ = _inputs(5, 512, 40, seed=3)
+    qw = quantize_weight(w.half(), bits=4, group_size=128, symmetric=True)
+    xq, xs = quantize_per_token(x, torch.int8)
+    cfg = LaunchConfig("mma", 16, 32, 128, 2, num_warps=2)
+    runs = [_run(xq, xs, qw, qw.scale, None, 40, 512, 128, cfg) for _ in range(3)]
+    assert all(torch.equal(runs[0], r) for r in runs[1:])
+
+
+def test_a8w4_linears_route_m_up_to_16_to_the_mma_kernel(monkeypatch):
+    """No config: M = 1..16 run the mma kernel; M = 17 or an explicit config take the int8 GEMM."""
+    calls = []
+    real = dynamic_gemm.dynamic_mma_gemv
+    monkeypatch.setattr(dynamic_gemm, "dynamic_mma_gemv", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    x, w, bias = _inputs(17, 256, 48, seed=5)
+    qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
+    for m in (1, 16):
+        y = a8w4_dynamic_linear(x[:m], qw.qdata, qw.scale, bias, 64)
+        xq, xs = quantize_per_token(x[:m], torch.int8)
+        _check(y, xq, xs, qw, bias)
+    assert len(calls) == 2
+    a8w4_dynamic_linear(x, qw.qdata, qw.scale, bias, 64)
+    assert len(calls) == 2
+
+
+def test_a8w4_mma_errors_name_the_problem():
+    x, w, _ = _inputs(17, 256, 64, seed=1)
+    qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
+    xq, xs = quantize_per_token(x, torch.int8)
+    with pytest.raises(ValueError, match="M <= 16"):
+        _run(xq, xs, qw, qw.scale, None, 64, 256, 64, None)
+    with pytest.raises(ValueError, match="block_k a multiple of 32 and of the group size 64"):
+        _run(xq[:2], xs[:2], qw, qw.scale, None, 64, 256, 64, LaunchConfig("mma", 16, 32, 32, 1, num_warps=2))

@@ -1,0 +1,258 @@
+"""A8W4 decode and small batches on the int8 tensor cores: y = x_scale * (xq @ (q - 8).T scaled per group),
+M <= 16, the packed 4-bit weight streamed once.
+
+The int8 counterpart of mma_gemv.py (same thread mapping, same words [K/8, N] int32, N contiguous):
+``mma.sync.m16n8k32`` with the weight's codes as unsigned bytes (A) and the per-token int8 x as signed
+bytes (B), int32 accumulation (mma_sync.py). A thread owns one word row of 4 adjacent columns in every
+32-code sub-block (word row t of the quad: codes 8t..8t+7); its even codes (w & 0x0F0F0F0F) are four
+bytes for MMA columns 4t..4t+3 and its odd codes ((w >> 4) & 0x0F0F0F0F) four bytes for columns
+16+4t..: 3 instructions for 8 codes, and one MMA takes a whole sub-block of two output columns. x's
+bytes follow the same K permutation (one PRMT each for the even and the odd bytes of an 8-byte load).
+The zero 8 costs one more MMA per sub-block: an all-ones A gives sum(x), and each group's int32 sum is
+exact: sum x (q - 8) = sum x q - 8 sum x; it is scaled by the group's scale in fp32 once per group
+(per-channel: once at the end), and by x_scale[m] (and the bias added) when the output is written.
+HBM bytes: N * K / 2 (weights) + the scales; x (M <= 16 rows of K bytes) is read from L2.
+Grid (cdiv(N, 32 * WARPS_N), SPLIT_K), warps along N and K as in mma_gemv.py; split-K partials (fp32,
+weight scales applied) go to dynamic_epilogue.reduce_splits. Deterministic.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .configs import LaunchConfig, mma_config
+from .dynamic_epilogue import reduce_splits
+from .launch import INTERPRETED, FastLauncher, cdiv
+from .mma_gemv import _join4, _split4
+from .mma_sync import mma_16832_u8s8
+
+MMA_MAX_M = 16  # two 8-row batch tiles
+
+
+@triton.jit
+def _bytes_of_pair(lo, hi, PICK: tl.constexpr, EMULATE: tl.constexpr):
+    """Bytes PICK, PICK + 2, PICK + 4, PICK + 6 of the 8-byte value (hi:lo), as one int32 (PRMT)."""
+    if EMULATE:
+        b0 = (lo >> (8 * PICK)) & 0xFF
+        b1 = (lo >> (8 * (PICK + 2))) & 0xFF
+        b2 = (hi >> (8 * PICK)) & 0xFF
+        b3 = (hi >> (8 * (PICK + 2))) & 0xFF
+        return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
+    else:
+        SEL: tl.constexpr = PICK | ((PICK + 2) << 4) | ((PICK + 4) << 8) | ((PICK + 6) << 12)
+        return tl.inline_asm_elementwise("prmt.b32 $0, $1, $2, $3;", "=r,r,r,r",
+                                         [lo, hi, tl.full(lo.shape, SEL, tl.int32)],
+                                         dtype=tl.int32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _sub_block(words, x_words, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3, ones,
+               EMULATE: tl.constexpr):
+    """One 32-code sub-block against one 8-row batch tile: both column tiles and the x-sum."""
+    even0, even1, even2, even3 = _split4(words & 0x0F0F0F0F)
+    odd0, odd1, odd2, odd3 = _split4((words >> 4) & 0x0F0F0F0F)
+    x_lo, x_hi = tl.split(x_words)
+    b0 = _bytes_of_pair(x_lo, x_hi, 0, EMULATE)  # x at the even codes' k
+    b1 = _bytes_of_pair(x_lo, x_hi, 1, EMULATE)
+    a00, a01, a02, a03 = mma_16832_u8s8(even0, even1, odd0, odd1, b0, b1, a00, a01, a02, a03, EMULATE)
+    a10, a11, a12, a13 = mma_16832_u8s8(even2, even3, odd2, odd3, b0, b1, a10, a11, a12, a13, EMULATE)
+    xs0, xs1, xs2, xs3 = mma_16832_u8s8(ones, ones, ones, ones, b0, b1, xs0, xs1, xs2, xs3, EMULATE)
+    return a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3
+
+
+@triton.jit
+def _load_x(x_ptrs, SUB: tl.constexpr, k_sub, K, EVEN_K: tl.constexpr):
+    """The thread's 8 x bytes of a sub-block (two int32 words: codes 8t..8t+7 of its quad)."""
+    if EVEN_K:
+        return tl.load(x_ptrs + SUB * 8, eviction_policy="evict_last")
+    k_x = k_sub[:, None] + 4 * tl.arange(0, 2)[None, :]
+    return tl.load(x_ptrs + SUB * 8, mask=k_x < K, other=0, eviction_policy="evict_last")
+
+
+@triton.jit
+def _group_sums(a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1):
+    """The group's exact int32 sums x (q - 8) per column, [T, 4] for m = 2t and m = 2t + 1."""
+    acc0 = _join4(a00, a02, a10, a12) - 8 * xs0[:, None]
+    acc1 = _join4(a01, a03, a11, a13) - 8 * xs1[:, None]
+    return acc0, acc1
+
+
+@triton.jit
+def _store_rows(tot0, tot1, m0, n_out, M, N, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
+                WARPS_K: tl.constexpr, TN: tl.constexpr, HAS_BIAS: tl.constexpr, USE_WORKSPACE: tl.constexpr):
+    """Sums the WARPS_K partial sums in a fixed order and writes rows m0 (tot0) and m0 + 1 (tot1):
+    x_scale and bias applied, or the raw fp32 partials of a split."""
+    y0 = tl.sum(tl.reshape(tot0, (WARPS_K, TN, 4)), axis=0)  # [TN, 4]
+    y1 = tl.sum(tl.reshape(tot1, (WARPS_K, TN, 4)), axis=0)
+    n_ok = n_out < N
+    if USE_WORKSPACE:
+        part = ws_ptr + pid_k * M * N + n_out
+        tl.store(part + m0 * N, y0, mask=n_ok & (m0 < M))
+        tl.store(part + (m0 + 1) * N, y1, mask=n_ok & (m0 + 1 < M))
+    else:
+        y0 *= tl.load(x_scale_ptr + m0, mask=m0 < M, other=0.0)
+        y1 *= tl.load(x_scale_ptr + m0 + 1, mask=m0 + 1 < M, other=0.0)
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + n_out, mask=n_ok, other=0.0).to(tl.float32)
+            y0 += bias
+            y1 += bias
+        out = out_ptr + n_out
+        tl.store(out + m0 * stride_om, y0.to(out_ptr.dtype.element_ty), mask=n_ok & (m0 < M))
+        tl.store(out + (m0 + 1) * stride_om, y1.to(out_ptr.dtype.element_ty), mask=n_ok & (m0 + 1 < M))
+
+
+@triton.jit
+def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, out_ptr, ws_ptr,
+                            M, N, K, steps_per_split, stride_xm, stride_wk, stride_sg, stride_om,
+                            GROUP_K: tl.constexpr, HAS_BIAS: tl.constexpr, BATCH_TILES: tl.constexpr,
+                            WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, BLOCK_K: tl.constexpr,
+                            EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, USE_WORKSPACE: tl.constexpr,
+                            EMULATE: tl.constexpr):
+    # x_ptr: int32 words of xq [M, K/4] (stride_xm in words); GROUP_K: the group size (a divisor of
+    # BLOCK_K, multiple of 32), 0 for per-channel scales ([N], or [1, N]); EVEN_K: as in mma_gemv.py.
+    T: tl.constexpr = 32 * WARPS_N * WARPS_K
+    SUBS: tl.constexpr = BLOCK_K // 32
+    GROUP_SUBS: tl.constexpr = SUBS if GROUP_K == 0 else GROUP_K // 32
+    tl.static_assert(BATCH_TILES == 1 or BATCH_TILES == 2)
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+
+    i = tl.arange(0, T)
+    lane = i % 32
+    g = lane // 4
+    t = lane % 4
+    warp_k = i // (32 * WARPS_N)
+    n0 = pid_n * (32 * WARPS_N) + ((i // 32) % WARPS_N) * 32 + 4 * g  # the thread's columns n0..n0+3
+    cols = n0[:, None] + tl.arange(0, 4)[None, :]  # [T, 4]
+    if not EVEN_N:  # past N: clamped (valid addresses, never stored)
+        cols = tl.minimum(cols, N - 1)
+    ones = tl.full((T,), 0x01010101, tl.int32)
+    k_first = (pid_k * steps_per_split * WARPS_K + warp_k) * BLOCK_K  # [T]
+    K_STRIDE: tl.constexpr = WARPS_K * BLOCK_K
+    w_ptrs = w_ptr + ((k_first // 8 + t) * stride_wk)[:, None] + cols  # word row t of each sub-block
+    x_col = tl.max_contiguous(tl.multiple_of(((k_first + 8 * t) // 4)[:, None] + tl.arange(0, 2)[None, :],
+                                             [1, 2]), [1, 2])
+    x_ptrs = x_ptr + (tl.minimum(g, M - 1) * stride_xm)[:, None] + x_col  # [T, 2]: 8-byte loads
+    if BATCH_TILES == 2:
+        x_ptrs2 = x_ptr + (tl.minimum(g + 8, M - 1) * stride_xm)[:, None] + x_col
+    if GROUP_K != 0:
+        s_off = ((k_first // GROUP_K) * stride_sg)[:, None] + cols
+
+    zero_f = tl.zeros((T, 4), dtype=tl.float32)
+    zero_i = tl.zeros((T, 4), dtype=tl.int32)
+    z = tl.zeros((T,), dtype=tl.int32)
+    # fp32 sums for m = 2t, 2t + 1 (and + 8), group scales applied; per-channel: int32 sums
+    tot0, tot1, tot0_2, tot1_2 = zero_f, zero_f, zero_f, zero_f
+    int0, int1, int0_2, int1_2 = zero_i, zero_i, zero_i, zero_i
+    for step in range(0, steps_per_split):
+        k_step = k_first + step * K_STRIDE
+        for grp in tl.static_range(SUBS // GROUP_SUBS):
+            a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3 = z, z, z, z, z, z, z, z, z, z, z, z
+            b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3 = z, z, z, z, z, z, z, z, z, z, z, z
+            for sub in tl.static_range(GROUP_SUBS):
+                sub_i = grp * GROUP_SUBS + sub  # static
+                k_sub = k_step + sub_i * 32 + 8 * t
+                ptrs = w_ptrs + sub_i * 4 * stride_wk  # a sub-block is 4 word rows
+                if EVEN_K:
+                    words = tl.load(ptrs, eviction_policy="evict_first")
+                else:
+                    words = tl.load(ptrs, mask=(k_sub < K)[:, None], other=0, eviction_policy="evict_first")
+                a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3 = _sub_block(
+                    words, _load_x(x_ptrs, sub_i, k_sub, K, EVEN_K), a00, a01, a02, a03, a10, a11, a12, a13,
+                    xs0, xs1, xs2, xs3, ones, EMULATE)
+                if BATCH_TILES == 2:
+                    b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3 = _sub_block(
+                        words, _load_x(x_ptrs2, sub_i, k_sub, K, EVEN_K), b00, b01, b02, b03, b10, b11, b12, b13,
+                        ys0, ys1, ys2, ys3, ones, EMULATE)
+            acc0, acc1 = _group_sums(a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1)
+            acc0_2, acc1_2 = _group_sums(b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1)
+            if GROUP_K == 0:
+                int0 += acc0
+                int1 += acc1
+                if BATCH_TILES == 2:
+                    int0_2 += acc0_2
+                    int1_2 += acc1_2
+            else:  # the group's scale, once per column
+                s_ptrs = s_off + grp * stride_sg
+                if EVEN_K:
+                    scale = tl.load(w_scale_ptr + s_ptrs).to(tl.float32)
+                else:
+                    g_ok = ((k_step + grp * GROUP_K) < K)[:, None]
+                    scale = tl.load(w_scale_ptr + s_ptrs, mask=g_ok, other=0.0).to(tl.float32)
+                tot0 += acc0.to(tl.float32) * scale
+                tot1 += acc1.to(tl.float32) * scale
+                if BATCH_TILES == 2:
+                    tot0_2 += acc0_2.to(tl.float32) * scale
+                    tot1_2 += acc1_2.to(tl.float32) * scale
+        w_ptrs += (K_STRIDE // 8) * stride_wk
+        x_ptrs += K_STRIDE // 4
+        if BATCH_TILES == 2:
+            x_ptrs2 += K_STRIDE // 4
+        if GROUP_K != 0:
+            s_off += (K_STRIDE // GROUP_K) * stride_sg
+
+    if GROUP_K == 0:
+        col_scale = tl.load(w_scale_ptr + cols).to(tl.float32)
+        tot0 = int0.to(tl.float32) * col_scale
+        tot1 = int1.to(tl.float32) * col_scale
+        tot0_2 = int0_2.to(tl.float32) * col_scale
+        tot1_2 = int1_2.to(tl.float32) * col_scale
+    TN: tl.constexpr = 32 * WARPS_N
+    i_n = tl.arange(0, TN)
+    n_out = (pid_n * TN + (i_n // 32) * 32 + 4 * ((i_n % 32) // 4))[:, None] + tl.arange(0, 4)[None, :]
+    m0 = (2 * (i_n % 4))[:, None]
+    _store_rows(tot0, tot1, m0, n_out, M, N, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_K,
+                TN, HAS_BIAS, USE_WORKSPACE)
+    if BATCH_TILES == 2:
+        _store_rows(tot0_2, tot1_2, m0 + 8, n_out, M, N, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
+                    WARPS_K, TN, HAS_BIAS, USE_WORKSPACE)
+
+
+_MMA = FastLauncher(dynamic_mma_gemv_kernel)
+
+
+def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor,
+                     stride_sg: int, bias, out: torch.Tensor, n: int, k: int, group_k: int,
+                     config: LaunchConfig | None = None) -> torch.Tensor:
+    """Runs the kernel on checked inputs (dynamic_gemm.py validates them): xq int8 [M, K] row-major,
+    M <= 16; qdata int32 words [K/8, N] with unit stride along N; scale [K/G, N] (per-channel:
+    ``group_k`` 0, one row) with row stride ``stride_sg``. The launch shape is mma_gemv's at M <= 8
+    (configs.mma_config: 32-column warps along N and K, 128-code steps, split-K to fill the SMs)."""
+    m = xq.shape[0]
+    if m == 0 or n == 0:
+        return out
+    if m > MMA_MAX_M:
+        raise ValueError(f"the A8W4 mma kernel takes M <= {MMA_MAX_M}, got M={m}")
+    # mma_gemv's launch for one batch tile at any M: with 74 registers two tiles still fit 16 warps (H100:
+    # 4096x14336 M=16 took 23.4 us with the 128-column CTA against 42.3 with the 32-column one)
+    c = config or mma_config(n, k, group_k or k)
+    warps_n = c.block_n // 32
+    if (not warps_n or c.block_n % 32 or c.num_warps % warps_n or c.block_k % 32
+            or (group_k and c.block_k % group_k)):
+        raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
+                         "supported: block_n a multiple of 32 dividing 32 * num_warps, block_k a multiple of 32 "
+                         f"and of the group size {group_k}")
+    warps_k = c.num_warps // warps_n
+    if scale.stride(-1) != 1:  # the kernel reads scales at row * stride_sg + n
+        scale = scale.contiguous()
+        stride_sg = scale.stride(0) if scale.dim() == 2 else 0
+    if bias is not None and not bias.is_contiguous():
+        bias = bias.contiguous()
+    x_words = xq.view(torch.int32)
+    x_scale = x_scale.reshape(m)
+    warp_steps = cdiv(k, c.block_k)
+    steps_per_split = cdiv(warp_steps, max(1, c.split_k) * warps_k)
+    split = cdiv(warp_steps, steps_per_split * warps_k)  # no empty splits
+    ws = torch.empty((split, m, n), dtype=torch.float32, device=xq.device) if split > 1 else None
+    _MMA((cdiv(n, c.block_n), split), (
+        x_words, x_scale, qdata, scale, bias if bias is not None else x_scale, out, ws if ws is not None else out,
+        m, n, k, steps_per_split, x_words.stride(0), qdata.stride(0), stride_sg, out.stride(0)), dict(
+        GROUP_K=group_k, HAS_BIAS=bias is not None and ws is None, BATCH_TILES=1 if m <= 8 else 2,
+        WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
+        EVEN_K=k == split * steps_per_split * warps_k * c.block_k, EVEN_N=n % c.block_n == 0,
+        USE_WORKSPACE=ws is not None, EMULATE=INTERPRETED, num_warps=c.num_warps))
+    if ws is not None:  # weight scales are applied: x_scale and the bias only
+        reduce_splits(ws, x_scale, x_scale, 1, bias, out, apply_b_scale=False)
+    return out
