@@ -25,7 +25,7 @@ import triton.language as tl
 from .configs import LaunchConfig, mma_config
 from .dynamic_epilogue import reduce_splits
 from .launch import INTERPRETED, FastLauncher, cdiv
-from .mma_gemv import _join4, _split4
+from .mma_gemv import _join4, _split4, _store_rows, _thread_columns
 from .mma_sync import mma_16832_u8s8
 
 MMA_MAX_M = 16  # two 8-row batch tiles
@@ -80,30 +80,6 @@ def _group_sums(a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1):
 
 
 @triton.jit
-def _store_rows(tot0, tot1, m0, n_out, M, N, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
-                WARPS_K: tl.constexpr, TN: tl.constexpr, HAS_BIAS: tl.constexpr, USE_WORKSPACE: tl.constexpr):
-    """Sums the WARPS_K partial sums in a fixed order and writes rows m0 (tot0) and m0 + 1 (tot1):
-    x_scale and bias applied, or the raw fp32 partials of a split."""
-    y0 = tl.sum(tl.reshape(tot0, (WARPS_K, TN, 4)), axis=0)  # [TN, 4]
-    y1 = tl.sum(tl.reshape(tot1, (WARPS_K, TN, 4)), axis=0)
-    n_ok = n_out < N
-    if USE_WORKSPACE:
-        part = ws_ptr + pid_k * M * N + n_out
-        tl.store(part + m0 * N, y0, mask=n_ok & (m0 < M))
-        tl.store(part + (m0 + 1) * N, y1, mask=n_ok & (m0 + 1 < M))
-    else:
-        y0 *= tl.load(x_scale_ptr + m0, mask=m0 < M, other=0.0)
-        y1 *= tl.load(x_scale_ptr + m0 + 1, mask=m0 + 1 < M, other=0.0)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + n_out, mask=n_ok, other=0.0).to(tl.float32)
-            y0 += bias
-            y1 += bias
-        out = out_ptr + n_out
-        tl.store(out + m0 * stride_om, y0.to(out_ptr.dtype.element_ty), mask=n_ok & (m0 < M))
-        tl.store(out + (m0 + 1) * stride_om, y1.to(out_ptr.dtype.element_ty), mask=n_ok & (m0 + 1 < M))
-
-
-@triton.jit
 def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, out_ptr, ws_ptr,
                             M, N, K, steps_per_split, stride_xm, stride_wk, stride_sg, stride_om,
                             GROUP_K: tl.constexpr, HAS_BIAS: tl.constexpr, BATCH_TILES: tl.constexpr,
@@ -119,15 +95,7 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
 
-    i = tl.arange(0, T)
-    lane = i % 32
-    g = lane // 4
-    t = lane % 4
-    warp_k = i // (32 * WARPS_N)
-    n0 = pid_n * (32 * WARPS_N) + ((i // 32) % WARPS_N) * 32 + 4 * g  # the thread's columns n0..n0+3
-    cols = n0[:, None] + tl.arange(0, 4)[None, :]  # [T, 4]
-    if not EVEN_N:  # past N: clamped (valid addresses, never stored)
-        cols = tl.minimum(cols, N - 1)
+    g, t, warp_k, cols = _thread_columns(pid_n, N, T, WARPS_N, EVEN_N)  # cols [T, 4]: n0..n0+3, n0 = 4 g
     ones = tl.full((T,), 0x01010101, tl.int32)
     k_first = (pid_k * steps_per_split * WARPS_K + warp_k) * BLOCK_K  # [T]
     K_STRIDE: tl.constexpr = WARPS_K * BLOCK_K
@@ -199,15 +167,11 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
         tot1 = int1.to(tl.float32) * col_scale
         tot0_2 = int0_2.to(tl.float32) * col_scale
         tot1_2 = int1_2.to(tl.float32) * col_scale
-    TN: tl.constexpr = 32 * WARPS_N
-    i_n = tl.arange(0, TN)
-    n_out = (pid_n * TN + (i_n // 32) * 32 + 4 * ((i_n % 32) // 4))[:, None] + tl.arange(0, 4)[None, :]
-    m0 = (2 * (i_n % 4))[:, None]
-    _store_rows(tot0, tot1, m0, n_out, M, N, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_K,
-                TN, HAS_BIAS, USE_WORKSPACE)
+    _store_rows(tot0, tot1, 0, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N,
+                WARPS_K, True, HAS_BIAS, USE_WORKSPACE)
     if BATCH_TILES == 2:
-        _store_rows(tot0_2, tot1_2, m0 + 8, n_out, M, N, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
-                    WARPS_K, TN, HAS_BIAS, USE_WORKSPACE)
+        _store_rows(tot0_2, tot1_2, 1, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
+                    WARPS_N, WARPS_K, True, HAS_BIAS, USE_WORKSPACE)
 
 
 _MMA = FastLauncher(dynamic_mma_gemv_kernel)

@@ -172,9 +172,31 @@ def _add_group(tot0, tot1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, sca
 
 
 @triton.jit
-def _store_rows(tot0, tot1, m0, n_out, M, N, pid_k, out_ptr, stride_om, bias_ptr, ws_ptr,
-                WARPS_K: tl.constexpr, TN: tl.constexpr, HAS_BIAS: tl.constexpr, USE_WORKSPACE: tl.constexpr):
-    """Sums the WARPS_K partial sums in a fixed order and writes rows m0 (tot0) and m0 + 1 (tot1)."""
+def _thread_columns(pid_n, N, T: tl.constexpr, WARPS_N: tl.constexpr, EVEN_N: tl.constexpr):
+    """The thread mapping shared with dynamic_mma_gemv.py: (g, t, warp_k, cols) with lane = 4 g + t,
+    warp_k the thread's warp index along K and cols [T, 4] its columns n0..n0+3, n0 = 4 g of its warp's
+    32 (clamped past N unless EVEN_N: valid addresses, never stored)."""
+    i = tl.arange(0, T)
+    lane = i % 32
+    g = lane // 4
+    n0 = pid_n * (32 * WARPS_N) + ((i // 32) % WARPS_N) * 32 + 4 * g
+    cols = n0[:, None] + tl.arange(0, 4)[None, :]
+    if not EVEN_N:
+        cols = tl.minimum(cols, N - 1)
+    return g, lane % 4, i // (32 * WARPS_N), cols
+
+
+@triton.jit
+def _store_rows(tot0, tot1, U: tl.constexpr, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
+                WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, X_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                USE_WORKSPACE: tl.constexpr):
+    """Sums the WARPS_K partial sums in a fixed order and writes batch rows m0 = 2t + 8U (tot0) and
+    m0 + 1 (tot1) at the thread's columns: x_scale[m] (X_SCALE) and the bias applied, or the raw fp32
+    partials of a split."""
+    TN: tl.constexpr = 32 * WARPS_N
+    i_n = tl.arange(0, TN)
+    n_out = (pid_n * TN + (i_n // 32) * 32 + 4 * ((i_n % 32) // 4))[:, None] + tl.arange(0, 4)[None, :]
+    m0 = (2 * (i_n % 4) + 8 * U)[:, None]
     y0 = tl.sum(tl.reshape(tot0, (WARPS_K, TN, 4)), axis=0)  # [TN, 4]
     y1 = tl.sum(tl.reshape(tot1, (WARPS_K, TN, 4)), axis=0)
     n_ok = n_out < N
@@ -183,6 +205,9 @@ def _store_rows(tot0, tot1, m0, n_out, M, N, pid_k, out_ptr, stride_om, bias_ptr
         tl.store(part + m0 * N, y0, mask=n_ok & (m0 < M))
         tl.store(part + (m0 + 1) * N, y1, mask=n_ok & (m0 + 1 < M))
     else:
+        if X_SCALE:
+            y0 *= tl.load(x_scale_ptr + m0, mask=m0 < M, other=0.0)
+            y1 *= tl.load(x_scale_ptr + m0 + 1, mask=m0 + 1 < M, other=0.0)
         if HAS_BIAS:
             bias = tl.load(bias_ptr + n_out, mask=n_ok, other=0.0).to(tl.float32)
             y0 += bias
@@ -215,15 +240,7 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
 
-    i = tl.arange(0, T)
-    lane = i % 32
-    g = lane // 4
-    t = lane % 4
-    warp_k = i // (32 * WARPS_N)
-    n0 = pid_n * (32 * WARPS_N) + ((i // 32) % WARPS_N) * 32 + 4 * g  # the thread's columns n0..n0+3
-    cols = n0[:, None] + tl.arange(0, 4)[None, :]  # [T, 4]
-    if not EVEN_N:  # past N: clamped (valid addresses, never stored)
-        cols = tl.minimum(cols, N - 1)
+    g, t, warp_k, cols = _thread_columns(pid_n, N, T, WARPS_N, EVEN_N)  # cols [T, 4]: n0..n0+3, n0 = 4 g
     # the thread's codes in a 32-code sub-block: word row(s) and the k of register 0 (see the docstring)
     if BITS == 8:
         row0 = 2 * t
@@ -342,12 +359,8 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
             tot1 += col_shift * xs_tot1[:, None]
             tot0_2 += col_shift * xs_tot0_2[:, None]
             tot1_2 += col_shift * xs_tot1_2[:, None]
-    TN: tl.constexpr = 32 * WARPS_N
-    i_n = tl.arange(0, TN)
-    n_out = (pid_n * TN + (i_n // 32) * 32 + 4 * ((i_n % 32) // 4))[:, None] + tl.arange(0, 4)[None, :]
-    m0 = (2 * (i_n % 4))[:, None]
-    _store_rows(tot0, tot1, m0, n_out, M, N, pid_k, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_K, TN, HAS_BIAS,
-                USE_WORKSPACE)
+    _store_rows(tot0, tot1, 0, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N, WARPS_K,
+                False, HAS_BIAS, USE_WORKSPACE)
     if BATCH_TILES == 2:
-        _store_rows(tot0_2, tot1_2, m0 + 8, n_out, M, N, pid_k, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_K, TN,
-                    HAS_BIAS, USE_WORKSPACE)
+        _store_rows(tot0_2, tot1_2, 1, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N,
+                    WARPS_K, False, HAS_BIAS, USE_WORKSPACE)
