@@ -24,7 +24,7 @@ Groups: each group's MMAs accumulate sum x (q - C) from zero, and its scale and 
 the fp32 result: acc += s * A_g + (C - z) s * X_g, where X_g (the group's sum of x) comes from one
 more MMA with an all-ones A; symmetric formats skip it (z = C) but 1-bit (z = 0.5). Per-channel
 scales apply after the loop.
-HBM bytes: each packed weight byte once, scales and zeros once; x (M <= 8 rows) is read from L2.
+HBM bytes: each packed weight byte once, scales and zeros once; x (M <= 16 rows) is read from L2.
 Grid (cdiv(N, 32 * WARPS_N), SPLIT_K): a CTA's WARPS_N x WARPS_K warps own 32 columns each along N
 and interleave BLOCK_K steps along K; the WARPS_K partial sums are added in a fixed order at the
 end, split-K partials by reduce.py. Deterministic.
