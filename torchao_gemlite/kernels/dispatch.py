@@ -11,14 +11,14 @@ from __future__ import annotations
 import torch
 
 from ..formats import ACTIVATION_DTYPES, FLOAT_WEIGHT_DTYPES, PackedFormat, codes_per_word, symmetric_zero
-from .configs import MMA_MAX_M, LaunchConfig, choose_config, heuristic_config, mma_supported
+from .configs import LaunchConfig, choose_config, heuristic_config, mma_supported
 from .dequant import dequantize_packed
 from .gemm import gemm_kernel
 from .gemv import gemv_kernel
 from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .launch import INTERPRETED as _INTERPRETED
-from .launch import FastLauncher, cdiv
-from .mma_gemv import mma_gemv_kernel
+from .launch import FastLauncher
+from .mma_gemv import mma_gemv_kernel, mma_launch
 from .reduce import splitk_reduce, splitk_workspace
 
 
@@ -157,33 +157,20 @@ def _launch_mma_gemv(x2, qdata, scale, zero, bias, out, bits, group_size, symmet
     the rest of num_warps along K, block_k codes a warp step; one 8-row batch tile up to M = 8, two up to 16."""
     m, k = x2.shape
     n = qdata.shape[1]
-    warps_n = c.block_n // 32
     group_k = 0 if group_size == k else group_size
     if not mma_gemv_supported(bits, x2.dtype):
         raise ValueError(f"the mma kernel does not take {bits}-bit weights with {x2.dtype} activations"
                          + (" under Triton's interpreter" if _INTERPRETED else ""))
-    if m > MMA_MAX_M:
-        raise ValueError(f"the mma kernel takes M <= {MMA_MAX_M}, got M={m}")
-    if (c.block_n % 32 or c.num_warps % max(1, warps_n) or c.block_k % 32 or not warps_n
-            or (group_k and c.block_k % group_k)):
-        raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
-                         "supported: block_n a multiple of 32 dividing 32 * num_warps, block_k a multiple of 32 "
-                         f"and of the group size {group_size}")
-    warps_k = c.num_warps // warps_n
+    launch = mma_launch(c, m, n, k, group_k)
     if x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 4) or x2.data_ptr() % 8:
         x2 = x2.clone(memory_format=torch.contiguous_format)  # it reads x as 8-byte int32 pairs
-    warp_steps = cdiv(k, c.block_k)
-    steps_per_split = cdiv(warp_steps, max(1, c.split_k) * warps_k)
-    split = cdiv(warp_steps, steps_per_split * warps_k)  # no empty splits
-    ws = splitk_workspace(split, m, n, x2.device)
+    ws = splitk_workspace(launch.split, m, n, x2.device)
     args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
-            ws if ws is not None else out, m, n, k, steps_per_split,
+            ws if ws is not None else out, m, n, k, launch.steps_per_split,
             x2.stride(0), qdata.stride(0), scale.stride(0), out.stride(0))
-    meta = dict(BITS=bits, GROUP_K=group_k, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
-                HAS_BIAS=bias is not None and split == 1, BATCH_TILES=1 if m <= 8 else 2, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
-                EVEN_K=k == split * steps_per_split * warps_k * c.block_k, EVEN_N=n % c.block_n == 0,
-                USE_WORKSPACE=split > 1, NUM_STAGES=c.num_stages, EMULATE=_INTERPRETED, num_warps=c.num_warps)
-    _MMA_GEMV((cdiv(n, c.block_n), split), args, meta)
+    meta = dict(launch.meta, BITS=bits, GROUP_K=group_k, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
+                HAS_BIAS=bias is not None and ws is None, NUM_STAGES=c.num_stages, EMULATE=_INTERPRETED)
+    _MMA_GEMV(launch.grid, args, meta)
     if ws is not None:
         splitk_reduce(ws, bias, out)
 

@@ -61,10 +61,11 @@ from .act_quant import (
     scale_by_reciprocal,
     triton_can_run_on,
 )
+from .configs import MMA_MAX_M
 from .dynamic_configs import DynamicGemmConfig, pick_config
 from .dynamic_epilogue import epilogue, reduce_splits
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv
-from .dynamic_mma_gemv import MMA_MAX_M, dynamic_mma_gemv
+from .dynamic_mma_gemv import dynamic_mma_gemv
 from .launch import FastLauncher, cdiv
 from .reduce import tile_coordinates
 

@@ -24,11 +24,9 @@ import triton.language as tl
 
 from .configs import LaunchConfig, mma_config
 from .dynamic_epilogue import reduce_splits
-from .launch import INTERPRETED, FastLauncher, cdiv
-from .mma_gemv import _join4, _split4, _store_rows, _thread_columns
+from .launch import INTERPRETED, FastLauncher
+from .mma_gemv import _join4, _split4, _store_rows, _thread_columns, mma_launch
 from .mma_sync import mma_16832_u8s8
-
-MMA_MAX_M = 16  # two 8-row batch tiles
 
 
 @triton.jit
@@ -187,18 +185,9 @@ def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tenso
     m = xq.shape[0]
     if m == 0 or n == 0:
         return out
-    if m > MMA_MAX_M:
-        raise ValueError(f"the A8W4 mma kernel takes M <= {MMA_MAX_M}, got M={m}")
     # mma_gemv's launch for one batch tile at any M: with 74 registers two tiles still fit 16 warps (H100:
     # 4096x14336 M=16 took 23.4 us with the 128-column CTA against 42.3 with the 32-column one)
-    c = config or mma_config(n, k, group_k or k)
-    warps_n = c.block_n // 32
-    if (not warps_n or c.block_n % 32 or c.num_warps % warps_n or c.block_k % 32
-            or (group_k and c.block_k % group_k)):
-        raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
-                         "supported: block_n a multiple of 32 dividing 32 * num_warps, block_k a multiple of 32 "
-                         f"and of the group size {group_k}")
-    warps_k = c.num_warps // warps_n
+    launch = mma_launch(config or mma_config(n, k, group_k or k), m, n, k, group_k)
     if scale.stride(-1) != 1:  # the kernel reads scales at row * stride_sg + n
         scale = scale.contiguous()
         stride_sg = scale.stride(0) if scale.dim() == 2 else 0
@@ -206,17 +195,11 @@ def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tenso
         bias = bias.contiguous()
     x_words = xq.view(torch.int32)
     x_scale = x_scale.reshape(m)
-    warp_steps = cdiv(k, c.block_k)
-    steps_per_split = cdiv(warp_steps, max(1, c.split_k) * warps_k)
-    split = cdiv(warp_steps, steps_per_split * warps_k)  # no empty splits
-    ws = torch.empty((split, m, n), dtype=torch.float32, device=xq.device) if split > 1 else None
-    _MMA((cdiv(n, c.block_n), split), (
+    ws = torch.empty((launch.split, m, n), dtype=torch.float32, device=xq.device) if launch.split > 1 else None
+    _MMA(launch.grid, (
         x_words, x_scale, qdata, scale, bias if bias is not None else x_scale, out, ws if ws is not None else out,
-        m, n, k, steps_per_split, x_words.stride(0), qdata.stride(0), stride_sg, out.stride(0)), dict(
-        GROUP_K=group_k, HAS_BIAS=bias is not None and ws is None, BATCH_TILES=1 if m <= 8 else 2,
-        WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
-        EVEN_K=k == split * steps_per_split * warps_k * c.block_k, EVEN_N=n % c.block_n == 0,
-        USE_WORKSPACE=ws is not None, EMULATE=INTERPRETED, num_warps=c.num_warps))
+        m, n, k, launch.steps_per_split, x_words.stride(0), qdata.stride(0), stride_sg, out.stride(0)), dict(
+        launch.meta, GROUP_K=group_k, HAS_BIAS=bias is not None and ws is None, EMULATE=INTERPRETED))
     if ws is not None:  # weight scales are applied: x_scale and the bias only
         reduce_splits(ws, x_scale, x_scale, 1, bias, out, apply_b_scale=False)
     return out

@@ -30,11 +30,44 @@ and interleave BLOCK_K steps along K; the WARPS_K partial sums are added in a fi
 end, split-K partials by reduce.py. Deterministic.
 """
 
+from typing import NamedTuple
+
 import triton
 import triton.language as tl
 
+from .configs import MMA_MAX_M, LaunchConfig
 from .half2 import fma2
+from .launch import cdiv
 from .mma_sync import mma_16816
+
+
+class MmaLaunch(NamedTuple):
+    """Grid and launch constexprs shared by both mma decode kernels (this one and dynamic_mma_gemv.py)."""
+    grid: tuple
+    steps_per_split: int
+    split: int
+    meta: dict
+
+
+def mma_launch(c: LaunchConfig, m: int, n: int, k: int, group_k: int) -> MmaLaunch:
+    """Checks ``c`` and derives the launch: block_n // 32 warps along N and the rest of num_warps along K,
+    block_k codes a warp step, the K split without empty splits, one 8-row batch tile up to M = 8, two
+    up to 16. ``group_k``: the group size, 0 for per-channel."""
+    if m > MMA_MAX_M:
+        raise ValueError(f"the mma kernels take M <= {MMA_MAX_M}, got M={m}")
+    warps_n = c.block_n // 32
+    if not warps_n or c.block_n % 32 or c.num_warps % warps_n or c.block_k % 32 or (group_k and c.block_k % group_k):
+        raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
+                         "supported: block_n a multiple of 32 dividing 32 * num_warps, block_k a multiple of 32 "
+                         f"and of the group size {group_k or k}")
+    warps_k = c.num_warps // warps_n
+    warp_steps = cdiv(k, c.block_k)
+    steps_per_split = cdiv(warp_steps, max(1, c.split_k) * warps_k)
+    split = cdiv(warp_steps, steps_per_split * warps_k)  # no empty splits
+    meta = dict(BATCH_TILES=1 if m <= 8 else 2, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
+                EVEN_K=k == split * steps_per_split * warps_k * c.block_k, EVEN_N=n % c.block_n == 0,
+                USE_WORKSPACE=split > 1, num_warps=c.num_warps)
+    return MmaLaunch((cdiv(n, c.block_n), split), steps_per_split, split, meta)
 
 
 @triton.jit
