@@ -14,6 +14,8 @@ which skips the dispatcher for eager calls on plain CUDA tensors.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .formats import ACTIVATION_DTYPES, PackedFormat
@@ -22,7 +24,16 @@ from .quant import QuantizedWeight, reference_linear, reference_linear_a8w4, ref
 
 def _on_kernels(x: torch.Tensor) -> bool:
     """The Triton kernels take fp16/bf16 activations on CUDA; everything else runs the reference."""
-    return x.device.type == "cuda" and x.dtype in ACTIVATION_DTYPES
+    return x.is_cuda and x.dtype in ACTIVATION_DTYPES
+
+
+@functools.cache
+def _dispatch():
+    """The kernel dispatcher, imported on the first kernel call (``import torchao_gemlite`` does not
+    load Triton); cached, because an import statement costs about 1 us on every call."""
+    from .kernels import dispatch
+
+    return dispatch
 
 
 def _packed_weight(qdata, scale, zero, bits, group_size, symmetric) -> QuantizedWeight:
@@ -33,36 +44,28 @@ def _packed_weight(qdata, scale, zero, bits, group_size, symmetric) -> Quantized
 def _linear_weight_only(x, qdata, scale, zero, bias, bits, group_size, symmetric):
     """y = x @ dequant(W).T + bias for a packed weight (docs/formats.md). x: [..., K] -> [..., N]."""
     if _on_kernels(x):
-        from .kernels.dispatch import weight_only_linear
-
-        return weight_only_linear(x, qdata, scale, zero, bias, bits, group_size, symmetric)
+        return _dispatch().weight_only_linear(x, qdata, scale, zero, bias, bits, group_size, symmetric)
     return reference_linear(x, _packed_weight(qdata, scale, zero, bits, group_size, symmetric), bias)
 
 
 def _linear_dynamic_int8(x, weight_q, weight_scale, bias):
     """A8W8 int8: x quantized per token to int8 on the fly; weight_q int8 [N, K], weight_scale fp32 [N]."""
     if _on_kernels(x):
-        from .kernels.dispatch import dynamic_int8_linear
-
-        return dynamic_int8_linear(x, weight_q, weight_scale, bias)
+        return _dispatch().dynamic_int8_linear(x, weight_q, weight_scale, bias)
     return reference_linear_dynamic(x, weight_q, weight_scale, bias, act="int8")
 
 
 def _linear_dynamic_fp8(x, weight_q, weight_scale, bias):
     """A8W8 fp8: x quantized per token to float8_e4m3fn; weight_q e4m3 [N, K], weight_scale fp32 [N]."""
     if _on_kernels(x):
-        from .kernels.dispatch import dynamic_fp8_linear
-
-        return dynamic_fp8_linear(x, weight_q, weight_scale, bias)
+        return _dispatch().dynamic_fp8_linear(x, weight_q, weight_scale, bias)
     return reference_linear_dynamic(x, weight_q, weight_scale, bias, act="fp8")
 
 
 def _linear_dynamic_a8w4(x, qdata, scale, bias, group_size):
     """A8W4: x quantized per token to int8; a packed 4-bit symmetric weight (docs/formats.md)."""
     if _on_kernels(x):
-        from .kernels.dispatch import dynamic_a8w4_linear
-
-        return dynamic_a8w4_linear(x, qdata, scale, bias, group_size)
+        return _dispatch().dynamic_a8w4_linear(x, qdata, scale, bias, group_size)
     return reference_linear_a8w4(x, _packed_weight(qdata, scale, None, 4, group_size, True), bias)
 
 

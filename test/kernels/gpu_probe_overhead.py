@@ -1,24 +1,33 @@
-"""GPU probe (not a test): where the host time of one eager M=1 weight-only call goes.
+"""GPU probe (not a test): where the host time of one eager call goes.
 
-    python test/kernels/gpu_probe_overhead.py
+    python test/kernels/gpu_probe_overhead.py [OUT_DIR]
+
+Times each layer of the call chain on a tiny shape (the GPU is never the bottleneck, so wall
+time per call is host time), from the user's quantized nn.Linear down to one kept launch, and
+writes a cProfile of the W4 F.linear call to OUT_DIR/overhead_profile.txt.
 """
 
+import cProfile
+import io
+import pstats
+import sys
 import time
+from pathlib import Path
 
 import torch
-
-import torchao_gemlite.ops  # noqa: F401
-from torchao_gemlite.kernels.configs import choose_config
-from torchao_gemlite.kernels.dispatch import _facts, check_weight_only_inputs, launch_weight_only, weight_only_linear
-from torchao_gemlite.kernels.gemv import gemv_kernel
-from torchao_gemlite.configs import GemliteInt4WeightOnlyConfig
-from torchao_gemlite.quant import quantize_weight
+import torch.nn.functional as F
 from torchao.quantization import quantize_
 
+import torchao_gemlite.ops
+from torchao_gemlite.configs import (GemliteFloat8DynamicActivationFloat8WeightConfig,
+                                     GemliteInt4WeightOnlyConfig, GemliteInt8DynamicActivationInt4WeightConfig,
+                                     GemliteInt8DynamicActivationInt8WeightConfig, GemliteWeightOnlyConfig)
+from torchao_gemlite.kernels import dispatch
 
-def host_us(fn, n: int = 300) -> float:
+
+def host_us(fn, n: int = 2000) -> float:
     """Mean wall time per call when the GPU is not the bottleneck (tiny shape)."""
-    for _ in range(10):
+    for _ in range(50):
         fn()
     torch.cuda.synchronize()
     start = time.perf_counter()
@@ -28,34 +37,55 @@ def host_us(fn, n: int = 300) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
+def quantized_linear(config, k=1024, n=256):
+    linear = torch.nn.Linear(k, n, bias=False, dtype=torch.half, device="cuda")
+    quantize_(linear, config)
+    return linear
+
+
 def main() -> None:
-    qw = quantize_weight(torch.randn(256, 1024, dtype=torch.half, device="cuda"), 4, 128)
-    x = torch.randn(1, 1024, dtype=torch.half, device="cuda")
-    a = (qw.qdata, qw.scale, qw.zero, None, 4, 128, False)
-    name, sms = _facts(x.device)
-    cfg = choose_config(1, 256, 1024, 4, 128, "float16", name, sms)
-    one = cfg.__class__(**{**cfg.to_dict(), "split_k": 1})
+    out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    x1 = torch.randn(1, 1024, dtype=torch.half, device="cuda")
+    x4 = torch.randn(4, 1024, dtype=torch.half, device="cuda")
+    dense = torch.nn.Linear(1024, 256, bias=False, dtype=torch.half, device="cuda")
+    w4 = quantized_linear(GemliteInt4WeightOnlyConfig(group_size=128))
+    w = w4.weight
+    args = (w.qdata, w.scale, w.zero_point, None, 4, 128, False)
+    dispatch.weight_only_linear(x1, *args)
+    plan = dispatch._PLANS[dispatch._plan_key(x1, *args)]
     out = torch.empty(1, 256, dtype=torch.half, device="cuda")
-    dense = torch.randn(256, 1024, dtype=torch.half, device="cuda")
-    linear = torch.nn.Linear(1024, 256, bias=False, dtype=torch.half, device="cuda")
-    quantize_(linear, GemliteInt4WeightOnlyConfig(group_size=128))
+    tensors = (x1, w.qdata, w.scale, w.zero_point, w.scale, out, out)
     rows = {
-        "torch.ops op (custom_op)": lambda: torch.ops.torchao_gemlite.linear_weight_only(x, *a),
-        "weight_only_linear (no custom op)": lambda: weight_only_linear(x, *a),
-        f"launch_weight_only split={cfg.split_k}": lambda: launch_weight_only(x, *a, cfg),
-        "launch_weight_only split=1": lambda: launch_weight_only(x, *a, one),
-        "check_weight_only_inputs": lambda: check_weight_only_inputs(x, *a),
-        "torch.empty": lambda: torch.empty(1, 256, dtype=torch.half, device="cuda"),
-        "quantized nn.Linear module call": lambda: linear(x),
-        "raw gemv_kernel[grid] launch": lambda: gemv_kernel[(4, 1)](
-            x, qw.qdata, qw.scale, qw.zero, qw.scale, out, out, 1, 256, 1024, 8, 1024, 1, 256, 256, 256,
-            BITS=4, GROUP_K=128, SYMMETRIC=False, SYM_ZERO=8.0, HAS_BIAS=False, BLOCK_M=1, BLOCK_N=64, BLOCK_K=128,
-            EVEN_K=True, EVEN_N=True, USE_WORKSPACE=False, NUM_STAGES=2, HALF_MAC=True, PF=4,
-            KSHIFT=5, EMULATE=False, num_warps=4),
-        "F.linear fp16 (reference point)": lambda: torch.nn.functional.linear(x, dense),
+        "nn.Linear fp16 module call (reference)": lambda: dense(x1),
+        "F.linear fp16 (reference)": lambda: F.linear(x1, dense.weight),
+        "W4 g128 module call, M=1 (gemv)": lambda: w4(x1),
+        "W4 g128 F.linear, M=1": lambda: F.linear(x1, w),
+        "W4 g128 F.linear, M=4 (mma)": lambda: F.linear(x4, w),
+        "  ops.call": lambda: torchao_gemlite.ops.call("linear_weight_only", x1, *args),
+        "  torch.ops op (dispatcher)": lambda: torch.ops.torchao_gemlite.linear_weight_only(x1, *args),
+        "  weight_only_linear (plan hit)": lambda: dispatch.weight_only_linear(x1, *args),
+        "  plan replay": lambda: plan(x1, *args[:4]),
+        "  plan key": lambda: dispatch._plan_key(x1, *args),
+        "  kept launch (KernelCall)": lambda: plan.kernel(tensors),
+        "  torch.empty": lambda: torch.empty((1, 256), dtype=torch.half, device="cuda"),
+        "W8 pc module call, M=1": quantized_linear(GemliteWeightOnlyConfig(bits=8, group_size=None, symmetric=True)),
+        "A8W4 g128 module call, M=1": quantized_linear(GemliteInt8DynamicActivationInt4WeightConfig(group_size=128)),
+        "A8W8 int8 module call, M=1": quantized_linear(GemliteInt8DynamicActivationInt8WeightConfig()),
+        "A8W8 fp8 module call, M=1": quantized_linear(GemliteFloat8DynamicActivationFloat8WeightConfig()),
     }
     for label, fn in rows.items():
-        print(f"{label:40s} {host_us(fn):7.1f} us")
+        call = (lambda m=fn: m(x1)) if isinstance(fn, torch.nn.Module) else fn
+        print(f"{label:42s} {host_us(call):7.1f} us", flush=True)
+    if out_dir is not None:
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(3000):
+            F.linear(x1, w)
+        profile.disable()
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(30)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "overhead_profile.txt").write_text(text.getvalue())
 
 
 if __name__ == "__main__":

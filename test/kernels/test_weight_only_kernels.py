@@ -317,3 +317,55 @@ def test_shipped_table_configs_are_correct(name, key, cfg):
     m = min(config.block_m, 2) if config.kernel == "gemv" else 17
     qw, x, b = _case(bits, False, None if group == "pc" else int(group), m, 1024, 200, torch.float16)
     _check(qw, x, b, _run(qw, x, b, config))
+
+
+def test_launch_plans_are_kept_per_call_key_and_replayed():
+    """weight_only_linear plans a call shape once and replays the plan: new values give new results,
+    and every fact the plan depends on (M, 3-D shape, x alignment, bias) gets its own plan.
+    configs.clear_caches() forgets them (after tuning)."""
+    from torchao_gemlite.kernels import dispatch
+    from torchao_gemlite.kernels.configs import clear_caches
+
+    clear_caches()
+    assert not dispatch._PLANS
+    qw, x, b = _case(4, False, 64, 3, 256, 40, torch.float16)
+    args = (qw.qdata, qw.scale, qw.zero, b, 4, 64, False)
+    _check(qw, x, b, weight_only_linear(x, *args))
+    plan = next(iter(dispatch._PLANS.values()))
+    x_new = torch.randn_like(x)
+    _check(qw, x_new, b, weight_only_linear(x_new, *args))
+    assert list(dispatch._PLANS.values()) == [plan]
+    shifted = torch.empty(x.numel() + 1, dtype=x.dtype, device=x.device)[1:].view_as(x)
+    shifted.copy_(x_new)  # 2 bytes off 16-byte alignment
+    variants = [shifted, x_new[:1], x_new.view(1, 3, 256)]
+    for v in variants:
+        y = weight_only_linear(v, *args)
+        assert y.shape == (*v.shape[:-1], 40)
+        _check(qw, v.reshape(-1, 256), b, y.reshape(-1, 40))
+    _check(qw, x_new, None, weight_only_linear(x_new, *args[:3], None, *args[4:]))
+    assert len(dispatch._PLANS) == 1 + len(variants) + 1
+    clear_caches()
+    assert not dispatch._PLANS
+
+
+@pytest.mark.skipif(not CUDA, reason="kept binaries and CUDA graphs need a GPU")
+def test_replayed_plans_launch_kept_binaries_and_capture_in_cuda_graphs():
+    """A replayed plan (split-K: the kernel and the reduction) launches the binaries its first run
+    compiled, gives the same bits as a fresh plan, and records into a CUDA graph."""
+    from torchao_gemlite.kernels import dispatch
+
+    qw, x, b = _case(4, False, 128, 1, 4096, 512, torch.float16)
+    args = (qw.qdata, qw.scale, qw.zero, b, 4, 128, False)
+    first = weight_only_linear(x, *args)
+    plan = dispatch._PLANS[dispatch._plan_key(x, *args)]
+    assert plan.kernel.entry is not None
+    assert torch.equal(weight_only_linear(x, *args), first)
+    cfg = plan.config
+    assert torch.equal(launch_weight_only(x, *args, cfg), first)
+    static_x = x.clone()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = weight_only_linear(static_x, *args)
+    static_x.copy_(torch.randn_like(x))
+    graph.replay()
+    assert torch.equal(static_y, weight_only_linear(static_x, *args))

@@ -225,48 +225,38 @@ def _io(k: int, n: int, x_elt: int, y_elt: int) -> Callable[[int], int]:
     return lambda m: m * k * x_elt + m * n * y_elt
 
 
-def _ops():
-    from torchao_gemlite import ops  # noqa: F401  (registers torch.ops.torchao_gemlite)
-
-    return torch.ops.torchao_gemlite
-
-
 def _build_ours(spec: FormatSpec) -> Callable[[int, int, torch.dtype, torch.device], Built]:
-    def build(k: int, n: int, dtype: torch.dtype, device: torch.device) -> Built:
-        from torchao_gemlite.quant import quantize_rowwise_fp8, quantize_rowwise_int8, quantize_weight
+    """Our formats as a model runs them: ``F.linear`` with the weight tensor subclass (its eager time
+    includes the subclass dispatch). Weights are quantized without refinement (speed only)."""
 
-        ops = _ops()
+    def build(k: int, n: int, dtype: torch.dtype, device: torch.device) -> Built:
+        from torchao_gemlite.quant import quantize_weight
+        from torchao_gemlite.tensors import (WEIGHT_ONLY_TENSOR_CLASSES, Float8DynActFloat8GemliteTensor,
+                                             Int8DynActInt4GemliteTensor, Int8DynActInt8GemliteTensor)
+
         elt = torch.finfo(dtype).bits // 8
         if spec.kind == "weight_only":
             def first():
                 qw = quantize_weight(_random_weight(n, k, dtype, device), spec.bits, spec.group_size, spec.symmetric)
-                return (qw.qdata, qw.scale, qw.zero, qw.fmt.group_size)
-
-            def call(x, w):
-                return ops.linear_weight_only(x, w[0], w[1], w[2], None, spec.bits, w[3], spec.symmetric)
+                return (WEIGHT_ONLY_TENSOR_CLASSES[spec.bits](qw.qdata, qw.scale, spec.bits, qw.fmt.group_size,
+                                                              spec.symmetric, qw.shape, zero_point=qw.zero),)
         elif spec.kind in ("int8", "fp8"):
-            quantizer = quantize_rowwise_int8 if spec.kind == "int8" else quantize_rowwise_fp8
-            op = ops.linear_dynamic_int8 if spec.kind == "int8" else ops.linear_dynamic_fp8
+            cls = Int8DynActInt8GemliteTensor if spec.kind == "int8" else Float8DynActFloat8GemliteTensor
 
             def first():
-                q, scale = quantizer(_random_weight(n, k, dtype, device))
-                return (q, scale.reshape(-1).contiguous())  # weight_scale fp32 [N] (ops.py)
-
-            def call(x, w):
-                return op(x, w[0], w[1], None)
+                return (cls.from_hp(_random_weight(n, k, dtype, device)),)
         elif spec.kind == "a8w4":
             def first():
                 qw = quantize_weight(_random_weight(n, k, dtype, device), 4, spec.group_size, True)
-                return (qw.qdata, qw.scale, qw.fmt.group_size)
-
-            def call(x, w):
-                return ops.linear_dynamic_a8w4(x, w[0], w[1], None, w[2])
+                return (Int8DynActInt4GemliteTensor(qw.qdata, qw.scale, 4, qw.fmt.group_size, True, qw.shape),)
         else:  # pragma: no cover - parse_format only makes the kinds above
             raise ValueError(spec.kind)
 
+        def call(x, w):
+            return torch.nn.functional.linear(x, w[0])
+
         make = _cached_copies(first)
-        one = make()
-        weight_bytes = tensor_nbytes(tuple(t for t in one if isinstance(t, torch.Tensor)))
+        weight_bytes = tensor_nbytes(make())
         return Built(make, _float_input(k, dtype, device), call, weight_bytes, _io(k, n, elt, elt))
 
     return build

@@ -104,11 +104,21 @@ def shipped_table(device_name: str) -> dict:
     return {}
 
 
+# Caches of decisions made from the chosen configs (dispatch.py's launch plans): clear_caches empties them too.
+_DERIVED_CACHES: list[dict] = []
+
+
+def register_derived_cache(cache: dict) -> None:
+    _DERIVED_CACHES.append(cache)
+
+
 def clear_caches() -> None:
-    """Forget loaded tables and chosen configs (after tuning, or in tests)."""
+    """Forget loaded tables, chosen configs and the launch plans made from them (after tuning, or in tests)."""
     shipped_table.cache_clear()
     _user_table.cache_clear()
     choose_config.cache_clear()
+    for cache in _DERIVED_CACHES:
+        cache.clear()
 
 
 @lru_cache(maxsize=None)

@@ -8,18 +8,20 @@ allocator (safe inside CUDA graph capture).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..formats import ACTIVATION_DTYPES, FLOAT_WEIGHT_DTYPES, PackedFormat, codes_per_word, symmetric_zero
-from .configs import LaunchConfig, choose_config, heuristic_config, mma_supported
+from .configs import LaunchConfig, choose_config, heuristic_config, mma_supported, register_derived_cache
 from .dequant import dequantize_packed
 from .gemm import gemm_kernel
 from .gemv import gemv_kernel
 from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .launch import INTERPRETED as _INTERPRETED
-from .launch import FastLauncher
+from .launch import FastLauncher, KernelCall, cdiv
 from .mma_gemv import mma_gemv_kernel, mma_launch
-from .reduce import splitk_reduce, splitk_workspace
+from .reduce import splitk_reduce_call
 
 
 _GEMV = FastLauncher(gemv_kernel)
@@ -84,111 +86,190 @@ def _unit_stride_rows(t: torch.Tensor | None) -> torch.Tensor | None:
     return t.contiguous()
 
 
-def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, group_size: int, symmetric: bool,
-                       config: LaunchConfig, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Runs one configuration on a 2-D input [M, K]; returns [M, N] in x's dtype (into ``out`` if given)."""
-    m, k = x2.shape
-    n = qdata.shape[1]
-    if out is None:
-        out = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
-    elif out.shape != (m, n) or out.dtype != x2.dtype or out.stride(1) != 1:
-        raise ValueError(f"out must be a row-major {(m, n)} {x2.dtype} tensor, got {out.dtype} {tuple(out.shape)}")
-    if m == 0:
-        return out
+def _kernel_operands(qdata, scale, zero, bias) -> tuple:
+    """The weight tensors as the kernels index them: [rows, N] with unit stride along N, zero with
+    scale's strides (one offset for both), a contiguous bias (read as bias[n])."""
     qdata, scale = _unit_stride_rows(qdata), _unit_stride_rows(scale)
-    if bias is not None and not bias.is_contiguous():  # the kernels index the bias as bias[n]
+    if bias is not None and not bias.is_contiguous():
         bias = bias.contiguous()
     if zero is not None:
         zero = _unit_stride_rows(zero)
         if zero.stride() != scale.stride():
             zero, scale = zero.contiguous(), scale.contiguous()
-    c = config
-    if c.kernel == "mma":
-        _launch_mma_gemv(x2, qdata, scale, zero, bias, out, bits, group_size, symmetric, c)
-        return out
-    if c.kernel == "dense":
-        dense = dequantize_packed(qdata, scale, zero, bits, group_size, symmetric, symmetric_zero(bits), x2.dtype)
-        if bias is None:
-            return torch.mm(x2, dense, out=out)
-        return torch.addmm(bias.to(x2.dtype), x2, dense, out=out)
-    k_tiles = -(-k // c.block_k)
-    split = max(1, min(c.split_k, k_tiles))
-    tiles_per_split = -(-k_tiles // split)
-    split = -(-k_tiles // tiles_per_split)  # no empty splits
-    ws = splitk_workspace(split, m, n, x2.device)
-    # the packed 16-bit arithmetic of half2.py (gemv loop, gemm dequantization); under Triton's
-    # interpreter its emulation, which is fp16 only (the interpreter computes bf16 wrongly). Never
-    # with swapped operands: there the dequantized tile is the register operand of the asynchronous
-    # wgmma, and with the inline PTX the H100 gave wrong results in split-K launches, some of them
-    # intermittent (docs/kernels.md, test/kernels/gpu_probe_swap_race.py); fp32 never did.
-    half = (c.half_mac and not (c.kernel == "gemm" and c.swap_ab) and x2.dtype in (torch.float16, torch.bfloat16)
-            and half_mac_supported(bits, x2.dtype == torch.bfloat16)
-            and (not _INTERPRETED or x2.dtype == torch.float16))
-    if half and c.kernel == "gemv" and (x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 2) or x2.data_ptr() % 4):
-        x2 = x2.clone(memory_format=torch.contiguous_format)  # it reads x as int32 pairs
-    if c.kernel == "gemv":
-        if c.block_m < m:
-            raise ValueError(f"gemv config block_m={c.block_m} is smaller than M={m}")
-        grid = (-(-n // c.block_n), split)
-    else:
-        if c.block_k < 16 or c.block_k % codes_per_word(bits):
-            raise ValueError(f"gemm config block_k={c.block_k} is not supported for {bits}-bit weights: the tensor "
-                             f"cores need block_k >= 16, a multiple of the {codes_per_word(bits)} codes in a word")
-        grid = (-(-m // c.block_m) * -(-n // c.block_n), split)
-    args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
-            ws if ws is not None else out, m, n, k, tiles_per_split,
-            x2.stride(0), x2.stride(1), qdata.stride(0), scale.stride(0), out.stride(0))
-    meta = dict(BITS=bits, GROUP_K=0 if group_size == k else group_size, SYMMETRIC=symmetric,
-                SYM_ZERO=symmetric_zero(bits), HAS_BIAS=bias is not None and split == 1,
-                BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, USE_WORKSPACE=split > 1,
-                NUM_STAGES=c.num_stages, num_warps=c.num_warps)
-    if c.kernel == "gemv":
-        _GEMV(grid, args, dict(meta, EVEN_K=k % c.block_k == 0, EVEN_N=n % c.block_n == 0, HALF_MAC=half,
-                               PF=pairs_per_flush(bits), KSHIFT=pair_kshift(bits), EMULATE=_INTERPRETED))
-    else:
-        _GEMM(grid, args, dict(meta, GROUP_M=c.group_m, SWAP_AB=c.swap_ab, HALF=half, EMULATE=_INTERPRETED))
-    if ws is not None:
-        splitk_reduce(ws, bias, out)
-    return out
+    return qdata, scale, zero, bias
 
 
-def _launch_mma_gemv(x2, qdata, scale, zero, bias, out, bits, group_size, symmetric, c: LaunchConfig) -> None:
-    """The tensor-core decode kernel (mma_gemv.py): 32 columns a warp, block_n // 32 warps along N and
-    the rest of num_warps along K, block_k codes a warp step; one 8-row batch tile up to M = 8, two up to 16."""
-    m, k = x2.shape
-    n = qdata.shape[1]
-    group_k = 0 if group_size == k else group_size
-    if not mma_gemv_supported(bits, x2.dtype):
-        raise ValueError(f"the mma kernel does not take {bits}-bit weights with {x2.dtype} activations"
-                         + (" under Triton's interpreter" if _INTERPRETED else ""))
-    launch = mma_launch(c, m, n, k, group_k)
-    if x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 4) or x2.data_ptr() % 8:
-        x2 = x2.clone(memory_format=torch.contiguous_format)  # it reads x as 8-byte int32 pairs
-    ws = splitk_workspace(launch.split, m, n, x2.device)
-    args = (x2, qdata, scale, zero if zero is not None else scale, bias if bias is not None else scale, out,
-            ws if ws is not None else out, m, n, k, launch.steps_per_split,
-            x2.stride(0), qdata.stride(0), scale.stride(0), out.stride(0))
-    meta = dict(launch.meta, BITS=bits, GROUP_K=group_k, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
-                HAS_BIAS=bias is not None and ws is None, NUM_STAGES=c.num_stages, EMULATE=_INTERPRETED)
-    _MMA_GEMV(launch.grid, args, meta)
-    if ws is not None:
-        splitk_reduce(ws, bias, out)
+class WeightOnlyPlan:
+    """How one call shape runs, decided once: the kernel and its launches (grid, int arguments,
+    constexprs, compiled binary after the first run), the copies the kernels need, the split-K
+    reduction. ``weight_only_linear`` keeps one per ``_plan_key`` and replays it, so an eager call
+    of a known shape costs the key, the output allocation and the launches (docs/kernels.md, host
+    overhead). Built from a validated call; ``out`` (row-major, given by the caller) fixes its row stride."""
+
+    def __init__(self, x, qdata, scale, zero, bias, bits: int, group_size: int, symmetric: bool,
+                 config: LaunchConfig, out: torch.Tensor | None = None):
+        k, n = x.shape[-1], qdata.shape[1]
+        x2 = x.reshape(-1, k)
+        m = x2.shape[0]
+        self.m, self.n, self.k, self.dtype, self.config = m, n, k, x.dtype, config
+        self.lead, self.flatten = tuple(x.shape[:-1]), x.dim() != 2
+        # a call on another GPU than the current one runs under a device guard (Triton launches on the current one)
+        self.guard = x.get_device() if x.is_cuda and x.get_device() != torch.cuda.current_device() else None
+        operands = _kernel_operands(qdata, scale, zero, bias)
+        self.fix_operands = any(a is not b for a, b in zip(operands, (qdata, scale, zero, bias)))
+        qdata, scale, zero, bias = operands
+        self.format = (bits, group_size, symmetric)
+        self.kernel = self.reduce = None
+        self.copy_x, self.split = False, 1
+        if m == 0 or config.kernel == "dense":
+            return
+        out_stride = n if out is None else out.stride(0)
+        c = config
+        if c.kernel == "mma":
+            group_k = 0 if group_size == k else group_size
+            if not mma_gemv_supported(bits, x.dtype):
+                raise ValueError(f"the mma kernel does not take {bits}-bit weights with {x.dtype} activations"
+                                 + (" under Triton's interpreter" if _INTERPRETED else ""))
+            launch = mma_launch(c, m, n, k, group_k)
+            # it reads x as 8-byte int32 pairs
+            self.copy_x = x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 4 != 0) or x2.data_ptr() % 8 != 0
+            x_stride = k if self.copy_x else x2.stride(0)
+            self.split = launch.split
+            ints = (m, n, k, launch.steps_per_split, x_stride, qdata.stride(0), scale.stride(0), out_stride)
+            meta = dict(launch.meta, BITS=bits, GROUP_K=group_k, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
+                        HAS_BIAS=bias is not None and self.split == 1, NUM_STAGES=c.num_stages,
+                        EMULATE=_INTERPRETED)
+            self.kernel = KernelCall(_MMA_GEMV, launch.grid, ints, meta)
+        else:
+            self._tiled_kernel(x2, qdata, scale, bias, bits, group_size, symmetric, out_stride)
+        if self.split > 1:
+            self.reduce = splitk_reduce_call(self.split, m, n, bias is not None, out_stride)
+
+    def _tiled_kernel(self, x2, qdata, scale, bias, bits, group_size, symmetric, out_stride) -> None:
+        """The GEMV or the tensor-core GEMM (same arguments)."""
+        c, m, n, k = self.config, self.m, self.n, self.k
+        k_tiles = cdiv(k, c.block_k)
+        split = max(1, min(c.split_k, k_tiles))
+        tiles_per_split = cdiv(k_tiles, split)
+        self.split = cdiv(k_tiles, tiles_per_split)  # no empty splits
+        # the packed 16-bit arithmetic of half2.py (gemv loop, gemm dequantization); under Triton's
+        # interpreter its emulation, which is fp16 only (the interpreter computes bf16 wrongly). Never
+        # with swapped operands: there the dequantized tile is the register operand of the asynchronous
+        # wgmma, and with the inline PTX the H100 gave wrong results in split-K launches, some of them
+        # intermittent (docs/kernels.md, test/kernels/gpu_probe_swap_race.py); fp32 never did.
+        half = (c.half_mac and not (c.kernel == "gemm" and c.swap_ab) and x2.dtype in (torch.float16, torch.bfloat16)
+                and half_mac_supported(bits, x2.dtype == torch.bfloat16)
+                and (not _INTERPRETED or x2.dtype == torch.float16))
+        if half and c.kernel == "gemv":  # it reads x as int32 pairs
+            self.copy_x = x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 2 != 0) or x2.data_ptr() % 4 != 0
+        x_strides = (k, 1) if self.copy_x else x2.stride()
+        if c.kernel == "gemv":
+            if c.block_m < m:
+                raise ValueError(f"gemv config block_m={c.block_m} is smaller than M={m}")
+            grid = (cdiv(n, c.block_n), self.split)
+        else:
+            if c.block_k < 16 or c.block_k % codes_per_word(bits):
+                raise ValueError(f"gemm config block_k={c.block_k} is not supported for {bits}-bit weights: the tensor "
+                                 f"cores need block_k >= 16, a multiple of the {codes_per_word(bits)} codes in a word")
+            grid = (cdiv(m, c.block_m) * cdiv(n, c.block_n), self.split)
+        ints = (m, n, k, tiles_per_split, *x_strides, qdata.stride(0), scale.stride(0), out_stride)
+        meta = dict(BITS=bits, GROUP_K=0 if group_size == k else group_size, SYMMETRIC=symmetric,
+                    SYM_ZERO=symmetric_zero(bits), HAS_BIAS=bias is not None and self.split == 1,
+                    BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, USE_WORKSPACE=self.split > 1,
+                    NUM_STAGES=c.num_stages, num_warps=c.num_warps)
+        if c.kernel == "gemv":
+            meta.update(EVEN_K=k % c.block_k == 0, EVEN_N=n % c.block_n == 0, HALF_MAC=half,
+                        PF=pairs_per_flush(bits), KSHIFT=pair_kshift(bits), EMULATE=_INTERPRETED)
+            self.kernel = KernelCall(_GEMV, grid, ints, meta)
+        else:
+            meta.update(GROUP_M=c.group_m, SWAP_AB=c.swap_ab, HALF=half, EMULATE=_INTERPRETED)
+            self.kernel = KernelCall(_GEMM, grid, ints, meta)
+
+    def __call__(self, x, qdata, scale, zero, bias, out: torch.Tensor | None = None) -> torch.Tensor:
+        if self.guard is not None:
+            with torch.cuda.device(self.guard):
+                return self._run(x, qdata, scale, zero, bias, out)
+        return self._run(x, qdata, scale, zero, bias, out)
+
+    def _run(self, x, qdata, scale, zero, bias, out) -> torch.Tensor:
+        m, n = self.m, self.n
+        x2 = x.reshape(m, self.k) if self.flatten else x
+        if self.fix_operands:
+            qdata, scale, zero, bias = _kernel_operands(qdata, scale, zero, bias)
+        if self.config.kernel == "dense" and m:
+            bits, group_size, symmetric = self.format
+            dense = dequantize_packed(qdata, scale, zero, bits, group_size, symmetric, symmetric_zero(bits), x2.dtype)
+            out = torch.mm(x2, dense, out=out) if bias is None else torch.addmm(bias.to(x2.dtype), x2, dense, out=out)
+        else:
+            if out is None:
+                out = torch.empty((m, n), dtype=self.dtype, device=x.device)
+            if self.kernel is not None:
+                if self.copy_x:
+                    x2 = x2.clone(memory_format=torch.contiguous_format)
+                ws = torch.empty((self.split, m, n), dtype=torch.float32, device=x.device) if self.split > 1 else out
+                self.kernel((x2, qdata, scale, zero if zero is not None else scale,
+                             bias if bias is not None else scale, out, ws))
+                if self.reduce is not None:
+                    self.reduce((ws, bias if bias is not None else ws, out))
+        return out.view(*self.lead, n) if self.flatten else out
+
+
+def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, group_size: int, symmetric: bool,
+                       config: LaunchConfig, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Runs one configuration on a 2-D input [M, K]; returns [M, N] in x's dtype (into ``out`` if given).
+    Plans the call afresh each time (tuning, tests): the model path is ``weight_only_linear``."""
+    m, n = x2.shape[0], qdata.shape[1]
+    if out is not None and (out.shape != (m, n) or out.dtype != x2.dtype or out.stride(1) != 1):
+        raise ValueError(f"out must be a row-major {(m, n)} {x2.dtype} tensor, got {out.dtype} {tuple(out.shape)}")
+    return WeightOnlyPlan(x2, qdata, scale, zero, bias, bits, group_size, symmetric, config, out)(
+        x2, qdata, scale, zero, bias, out)
+
+
+def _tensor_key(t: torch.Tensor | None) -> tuple | None:
+    """What a plan depends on in a tensor: dtype, shape, strides, 16-byte alignment (Triton
+    specializes on it; the copies of x depend on 4- and 8-byte alignment), device."""
+    if t is None:
+        return None
+    return t.dtype, t.shape, t.stride(), t.data_ptr() & 15, t.get_device()
+
+
+def _plan_key(x, qdata, scale, zero, bias, bits, group_size, symmetric) -> tuple:
+    """Everything validation and planning read: calls with equal keys pass the same checks and
+    run the same launches. The current device is part of it (the compiled kernels are per device)."""
+    return (_tensor_key(x), _tensor_key(qdata), _tensor_key(scale), _tensor_key(zero), _tensor_key(bias),
+            bits, group_size, symmetric, torch.cuda.current_device() if x.is_cuda else -1)
+
+
+# Launch plans by call key, built on the first call of each shape and never invalidated by the tensors'
+# values; configs.clear_caches() empties it with the config caches (after tuning). Bounded: a prefill that
+# sees many sequence lengths replans rather than growing it without end.
+_PLANS: dict = {}
+_MAX_PLANS = 4096
+register_derived_cache(_PLANS)
 
 
 def weight_only_linear(x, qdata, scale, zero, bias, bits: int, group_size: int, symmetric: bool,
                        config: LaunchConfig | None = None) -> torch.Tensor:
     """y = x @ dequant(W).T + bias for x [..., K] (any strides) -> [..., N] in x's dtype."""
-    check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric)
-    k = qdata.shape[0] * codes_per_word(bits)
-    n = qdata.shape[1]
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, k)
-    if config is None:
+    if config is not None:
+        check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric)
+        return WeightOnlyPlan(x, qdata, scale, zero, bias, bits, group_size, symmetric, config)(
+            x, qdata, scale, zero, bias)
+    key = _plan_key(x, qdata, scale, zero, bias, bits, group_size, symmetric)
+    plan = _PLANS.get(key)
+    if plan is None:
+        check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric)
+        k, n = x.shape[-1], qdata.shape[1]
         device_name, sm_count = _facts(x.device)
-        config = choose_config(x2.shape[0], n, k, bits, group_size, str(x.dtype)[6:], device_name, sm_count)
+        m = math.prod(x.shape[:-1])
+        config = choose_config(m, n, k, bits, group_size, str(x.dtype)[6:], device_name, sm_count)
         if config.kernel == "mma" and not mma_gemv_supported(bits, x.dtype):  # bf16 under the interpreter
-            config = heuristic_config(x2.shape[0], n, k, bits, group_size, sm_count, mma=False)
-    return launch_weight_only(x2, qdata, scale, zero, bias, bits, group_size, symmetric, config).reshape(*lead, n)
+            config = heuristic_config(m, n, k, bits, group_size, sm_count, mma=False)
+        plan = WeightOnlyPlan(x, qdata, scale, zero, bias, bits, group_size, symmetric, config)
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan(x, qdata, scale, zero, bias)
 
 
 # Dynamic-activation formats: per-token activation quantization + int8/fp8 tensor-core GEMM

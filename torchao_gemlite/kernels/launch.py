@@ -56,17 +56,17 @@ def _specialization(arg) -> tuple:
 class FastLauncher:
     """Wraps one @triton.jit kernel; call as ``launcher(grid, args, meta)`` with the runtime
     arguments positional (all of them, in signature order) and the constexprs plus launch
-    options (num_warps, ...) in ``meta``."""
+    options (num_warps, ...) in ``meta``. Returns the compiled kernel it launched, for
+    ``KernelCall`` to keep (None where Triton's own path ran)."""
 
     def __init__(self, kernel):
         self.kernel = kernel
         self.compiled: dict[tuple, tuple] = {}
 
-    def __call__(self, grid: tuple, args: tuple, meta: dict) -> None:
-        hooked = _hooked(knobs.runtime.launch_enter_hook) or _hooked(knobs.runtime.launch_exit_hook)
-        if INTERPRETED or not DIRECT or hooked:
+    def __call__(self, grid: tuple, args: tuple, meta: dict) -> tuple | None:
+        if INTERPRETED or not DIRECT or _launch_hooked():
             self.kernel[grid](*args, **meta)
-            return
+            return None
         device = torch.cuda.current_device()
         key = (device, *meta.values(), *map(_specialization, args))
         hit = self.compiled.get(key)
@@ -74,9 +74,39 @@ class FastLauncher:
             compiled = self.kernel[grid](*args, **meta)
             # the launcher takes every signature argument, constexprs included, in order
             constexprs = tuple(meta[name] for name in self.kernel.arg_names[len(args):])
-            self.compiled[key] = (compiled, constexprs)
-            return
-        compiled, constexprs = hit
-        grid = (*grid, 1, 1)
-        compiled.run(grid[0], grid[1], grid[2], driver.active.get_current_stream(device), compiled.function,
-                     compiled.packed_metadata, None, None, None, *args, *constexprs)
+            hit = self.compiled[key] = (compiled, constexprs, device)
+            return hit
+        run_compiled(hit, (*grid, 1, 1), args)
+        return hit
+
+
+def _launch_hooked() -> bool:
+    return _hooked(knobs.runtime.launch_enter_hook) or _hooked(knobs.runtime.launch_exit_hook)
+
+
+def run_compiled(entry: tuple, grid3: tuple, args: tuple) -> None:
+    """Launches a kept kernel (``FastLauncher``'s entry) on the current stream of its device."""
+    compiled, constexprs, device = entry
+    compiled.run(grid3[0], grid3[1], grid3[2], driver.active.get_current_stream(device), compiled.function,
+                 compiled.packed_metadata, None, None, None, *args, *constexprs)
+
+
+class KernelCall:
+    """One launch whose grid, trailing int arguments and meta are fixed: a step of a launch plan
+    (dispatch.py), replayed with new tensors on every call of the same shape. The first run goes
+    through the FastLauncher (which compiles if needed) and keeps its compiled kernel; later runs
+    launch that kernel directly, skipping the specialization key. Its validity rests on the plan's
+    key: the tensors of a later call have the dtypes and 16-byte alignment of the first call's.
+    A launch hook (profilers) sends every run back through the FastLauncher."""
+
+    __slots__ = ("launcher", "grid", "ints", "meta", "entry")
+
+    def __init__(self, launcher: FastLauncher, grid: tuple, ints: tuple, meta: dict):
+        self.launcher, self.grid, self.ints, self.meta = launcher, (*grid, 1, 1)[:3], ints, meta
+        self.entry = None
+
+    def __call__(self, tensors: tuple) -> None:
+        if self.entry is None or _launch_hooked():
+            self.entry = self.launcher(self.grid, (*tensors, *self.ints), self.meta)
+        else:
+            run_compiled(self.entry, self.grid, (*tensors, *self.ints))

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import FastLauncher, cdiv
+from .launch import FastLauncher, KernelCall, cdiv
 
 
 @triton.jit
@@ -65,9 +65,14 @@ def splitk_workspace(split_k: int, m: int, n: int, device) -> torch.Tensor | Non
     return torch.empty((split_k, m, n), dtype=torch.float32, device=device) if split_k > 1 else None
 
 
+def splitk_reduce_call(split_k: int, m: int, n: int, has_bias: bool, out_stride: int) -> KernelCall:
+    """The reduction launch of a split-K call; run it with (workspace, bias or workspace, out)."""
+    block = 1024
+    return KernelCall(_REDUCE, (cdiv(m * n, block),), (m, n, out_stride),
+                      dict(HAS_BIAS=has_bias, SPLIT_K=split_k, BLOCK=block, num_warps=4))
+
+
 def splitk_reduce(workspace: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
     split_k, m, n = workspace.shape
-    block = 1024
-    args = (workspace, bias if bias is not None else workspace, out, m, n, out.stride(0))
-    _REDUCE((cdiv(m * n, block),), args,
-            dict(HAS_BIAS=bias is not None, SPLIT_K=split_k, BLOCK=block, num_warps=4))
+    splitk_reduce_call(split_k, m, n, bias is not None, out.stride(0))(
+        (workspace, bias if bias is not None else workspace, out))

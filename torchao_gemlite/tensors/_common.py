@@ -112,9 +112,12 @@ def check_linear_input(x: torch.Tensor, w: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
         raise TypeError(f"F.linear with a {type(w).__name__} weight needs a floating-point input, got "
                         f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if x.shape[-1] != w.shape[1]:
-        raise ValueError(f"F.linear: input has {x.shape[-1]} features in its last axis, but the "
-                         f"{type(w).__name__} weight of shape {list(w.shape)} expects K={w.shape[1]}")
+    # .shape on a subclass goes through __torch_function__ (about 3 us an eager call) unless disabled
+    with torch._C.DisableTorchFunctionSubclass():
+        k, x_k = w.shape[1], x.shape[-1]
+    if x_k != k:
+        raise ValueError(f"F.linear: input has {x_k} features in its last axis, but the "
+                         f"{type(w).__name__} weight of shape {list(w.shape)} expects K={k}")
 
 
 def register_linear(cls) -> None:
