@@ -46,9 +46,51 @@ def step_profile(name: str, layers: int, batch: int, head: bool, steps: int = 8)
     torch.cuda.empty_cache()
 
 
+def graph_us(fn, calls: int = 20, replays: int = 20) -> float:
+    """Time of one call of ``fn`` replayed in a CUDA graph (median over replays of ``calls`` calls)."""
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / calls)
+    return sorted(times)[len(times) // 2]
+
+
+def attention_variants(context: int = 1024) -> None:
+    """Decode attention of one layer (Llama-3-8B heads): SDPA with the mask against decode_attention."""
+    args = e2e.ModelArgs()
+    g = args.n_heads // args.n_kv_heads
+    sdpa = torch.compile(lambda q, k, v, mask: torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask.repeat(1, 1, g, 1)), fullgraph=True, dynamic=False)
+    matmuls = torch.compile(e2e.decode_attention, fullgraph=True, dynamic=False)
+    print(f"\n== decode attention of one layer, context {context} (us)")
+    for batch in (1, 8, 32):
+        q = torch.randn(batch, args.n_kv_heads, g, args.head_dim, dtype=torch.bfloat16, device="cuda")
+        k, v = (torch.randn(batch, args.n_kv_heads, context, args.head_dim, dtype=torch.bfloat16, device="cuda")
+                for _ in range(2))
+        mask = torch.zeros(1, 1, 1, context, dtype=torch.bool, device="cuda")
+        mask[..., :900] = True
+        torch.testing.assert_close(sdpa(q, k, v, mask), matmuls(q, k, v, mask), rtol=2e-2, atol=2e-2)
+        print(f"  batch {batch:3d}: sdpa {graph_us(lambda: sdpa(q, k, v, mask)):6.1f}   "
+              f"matmuls {graph_us(lambda: matmuls(q, k, v, mask)):6.1f}")
+
+
 def main() -> None:
     layers = int(sys.argv[1]) if len(sys.argv) > 1 else 8
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    attention_variants()
     for name, head in (("bf16", False), ("gemlite-int4-g128", False), ("gemlite-int4-g128", True)):
         step_profile(name, layers, batch, head)
 

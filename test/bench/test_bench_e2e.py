@@ -83,25 +83,36 @@ def test_run_e2e_rejects_unknown_configs():
         e2e.run_e2e(e2e.E2ESettings(configs=("nope",)), torch.device("cpu"))
 
 
-@torch.no_grad()
-def test_gqa_attention_matches_repeated_kv_heads():
-    torch.manual_seed(0)
-    attn = e2e.Attention(ARGS, dtype=torch.float32)
-    attn.cache = e2e.KVCache(2, ARGS.n_kv_heads, 8, ARGS.head_dim, torch.float32, "cpu")
-    x, pos = torch.randn(2, 5, ARGS.dim), torch.arange(5)
-    cos, sin = e2e.rope_tables(8, ARGS.head_dim, ARGS.rope_theta)
-    cos, sin = cos[pos], sin[pos]
-    mask = torch.ones(8, 8, dtype=torch.bool).tril()[pos].view(1, 1, 5, 8)
-    y = attn(x, pos, cos, sin, mask)
-
+def _reference_attention(attn, x, cos, sin):
+    """Causal attention over all of x with every KV head repeated for its query heads."""
+    b, t, _ = x.shape
     h, d = ARGS.n_heads, ARGS.head_dim
-    q = e2e.apply_rope(attn.wq(x).view(2, 5, h, d), cos, sin).transpose(1, 2)
-    k = e2e.apply_rope(attn.wk(x).view(2, 5, -1, d), cos, sin).transpose(1, 2)
-    v = attn.wv(x).view(2, 5, -1, d).transpose(1, 2)
+    q, k, v = attn.wqkv(x).split([attn.q_dim, attn.kv_dim, attn.kv_dim], dim=-1)
+    q = e2e.apply_rope(q.view(b, t, h, d), cos, sin).transpose(1, 2)
+    k = e2e.apply_rope(k.view(b, t, -1, d), cos, sin).transpose(1, 2)
+    v = v.view(b, t, -1, d).transpose(1, 2)
     rep = h // ARGS.n_kv_heads
     ref = torch.nn.functional.scaled_dot_product_attention(
         q, k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1), is_causal=True)
-    torch.testing.assert_close(y, attn.wo(ref.transpose(1, 2).reshape(2, 5, h * d)), rtol=1e-5, atol=1e-5)
+    return attn.wo(ref.transpose(1, 2).reshape(b, t, h * d))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("decode_steps", [0, 2])
+def test_gqa_attention_matches_repeated_kv_heads(decode_steps):
+    """Prefill of 5 tokens (SDPA), then single-token decode steps (decode_attention) on the cache."""
+    torch.manual_seed(0)
+    attn = e2e.Attention(ARGS, dtype=torch.float32)
+    attn.cache = e2e.KVCache(2, ARGS.n_kv_heads, 8, ARGS.head_dim, torch.float32, "cpu")
+    total = 5 + decode_steps
+    x, pos = torch.randn(2, total, ARGS.dim), torch.arange(total)
+    cos, sin = e2e.rope_tables(8, ARGS.head_dim, ARGS.rope_theta)
+    causal = torch.ones(8, 8, dtype=torch.bool).tril()
+    ys = [attn(x[:, :5], pos[:5], cos[:5], sin[:5], causal[:5].view(1, 1, 5, 8))]
+    for i in range(5, total):
+        ys.append(attn(x[:, i:i + 1], pos[i:i + 1], cos[i:i + 1], sin[i:i + 1], causal[i:i + 1].view(1, 1, 1, 8)))
+    ref = _reference_attention(attn, x, cos[:total], sin[:total])
+    torch.testing.assert_close(torch.cat(ys, dim=1), ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,8 +1,10 @@
 """End-to-end benchmark: a Llama-3-8B-shaped decoder with random weights (nothing is downloaded).
 
 The model is deliberately small and plain: RMSNorm, rotary embeddings, grouped-query attention
-with a static KV cache through ``F.scaled_dot_product_attention``, a SwiGLU MLP. Every linear
-layer except the output head is quantized with ``torchao.quantization.quantize_(model, config)``.
+with a static KV cache (``F.scaled_dot_product_attention`` at prefill, two matmuls and a softmax
+for the single query token of decode), a SwiGLU MLP; q/k/v and gate/up are fused linears, as
+serving stacks run them. Every linear layer except the output head (``quantize_head``: that too)
+is quantized with ``torchao.quantization.quantize_(model, config)``.
 
 Measured per config:
 
@@ -99,41 +101,55 @@ class KVCache(nn.Module):
         return self.k, self.v
 
 
+def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Attention of a few query rows per KV head ([B, H_kv, R, D] against the cache [B, H_kv, S, D],
+    mask [1, 1, 1, S]) as two batched matmuls and a softmax in fp32. At decode SDPA's fused kernels
+    parallelize over query blocks, so one program streams each KV head's whole cache; on the H100 cuDNN's
+    took about 24 us a layer at batch 1 and context 1024 (test/bench/gpu_probe_e2e_profile.py)."""
+    scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1).to(v.dtype) @ v
+
+
 class Attention(nn.Module):
     def __init__(self, args: ModelArgs, **factory):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.n_kv_heads, args.head_dim
-        self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=False, **factory)
-        self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False, **factory)
-        self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=False, **factory)
-        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False, **factory)
+        self.q_dim, self.kv_dim = args.n_heads * args.head_dim, args.n_kv_heads * args.head_dim
+        # q, k and v projections in one linear, as serving stacks fuse them
+        self.wqkv = nn.Linear(args.dim, self.q_dim + 2 * self.kv_dim, bias=False, **factory)
+        self.wo = nn.Linear(self.q_dim, args.dim, bias=False, **factory)
         self.cache: Optional[KVCache] = None
 
     def forward(self, x, pos, cos, sin, mask):
         b, t, _ = x.shape
-        q = apply_rope(self.wq(x).view(b, t, self.n_heads, self.head_dim), cos, sin)
-        k = apply_rope(self.wk(x).view(b, t, self.n_kv_heads, self.head_dim), cos, sin)
-        v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim)
+        q, k, v = self.wqkv(x).split([self.q_dim, self.kv_dim, self.kv_dim], dim=-1)
+        q = apply_rope(q.view(b, t, self.n_heads, self.head_dim), cos, sin)
+        k = apply_rope(k.view(b, t, self.n_kv_heads, self.head_dim), cos, sin)
+        v = v.view(b, t, self.n_kv_heads, self.head_dim)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # [B, H, T, D]
         k, v = self.cache.update(pos, k, v)  # [B, H_kv, S, D]
         # GQA without repeating the cache: the G = H / H_kv query heads that share a KV head
         # (head h uses KV head h // G) become G*T query rows of that KV head.
         g = self.n_heads // self.n_kv_heads
         q = q.reshape(b, self.n_kv_heads, g * t, self.head_dim)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.repeat(1, 1, g, 1))  # [B, H_kv, G*T, D]
+        if t == 1:
+            y = decode_attention(q, k, v, mask)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.repeat(1, 1, g, 1))  # [B, H_kv, G*T, D]
         y = y.view(b, self.n_heads, t, self.head_dim)
-        return self.wo(y.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+        return self.wo(y.transpose(1, 2).reshape(b, t, self.q_dim))
 
 
 class FeedForward(nn.Module):
     def __init__(self, args: ModelArgs, **factory):
         super().__init__()
-        self.w1 = nn.Linear(args.dim, args.ffn_dim, bias=False, **factory)  # gate
-        self.w3 = nn.Linear(args.dim, args.ffn_dim, bias=False, **factory)  # up
+        self.w13 = nn.Linear(args.dim, 2 * args.ffn_dim, bias=False, **factory)  # gate and up, fused
         self.w2 = nn.Linear(args.ffn_dim, args.dim, bias=False, **factory)  # down
 
     def forward(self, x):
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        gate, up = self.w13(x).chunk(2, dim=-1)
+        return self.w2(F.silu(gate) * up)
 
 
 class Block(nn.Module):
