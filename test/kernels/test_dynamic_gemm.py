@@ -388,3 +388,24 @@ def test_device_mismatch():
         int8_dynamic_linear(x, wq, ws, b.cpu())
     with pytest.raises(ValueError, match="x is on cpu"):
         int8_dynamic_linear(x.cpu(), wq.cpu(), ws.cpu(), b.cpu())
+
+
+@pytest.mark.parametrize("kind,m", [("int8", 2), ("int8", 24), ("a8w4", 3), ("a8w4", 40)])
+def test_launch_plans_replay_the_unplanned_path(kind, m):
+    """A linear's first call of a shape plans it (dynamic_gemm._PLANS); a later call with new values
+    replays the plan and gives the same bits as the unplanned path (``out=`` skips the plans)."""
+    from torchao_gemlite.kernels import dynamic_gemm
+
+    x, w, b = _data(m, 256, 72, torch.float16, True, seed=3)
+    if kind == "int8":
+        wq, ws = quantize_rowwise_int8(w)
+        linear = lambda t, **kw: int8_dynamic_linear(t, wq, ws.reshape(-1), b, **kw)  # noqa: E731
+    else:
+        qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
+        linear = lambda t, **kw: a8w4_dynamic_linear(t, qw.qdata, qw.scale, b, 64, **kw)  # noqa: E731
+    dynamic_gemm._PLANS.clear()
+    linear(x)
+    x_new = torch.randn_like(x).view(1, m, 256)  # 3-D: the plan flattens and restores the leading axes
+    y = linear(x_new)
+    assert len(dynamic_gemm._PLANS) == 2 and y.shape == (1, m, 72)
+    assert torch.equal(y, linear(x_new, out=_poisoned((1, m, 72), torch.float16)))

@@ -76,22 +76,26 @@ def test_split_k_is_deterministic():
     assert all(torch.equal(runs[0], r) for r in runs[1:])
 
 
-def test_linear_layers_route_decode_to_the_gemv(monkeypatch):
-    """int8 linears with M <= GEMV_MAX_M and no config run the GEMV; M above it, an explicit config,
-    or a weight that cannot be read as int32 words take the GEMM."""
-    calls = []
-    real = dynamic_gemm.dynamic_gemv
-    monkeypatch.setattr(dynamic_gemm, "dynamic_gemv", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+def _planned_route(call):
+    """(route of the launch plan that ``call`` made, its result); the plan cache is emptied first."""
+    dynamic_gemm._PLANS.clear()
+    y = call()
+    (plan,) = dynamic_gemm._PLANS.values()
+    return plan.route, y
+
+
+def test_linear_layers_route_decode_to_the_gemv():
+    """int8 linears with M <= GEMV_MAX_M and no config run the GEMV; M above it or a weight that
+    cannot be read as int32 words take the GEMM."""
     x, w, bias = _inputs(GEMV_MAX_M + 1, 256, 48, seed=5)
     wq, ws = quantize_rowwise_int8(w)
-    int8_dynamic_linear(x[:1], wq, ws.reshape(-1), bias)
-    int8_dynamic_linear(x[:GEMV_MAX_M], wq, ws.reshape(-1), bias)
-    assert len(calls) == 2
-    int8_dynamic_linear(x, wq, ws.reshape(-1), bias)
+    assert _planned_route(lambda: int8_dynamic_linear(x[:1], wq, ws.reshape(-1), bias))[0] == "gemv"
+    assert _planned_route(lambda: int8_dynamic_linear(x[:GEMV_MAX_M], wq, ws.reshape(-1), bias))[0] == "gemv"
+    assert _planned_route(lambda: int8_dynamic_linear(x, wq, ws.reshape(-1), bias))[0] == "gemm"
     misaligned = torch.empty(48 * 256 + 1, dtype=torch.int8, device=DEVICE)[1:].view(48, 256)
     misaligned.copy_(wq)
-    y = int8_dynamic_linear(x[:1], misaligned, ws.reshape(-1), bias)
-    assert len(calls) == 2
+    route, y = _planned_route(lambda: int8_dynamic_linear(x[:1], misaligned, ws.reshape(-1), bias))
+    assert route == "gemm"
     torch.testing.assert_close(y, int8_dynamic_linear(x[:1], wq, ws.reshape(-1), bias), rtol=0, atol=0)
 
 

@@ -99,20 +99,16 @@ def test_a8w4_mma_is_deterministic():
     assert all(torch.equal(runs[0], r) for r in runs[1:])
 
 
-def test_a8w4_linears_route_m_up_to_16_to_the_mma_kernel(monkeypatch):
-    """No config: M = 1..16 run the mma kernel; M = 17 or an explicit config take the int8 GEMM."""
-    calls = []
-    real = dynamic_gemm.dynamic_mma_gemv
-    monkeypatch.setattr(dynamic_gemm, "dynamic_mma_gemv", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+def test_a8w4_linears_route_m_up_to_16_to_the_mma_kernel():
+    """No config: M = 1..16 run the mma kernel (the launch plan's route), M = 17 the int8 GEMM."""
     x, w, bias = _inputs(17, 256, 48, seed=5)
     qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
-    for m in (1, 16):
+    for m, route in ((1, "mma"), (16, "mma"), (17, "gemm")):
+        dynamic_gemm._PLANS.clear()
         y = a8w4_dynamic_linear(x[:m], qw.qdata, qw.scale, bias, 64)
+        assert [plan.route for plan in dynamic_gemm._PLANS.values()] == [route]
         xq, xs = quantize_per_token(x[:m], torch.int8)
         _check(y, xq, xs, qw, bias)
-    assert len(calls) == 2
-    a8w4_dynamic_linear(x, qw.qdata, qw.scale, bias, 64)
-    assert len(calls) == 2
 
 
 def test_a8w4_mma_errors_name_the_problem():

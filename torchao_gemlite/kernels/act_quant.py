@@ -47,7 +47,7 @@ import triton
 import triton.language as tl
 
 from ..formats import ACTIVATION_DTYPES
-from .launch import INTERPRETED, FastLauncher, cdiv, next_power_of_2
+from .launch import INTERPRETED, FastLauncher, KernelCall, cdiv, next_power_of_2
 
 FP8_DTYPE = torch.float8_e4m3fn
 INT8_MAX = 127.0
@@ -191,10 +191,15 @@ def quantize_per_token(x: torch.Tensor, dtype: torch.dtype = torch.int8, *, out:
     m = x2.shape[0]
     if m == 0:
         return out, out_scale
+    act_quant_call(m, k, x2.stride(0), x2.stride(1), dtype, x.device)((x2, out, out_scale))
+    return out, out_scale
+
+
+def act_quant_call(m: int, k: int, stride_xm: int, stride_xk: int, dtype: torch.dtype, device) -> KernelCall:
+    """The launch that quantizes m rows of length k; run it with (x [m, k], q [m, k] contiguous, scale [m])."""
     one_pass, block_k, rows, num_warps = _launch_params(m, k)
     fp8 = dtype == FP8_DTYPE
     qmax = FP8_MAX if fp8 else INT8_MAX
-    _ACT_QUANT((cdiv(m, rows),), (x2, out, out_scale, m, k, x2.stride(0), x2.stride(1), k),
-               dict(QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(x.device), FP8=fp8,
-                    ONE_PASS=one_pass, ROWS=rows, BLOCK_K=block_k, num_warps=num_warps))
-    return out, out_scale
+    return KernelCall(_ACT_QUANT, (cdiv(m, rows),), (m, k, stride_xm, stride_xk, k),
+                      dict(QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(device), FP8=fp8,
+                           ONE_PASS=one_pass, ROWS=rows, BLOCK_K=block_k, num_warps=num_warps))

@@ -19,7 +19,7 @@ from .gemm import gemm_kernel
 from .gemv import gemv_kernel
 from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .launch import INTERPRETED as _INTERPRETED
-from .launch import FastLauncher, KernelCall, cdiv
+from .launch import FastLauncher, KernelCall, PlanCache, cdiv, tensor_key
 from .mma_gemv import mma_gemv_kernel, mma_launch
 from .reduce import splitk_reduce_call
 
@@ -225,26 +225,15 @@ def launch_weight_only(x2: torch.Tensor, qdata, scale, zero, bias, bits: int, gr
         x2, qdata, scale, zero, bias, out)
 
 
-def _tensor_key(t: torch.Tensor | None) -> tuple | None:
-    """What a plan depends on in a tensor: dtype, shape, strides, 16-byte alignment (Triton
-    specializes on it; the copies of x depend on 4- and 8-byte alignment), device."""
-    if t is None:
-        return None
-    return t.dtype, t.shape, t.stride(), t.data_ptr() & 15, t.get_device()
-
-
 def _plan_key(x, qdata, scale, zero, bias, bits, group_size, symmetric) -> tuple:
     """Everything validation and planning read: calls with equal keys pass the same checks and
     run the same launches. The current device is part of it (the compiled kernels are per device)."""
-    return (_tensor_key(x), _tensor_key(qdata), _tensor_key(scale), _tensor_key(zero), _tensor_key(bias),
+    return (tensor_key(x), tensor_key(qdata), tensor_key(scale), tensor_key(zero), tensor_key(bias),
             bits, group_size, symmetric, torch.cuda.current_device() if x.is_cuda else -1)
 
 
-# Launch plans by call key, built on the first call of each shape and never invalidated by the tensors'
-# values; configs.clear_caches() empties it with the config caches (after tuning). Bounded: a prefill that
-# sees many sequence lengths replans rather than growing it without end.
-_PLANS: dict = {}
-_MAX_PLANS = 4096
+# configs.clear_caches() empties it with the config caches (after tuning)
+_PLANS = PlanCache()
 register_derived_cache(_PLANS)
 
 
@@ -265,10 +254,7 @@ def weight_only_linear(x, qdata, scale, zero, bias, bits: int, group_size: int, 
         config = choose_config(m, n, k, bits, group_size, str(x.dtype)[6:], device_name, sm_count)
         if config.kernel == "mma" and not mma_gemv_supported(bits, x.dtype):  # bf16 under the interpreter
             config = heuristic_config(m, n, k, bits, group_size, sm_count, mma=False)
-        plan = WeightOnlyPlan(x, qdata, scale, zero, bias, bits, group_size, symmetric, config)
-        if len(_PLANS) >= _MAX_PLANS:
-            _PLANS.clear()
-        _PLANS[key] = plan
+        plan = _PLANS.keep(key, WeightOnlyPlan(x, qdata, scale, zero, bias, bits, group_size, symmetric, config))
     return plan(x, qdata, scale, zero, bias)
 
 

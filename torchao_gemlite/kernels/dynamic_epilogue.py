@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import FastLauncher, cdiv, next_power_of_2
+from .launch import FastLauncher, KernelCall, cdiv, next_power_of_2
 
 
 @triton.jit
@@ -54,12 +54,17 @@ def _splitk_reduce_kernel(
 _REDUCE = FastLauncher(_splitk_reduce_kernel)
 
 
+def reduce_splits_call(splits: int, m: int, n: int, stride_bs_n: int, out_strides: tuple, has_bias: bool,
+                       apply_b_scale: bool) -> KernelCall:
+    """The reduction launch; run it with (ws, x_scale, b_scale, bias or x_scale, out)."""
+    rbm = min(32, next_power_of_2(m))
+    return KernelCall(_REDUCE, (cdiv(m, rbm), cdiv(n, 128)), (m, n, splits, stride_bs_n, *out_strides),
+                      dict(B_SCALE=apply_b_scale, HAS_BIAS=has_bias, BLOCK_M=rbm, BLOCK_N=128, num_warps=4))
+
+
 def reduce_splits(ws: torch.Tensor, x_scale: torch.Tensor, b_scale: torch.Tensor, stride_bs_n: int, bias, out: torch.Tensor,
                   apply_b_scale: bool) -> None:
     """out = sum_s ws[s] * x_scale[m] (* b_scale[n] when ``apply_b_scale``) (+ bias[n])."""
     splits, m, n = ws.shape
-    rbm = min(32, next_power_of_2(m))
-    _REDUCE((cdiv(m, rbm), cdiv(n, 128)), (
-        ws, x_scale, b_scale, bias if bias is not None else x_scale, out,
-        m, n, splits, stride_bs_n, out.stride(0), out.stride(1)),
-        dict(B_SCALE=apply_b_scale, HAS_BIAS=bias is not None, BLOCK_M=rbm, BLOCK_N=128, num_warps=4))
+    reduce_splits_call(splits, m, n, stride_bs_n, out.stride(), bias is not None, apply_b_scale)(
+        (ws, x_scale, b_scale, bias if bias is not None else x_scale, out))

@@ -45,6 +45,7 @@ SPLIT_K = 1, since int32 sums are exact).
 
 from __future__ import annotations
 
+import math
 
 import torch
 import triton
@@ -55,18 +56,19 @@ from .act_quant import (
     FP8_MAX,
     INT8_MAX,
     inv_qmax,
+    act_quant_call,
     quantize_per_token,
     quantize_tile,
     row_scale,
     scale_by_reciprocal,
     triton_can_run_on,
 )
-from .configs import MMA_MAX_M
+from .configs import MMA_MAX_M, register_derived_cache
 from .dynamic_configs import DynamicGemmConfig, pick_config
-from .dynamic_epilogue import epilogue, reduce_splits
-from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv
-from .dynamic_mma_gemv import dynamic_mma_gemv
-from .launch import FastLauncher, cdiv
+from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call
+from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
+from .dynamic_mma_gemv import dynamic_mma_call, dynamic_mma_gemv
+from .launch import FastLauncher, KernelCall, PlanCache, cdiv, tensor_key
 from .reduce import tile_coordinates
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -272,18 +274,14 @@ def _check_out(out, m: int, n: int, out_dtype, device) -> torch.Tensor:
     return out
 
 
-def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, config: DynamicGemmConfig,
-            fp8: bool, w4: bool, group_k: int, fuse: bool = False) -> torch.Tensor:
-    """fuse=False: xq int8/fp8 [M, K] and its scales x_scale [M]. fuse=True: xq is the fp16/bf16
-    x [M, K] itself and x_scale an fp32 [M] buffer that receives its per-token scales."""
-    m = xq.shape[0]
-    if m == 0 or n == 0:
-        return out
-    if bias is not None and not bias.is_contiguous():  # the kernels index the bias as bias[n]
-        bias = bias.contiguous()
+def _gemm_call(m: int, n: int, k: int, xq_strides: tuple, b_strides_kn: tuple, stride_bs_g: int, stride_bs_n: int,
+               out_strides: tuple, config: DynamicGemmConfig, fp8: bool, w4: bool, group_k: int, fuse: bool,
+               has_bias: bool, device) -> tuple[KernelCall, int, torch.dtype]:
+    """The GEMM launch, its K split and the split-K workspace dtype; run it with (xq, x_scale [M], b, b_scale,
+    bias or x_scale, out, workspace [split, M, N] or out). fuse=False: xq int8/fp8 [M, K] and its scales.
+    fuse=True: xq is the fp16/bf16 x [M, K] itself and x_scale an fp32 [M] buffer that receives its scales."""
     c = config
     block_k = min(c.BLOCK_K, group_k) if group_k else c.BLOCK_K
-    x_scale = x_scale.reshape(m)
     if group_k:  # splits fall on group boundaries; BLOCK_K divides the group size
         groups = k // group_k
         k_per_split = cdiv(groups, max(1, min(c.SPLIT_K, groups))) * group_k
@@ -293,21 +291,34 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
     splits = cdiv(k, k_per_split)  # never an empty split
     int_acc = not fp8 and not group_k
     qmax = FP8_MAX if fp8 else INT8_MAX
-    ws = None
-    if splits > 1:
-        ws = torch.empty((splits, m, n), dtype=torch.int32 if int_acc else torch.float32, device=xq.device)
     grid = (cdiv(m, c.BLOCK_M) * cdiv(n, c.BLOCK_N), splits)
-    _DYNAMIC_GEMM(grid, (
-        xq, x_scale, b, b_scale, bias if bias is not None else x_scale, out, ws if ws is not None else out,
-        m, n, k, k_per_split,
-        xq.stride(0), xq.stride(1), b.stride(1) if not w4 else b.stride(0), b.stride(0) if not w4 else b.stride(1),
-        stride_bs_g, stride_bs_n, out.stride(0), out.stride(1)), dict(
-        FP8=fp8, W4=w4, GROUP_K=group_k, GROUP_STEPS=group_k // block_k if group_k else 0,
-        HAS_BIAS=bias is not None, USE_WS=ws is not None, EVEN_K=k % block_k == 0,
-        FUSE_ACT=fuse, SWAP_AB=c.SWAP_AB and not w4, QMAX=qmax, INV_QMAX=inv_qmax(qmax),
-        RECIP=scale_by_reciprocal(xq.device), BLOCK_M=c.BLOCK_M, BLOCK_N=c.BLOCK_N, BLOCK_K=block_k, GROUP_M=GROUP_M,
-        num_warps=c.num_warps, num_stages=c.num_stages,
-    ))
+    ints = (m, n, k, k_per_split, *xq_strides, *b_strides_kn, stride_bs_g, stride_bs_n, *out_strides)
+    meta = dict(FP8=fp8, W4=w4, GROUP_K=group_k, GROUP_STEPS=group_k // block_k if group_k else 0,
+                HAS_BIAS=has_bias, USE_WS=splits > 1, EVEN_K=k % block_k == 0, FUSE_ACT=fuse,
+                SWAP_AB=c.SWAP_AB and not w4, QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(device),
+                BLOCK_M=c.BLOCK_M, BLOCK_N=c.BLOCK_N, BLOCK_K=block_k, GROUP_M=GROUP_M,
+                num_warps=c.num_warps, num_stages=c.num_stages)
+    return KernelCall(_DYNAMIC_GEMM, grid, ints, meta), splits, torch.int32 if int_acc else torch.float32
+
+
+def _b_strides_kn(b: torch.Tensor, w4: bool) -> tuple[int, int]:
+    """(stride along K, stride along N) of the weight: [N, K] for A8W8, words [K/8, N] for A8W4."""
+    return (b.stride(0), b.stride(1)) if w4 else (b.stride(1), b.stride(0))
+
+
+def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, config: DynamicGemmConfig,
+            fp8: bool, w4: bool, group_k: int, fuse: bool = False) -> torch.Tensor:
+    """Runs _gemm_call's launch (and the split-K reduction) on checked inputs."""
+    m = xq.shape[0]
+    if m == 0 or n == 0:
+        return out
+    if bias is not None and not bias.is_contiguous():  # the kernels index the bias as bias[n]
+        bias = bias.contiguous()
+    x_scale = x_scale.reshape(m)
+    gemm, splits, ws_dtype = _gemm_call(m, n, k, xq.stride(), _b_strides_kn(b, w4), stride_bs_g, stride_bs_n,
+                                        out.stride(), config, fp8, w4, group_k, fuse, bias is not None, xq.device)
+    ws = torch.empty((splits, m, n), dtype=ws_dtype, device=xq.device) if splits > 1 else None
+    gemm((xq, x_scale, b, b_scale, bias if bias is not None else x_scale, out, ws if ws is not None else out))
     if ws is not None:
         reduce_splits(ws, x_scale, b_scale, stride_bs_n, bias, out, apply_b_scale=not group_k)
     return out
@@ -436,7 +447,130 @@ def _mma_route(m: int, config, qdata) -> bool:
     return config is None and 1 <= m <= MMA_MAX_M and qdata.stride(1) == 1
 
 
+class DynamicPlan:
+    """One dynamic-activation linear for a call key (see dispatch.WeightOnlyPlan): the per-token
+    quantization launch, the route (torch._scaled_mm, the int8 dp4a GEMV, the A8W4 mma kernel or the
+    tensor-core GEMM) with its launch and split-K reduction, decided once from a validated call, so that
+    a replayed call costs its allocations and launches. kind: "int8", "fp8" or "a8w4"; ``weight`` /
+    ``w_scale`` are weight_q / weight_scale (A8W8) or qdata / scale (A8W4); ``group`` is A8W4's group
+    (K for per-channel)."""
+
+    def __init__(self, kind: str, x, weight, w_scale, bias, k: int, n: int, group: int | None):
+        self.kind, self.k, self.n, self.dtype = kind, k, n, x.dtype
+        self.lead, self.flatten = tuple(x.shape[:-1]), x.dim() != 2
+        m = self.m = math.prod(self.lead)
+        self.qdtype = FP8_DTYPE if kind == "fp8" else torch.int8
+        self.fix_bias = bias is not None and not bias.is_contiguous()
+        self.scale_rows = kind != "a8w4" and w_scale.dim() != 1  # A8W8 [N, 1] scales are read as [N]
+        self.fix_scale = False
+        self.main = self.reduce = None
+        self.split = 1
+        self.route = "empty" if m == 0 or n == 0 else self._route(x, weight, w_scale, group)
+        if self.route in ("empty", "fused"):
+            return
+        x2 = x.reshape(m, k)  # what every call's reshape gives: the same view, or a contiguous copy
+        self.quant = act_quant_call(m, k, x2.stride(0), x2.stride(1), self.qdtype, x.device)
+        if self.route == "scaled_mm":
+            return
+        has_bias = bias is not None
+        if self.route == "gemv":
+            self.fix_scale = w_scale.reshape(n).stride(0) != 1  # it reads w_scale[n]
+            self.main, self.split = dynamic_gemv_call(m, n, k, k // 4, weight.stride(0) // 4, n, has_bias)
+            self.ws_dtype, stride_bs_n, b_scale_applied = torch.int32, 1, False
+        elif self.route == "mma":
+            self.fix_scale = w_scale.stride(-1) != 1
+            stride_sg = w_scale.contiguous().stride(0) if self.fix_scale else w_scale.stride(0)
+            self.main, self.split = dynamic_mma_call(m, n, k, 0 if group == k else group, k // 4, weight.stride(0),
+                                                     stride_sg, n, has_bias)
+            self.ws_dtype, stride_bs_n, b_scale_applied = torch.float32, 1, True
+        else:  # gemm
+            w4 = kind == "a8w4"
+            group_k = 0 if not w4 or group == k else group
+            b_scale = w_scale if w4 else w_scale.reshape(n)
+            stride_bs_g, stride_bs_n = (0 if not group_k else b_scale.stride(0), b_scale.stride(-1))
+            self.main, self.split, self.ws_dtype = _gemm_call(
+                m, n, k, (k, 1), _b_strides_kn(weight, w4), stride_bs_g, stride_bs_n, (n, 1), self.config,
+                kind == "fp8", w4, group_k, False, has_bias, x.device)
+            b_scale_applied = bool(group_k)
+        if self.split > 1:
+            self.reduce = reduce_splits_call(self.split, m, n, stride_bs_n, (n, 1), has_bias, not b_scale_applied)
+
+    def _route(self, x, weight, w_scale, group) -> str:
+        m, n, k = self.m, self.n, self.k
+        if self.kind == "a8w4":
+            if _mma_route(m, None, weight):
+                return "mma"
+        elif _scaled_mm_route(m, n, x, self.qdtype, None):
+            return "scaled_mm"
+        elif _gemv_route(m, None, weight if self.kind == "int8" else None):
+            return "gemv"
+        self.config = pick_config(m, n, k, self.kind)
+        return "fused" if self.config.FUSE_ACT else "gemm"  # no heuristic picks the fused prologue
+
+    def __call__(self, x, weight, w_scale, bias) -> torch.Tensor:
+        m, n = self.m, self.n
+        if self.route == "empty":
+            return torch.empty((*self.lead, n), dtype=self.dtype, device=x.device)
+        x2 = x.reshape(m, self.k) if self.flatten else x
+        if self.fix_bias:
+            bias = bias.contiguous()
+        if self.scale_rows:
+            w_scale = w_scale.reshape(n)
+        if self.fix_scale:
+            w_scale = w_scale.contiguous()
+        xq = torch.empty((m, self.k), dtype=self.qdtype, device=x.device)
+        if self.route == "scaled_mm":
+            x_scale = torch.empty((m, 1), dtype=torch.float32, device=x.device)
+            self.quant((x2, xq, x_scale))
+            y = torch._scaled_mm(xq, weight.t(), scale_a=x_scale, scale_b=w_scale.reshape(1, n),
+                                 bias=None if bias is None else bias.to(x.dtype), out_dtype=x.dtype)
+            return y.view(*self.lead, n) if self.flatten else y
+        x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
+        self.quant((x2, xq, x_scale))
+        y = torch.empty((m, n), dtype=self.dtype, device=x.device)
+        ws = torch.empty((self.split, m, n), dtype=self.ws_dtype, device=x.device) if self.split > 1 else y
+        bias_arg = bias if bias is not None else x_scale
+        if self.route == "gemv":
+            self.main((xq.view(torch.int32), x_scale, weight.view(torch.int32), w_scale, bias_arg, y, ws))
+        elif self.route == "mma":
+            self.main((xq.view(torch.int32), x_scale, weight, w_scale, bias_arg, y, ws))
+        else:
+            self.main((xq, x_scale, weight, w_scale, bias_arg, y, ws))
+        if self.reduce is not None:
+            self.reduce((ws, x_scale, x_scale if self.route == "mma" else w_scale, bias_arg, y))
+        return y.view(*self.lead, n) if self.flatten else y
+
+
+# configs.clear_caches() empties it with the config caches
+_PLANS = PlanCache()
+register_derived_cache(_PLANS)
+
+
+def _planned(kind: str, x, weight, w_scale, bias, group_size=None) -> torch.Tensor | None:
+    """The call through its kept plan (validated and planned on a key's first call); None for the
+    fused-prologue route, which the caller runs unplanned."""
+    key = (kind, tensor_key(x), tensor_key(weight), tensor_key(w_scale), tensor_key(bias), group_size,
+           torch.cuda.current_device() if x.is_cuda else -1)
+    plan = _PLANS.get(key)
+    if plan is None:
+        k = _check_x(x)
+        if kind == "a8w4":
+            n, group = _check_w4_weight(weight, w_scale, bias, group_size, k)
+        else:
+            n, group = _check_a8w8_weight(weight, w_scale, bias, k, FP8_DTYPE if kind == "fp8" else torch.int8), None
+        if kind == "a8w4":
+            _check_same_device(x, "x", qdata=weight, scale=w_scale, bias=bias)
+        else:
+            _check_same_device(x, "x", weight_q=weight, weight_scale=w_scale, bias=bias)
+        plan = _PLANS.keep(key, DynamicPlan(kind, x, weight, w_scale, bias, k, n, group))
+    return None if plan.route == "fused" else plan(x, weight, w_scale, bias)
+
+
 def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
+    if config is None and out is None:
+        y = _planned("fp8" if qdtype == FP8_DTYPE else "int8", x, weight_q, weight_scale, bias)
+        if y is not None:
+            return y
     k = _check_x(x)
     n = _check_a8w8_weight(weight_q, weight_scale, bias, k, qdtype)
     _check_same_device(x, "x", weight_q=weight_q, weight_scale=weight_scale, bias=bias, out=out)
@@ -490,6 +624,10 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
                         out: torch.Tensor | None = None) -> torch.Tensor:
     """A8W4: x [..., K] quantized per token to int8 times a packed symmetric 4-bit weight
     (qdata int32 [K/8, N], scale [K/G, N], zero 8); returns [..., N] in x's dtype."""
+    if config is None and out is None:
+        y = _planned("a8w4", x, qdata, scale, bias, group_size)
+        if y is not None:
+            return y
     k = _check_x(x)
     n, group = _check_w4_weight(qdata, scale, bias, group_size, k)
     _check_same_device(x, "x", qdata=qdata, scale=scale, bias=bias, out=out)

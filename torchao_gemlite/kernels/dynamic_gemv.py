@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 
 from .dynamic_epilogue import epilogue, reduce_splits
-from .launch import INTERPRETED, FastLauncher, cdiv, next_power_of_2
+from .launch import INTERPRETED, FastLauncher, KernelCall, cdiv, next_power_of_2
 
 GEMV_MAX_M = 4
 
@@ -107,6 +107,23 @@ def gemv_config(m: int, n: int, k: int, sm_count: int = 132) -> GemvConfig:
     return GemvConfig(block_n, block_k, split, num_warps=4, num_stages=stages)
 
 
+def dynamic_gemv_call(m: int, n: int, k: int, stride_xw: int, stride_ww: int, stride_om: int, has_bias: bool,
+                      config: GemvConfig | None = None) -> tuple[KernelCall, int]:
+    """The launch and its K split (> 1: partials to a workspace [split, M, N] int32 for reduce_splits);
+    run it with (x_words, x_scale [M], w_words, w_scale [N], bias or x_scale, out, workspace or out).
+    Strides are in int32 words for x and w."""
+    c = config or gemv_config(m, n, k)
+    if c.block_k % 32 or c.block_k & (c.block_k - 1):
+        raise ValueError(f"gemv block_k={c.block_k} must be a power of two >= 32")
+    k_steps = cdiv(k, c.block_k)
+    k_per_split = cdiv(k_steps, max(1, min(c.split_k, k_steps))) * c.block_k
+    splits = cdiv(k, k_per_split)
+    return KernelCall(_GEMV, (cdiv(n, c.block_n), splits), (m, n, k, k_per_split, stride_xw, stride_ww, stride_om), dict(
+        HAS_BIAS=has_bias, USE_WS=splits > 1, EVEN_K=k % c.block_k == 0, EVEN_N=n % c.block_n == 0,
+        BLOCK_M=max(1, next_power_of_2(m)), BLOCK_N=c.block_n, BLOCK_K=c.block_k, NUM_STAGES=c.num_stages,
+        EMULATE=INTERPRETED, num_warps=c.num_warps)), splits
+
+
 def dynamic_gemv(xq: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, bias,
                  out: torch.Tensor, n: int, k: int, config: GemvConfig | None = None) -> torch.Tensor:
     """Runs the kernel on checked inputs (dynamic_gemm.py validates them): xq int8 [M, K] row-major
@@ -114,26 +131,17 @@ def dynamic_gemv(xq: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_sca
     m = xq.shape[0]
     if m == 0 or n == 0:
         return out
-    c = config or gemv_config(m, n, k)
-    if c.block_k % 32 or c.block_k & (c.block_k - 1):
-        raise ValueError(f"gemv block_k={c.block_k} must be a power of two >= 32")
     if bias is not None and not bias.is_contiguous():
         bias = bias.contiguous()
     x_words = xq.view(torch.int32)
     w_words = w.view(torch.int32)
     if w_scale.stride(-1) != 1:  # the kernel reads w_scale[n]
         w_scale = w_scale.contiguous()
-    k_steps = cdiv(k, c.block_k)
-    k_per_split = cdiv(k_steps, max(1, min(c.split_k, k_steps))) * c.block_k
-    splits = cdiv(k, k_per_split)
+    gemv, splits = dynamic_gemv_call(m, n, k, x_words.stride(0), w_words.stride(0), out.stride(0), bias is not None,
+                                     config)
     ws = torch.empty((splits, m, n), dtype=torch.int32, device=xq.device) if splits > 1 else None
     x_scale = x_scale.reshape(m)
-    _GEMV((cdiv(n, c.block_n), splits), (
-        x_words, x_scale, w_words, w_scale, bias if bias is not None else x_scale, out, ws if ws is not None else out,
-        m, n, k, k_per_split, x_words.stride(0), w_words.stride(0), out.stride(0)), dict(
-        HAS_BIAS=bias is not None, USE_WS=ws is not None, EVEN_K=k % c.block_k == 0, EVEN_N=n % c.block_n == 0,
-        BLOCK_M=max(1, next_power_of_2(m)), BLOCK_N=c.block_n, BLOCK_K=c.block_k, NUM_STAGES=c.num_stages,
-        EMULATE=INTERPRETED, num_warps=c.num_warps))
+    gemv((x_words, x_scale, w_words, w_scale, bias if bias is not None else x_scale, out, ws if ws is not None else out))
     if ws is not None:
         reduce_splits(ws, x_scale, w_scale, 1, bias, out, apply_b_scale=True)
     return out

@@ -24,7 +24,7 @@ import triton.language as tl
 
 from .configs import LaunchConfig, mma_config
 from .dynamic_epilogue import reduce_splits
-from .launch import INTERPRETED, FastLauncher
+from .launch import INTERPRETED, FastLauncher, KernelCall
 from .mma_gemv import _join4, _split4, _store_rows, _thread_columns, mma_launch
 from .mma_sync import mma_16832_u8s8
 
@@ -175,6 +175,18 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
 _MMA = FastLauncher(dynamic_mma_gemv_kernel)
 
 
+def dynamic_mma_call(m: int, n: int, k: int, group_k: int, stride_xw: int, stride_qk: int, stride_sg: int,
+                     stride_om: int, has_bias: bool, config: LaunchConfig | None = None) -> tuple[KernelCall, int]:
+    """The launch and its K split (> 1: fp32 partials to a workspace [split, M, N] for reduce_splits without
+    weight scales); run it with (x_words, x_scale [M], qdata, scale, bias or x_scale, out, workspace or out).
+    mma_gemv's launch for one batch tile at any M: with 74 registers two tiles still fit 16 warps (H100:
+    4096x14336 M=16 took 23.4 us with the 128-column CTA against 42.3 with the 32-column one)."""
+    launch = mma_launch(config or mma_config(n, k, group_k or k), m, n, k, group_k)
+    return KernelCall(_MMA, launch.grid, (m, n, k, launch.steps_per_split, stride_xw, stride_qk, stride_sg, stride_om),
+                      dict(launch.meta, GROUP_K=group_k, HAS_BIAS=has_bias and launch.split == 1,
+                           EMULATE=INTERPRETED)), launch.split
+
+
 def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor,
                      stride_sg: int, bias, out: torch.Tensor, n: int, k: int, group_k: int,
                      config: LaunchConfig | None = None) -> torch.Tensor:
@@ -185,9 +197,6 @@ def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tenso
     m = xq.shape[0]
     if m == 0 or n == 0:
         return out
-    # mma_gemv's launch for one batch tile at any M: with 74 registers two tiles still fit 16 warps (H100:
-    # 4096x14336 M=16 took 23.4 us with the 128-column CTA against 42.3 with the 32-column one)
-    launch = mma_launch(config or mma_config(n, k, group_k or k), m, n, k, group_k)
     if scale.stride(-1) != 1:  # the kernel reads scales at row * stride_sg + n
         scale = scale.contiguous()
         stride_sg = scale.stride(0) if scale.dim() == 2 else 0
@@ -195,11 +204,10 @@ def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tenso
         bias = bias.contiguous()
     x_words = xq.view(torch.int32)
     x_scale = x_scale.reshape(m)
-    ws = torch.empty((launch.split, m, n), dtype=torch.float32, device=xq.device) if launch.split > 1 else None
-    _MMA(launch.grid, (
-        x_words, x_scale, qdata, scale, bias if bias is not None else x_scale, out, ws if ws is not None else out,
-        m, n, k, launch.steps_per_split, x_words.stride(0), qdata.stride(0), stride_sg, out.stride(0)), dict(
-        launch.meta, GROUP_K=group_k, HAS_BIAS=bias is not None and ws is None, EMULATE=INTERPRETED))
+    mma, split = dynamic_mma_call(m, n, k, group_k, x_words.stride(0), qdata.stride(0), stride_sg, out.stride(0),
+                                  bias is not None, config)
+    ws = torch.empty((split, m, n), dtype=torch.float32, device=xq.device) if split > 1 else None
+    mma((x_words, x_scale, qdata, scale, bias if bias is not None else x_scale, out, ws if ws is not None else out))
     if ws is not None:  # weight scales are applied: x_scale and the bias only
         reduce_splits(ws, x_scale, x_scale, 1, bias, out, apply_b_scale=False)
     return out

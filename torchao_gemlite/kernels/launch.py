@@ -110,3 +110,26 @@ class KernelCall:
             self.entry = self.launcher(self.grid, (*tensors, *self.ints), self.meta)
         else:
             run_compiled(self.entry, self.grid, (*tensors, *self.ints))
+
+
+def tensor_key(t: torch.Tensor | None) -> tuple | None:
+    """What a launch plan depends on in a tensor: dtype, shape, strides, 16-byte alignment (Triton
+    specializes on it; copies made for the kernels depend on 4- and 8-byte alignment), device.
+    Anything else by its type: a key that validation then rejects with a clear error."""
+    if not isinstance(t, torch.Tensor):
+        return None if t is None else type(t)
+    return t.dtype, t.shape, t.stride(), t.data_ptr() & 15, t.get_device()
+
+
+class PlanCache(dict):
+    """Launch plans by call key (dispatch.py, dynamic_gemm.py), built on a key's first call and
+    replayed after; never invalidated by the tensors' values. Bounded: a prefill that sees many
+    sequence lengths replans rather than growing it without end."""
+
+    MAX_PLANS = 4096
+
+    def keep(self, key, plan):
+        if len(self) >= self.MAX_PLANS:
+            self.clear()
+        self[key] = plan
+        return plan
