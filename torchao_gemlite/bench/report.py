@@ -324,7 +324,8 @@ torchao-gemlite-bench --from-json bench/all.json --write-docs
 
 METHOD = """\
 - Kernels: CUDA-graph replay (one graph calls the op once per rotated weight copy; time per call =
-  replay time / copies, median of many replays) and eager (the same calls from Python, median).
+  replay time / copies, median of many replays) and eager (the same calls from Python, median). Ours are
+  called as a model calls them: `F.linear(x, w)` with the weight tensor subclass.
   Weight copies are rotated so that one replay reads more than 2.5x the L2 cache (capped at 64 copies
   and 4 GiB), so decode-sized calls read their weights from HBM. Inputs are fresh random data.
 - Speedup = cuBLAS `F.linear` time in the same dtype and mode / our time. TFLOP/s = 2*M*N*K / time.
@@ -335,8 +336,9 @@ METHOD = """\
   quantized: matmul only), GemLite when installed (its `gemlite.helper` processors). Our A8 formats
   quantize the activations inside the call.
 - Host overhead = eager - graph time at the smallest M.
-- End to end: a Llama-3-8B-shaped decoder (RMSNorm, rotary, GQA attention with a static KV cache through
-  `F.scaled_dot_product_attention`, SwiGLU MLP) with random weights. Decode: one CUDA graph per batch size
+- End to end: a Llama-3-8B-shaped decoder (RMSNorm, rotary, GQA attention with a static KV cache: at decode
+  two matmuls and a softmax, at prefill `F.scaled_dot_product_attention`; SwiGLU MLP; fused q/k/v and
+  gate/up linears, as serving stacks run them) with random weights. Decode: one CUDA graph per batch size
   (a step + greedy token feedback; with `--compile` the forward inside it is `torch.compile`d first),
   tokens/s = batch x steps / time. Prefill: eager forward of one sequence. Every linear except the
   output head (also the head with `--quantize-head`) is quantized with `torchao.quantization.quantize_`.
