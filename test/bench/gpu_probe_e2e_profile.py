@@ -14,6 +14,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from torchao_gemlite.bench import e2e
+from torchao_gemlite.kernels.tuning import graph_time_us
 
 
 def step_profile(name: str, layers: int, batch: int, head: bool, steps: int = 8) -> None:
@@ -46,28 +47,6 @@ def step_profile(name: str, layers: int, batch: int, head: bool, steps: int = 8)
     torch.cuda.empty_cache()
 
 
-def graph_us(fn, calls: int = 20, replays: int = 20) -> float:
-    """Time of one call of ``fn`` replayed in a CUDA graph (median over replays of ``calls`` calls)."""
-    side = torch.cuda.Stream()
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(calls):
-            fn()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / calls)
-    return sorted(times)[len(times) // 2]
-
-
 def attention_variants(context: int = 1024) -> None:
     """Decode attention of one layer (Llama-3-8B heads): SDPA with the mask against decode_attention."""
     args = e2e.ModelArgs()
@@ -83,8 +62,8 @@ def attention_variants(context: int = 1024) -> None:
         mask = torch.zeros(1, 1, 1, context, dtype=torch.bool, device="cuda")
         mask[..., :900] = True
         torch.testing.assert_close(sdpa(q, k, v, mask), matmuls(q, k, v, mask), rtol=2e-2, atol=2e-2)
-        print(f"  batch {batch:3d}: sdpa {graph_us(lambda: sdpa(q, k, v, mask)):6.1f}   "
-              f"matmuls {graph_us(lambda: matmuls(q, k, v, mask)):6.1f}")
+        print(f"  batch {batch:3d}: sdpa {graph_time_us([lambda: sdpa(q, k, v, mask)] * 20):6.1f}   "
+              f"matmuls {graph_time_us([lambda: matmuls(q, k, v, mask)] * 20):6.1f}")
 
 
 def main() -> None:

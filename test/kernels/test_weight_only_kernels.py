@@ -246,6 +246,18 @@ def test_device_mismatch_error():
         weight_only_linear(**args)
 
 
+def _check_graph_replay(linear, x):
+    """``linear`` captured in a CUDA graph on a static input gives the eager result for new input values."""
+    static_x = x.clone()
+    linear(static_x)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = linear(static_x)
+    static_x.copy_(torch.randn_like(x))
+    graph.replay()
+    assert torch.equal(static_y, linear(static_x))
+
+
 @pytest.mark.skipif(not CUDA, reason="the custom op routes CUDA inputs to the kernels")
 def test_custom_op_eager_compile_and_cuda_graph():
     qw, x, b = _case(4, False, 128, 4, 1024, 512, torch.float16)
@@ -255,14 +267,7 @@ def test_custom_op_eager_compile_and_cuda_graph():
     _check(qw, x, b, eager)
     compiled = torch.compile(lambda t: op(t, *args), fullgraph=True)
     assert torch.equal(compiled(x), eager)
-    static_x = x.clone()
-    op(static_x, *args)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_y = op(static_x, *args)
-    static_x.copy_(torch.randn_like(x))
-    graph.replay()
-    assert torch.equal(static_y, op(static_x, *args))
+    _check_graph_replay(lambda t: op(t, *args), x)
 
 
 @pytest.mark.skipif(not CUDA, reason="direct launches run on CUDA only (the interpreter takes Triton's path)")
@@ -362,10 +367,4 @@ def test_replayed_plans_launch_kept_binaries_and_capture_in_cuda_graphs():
     assert torch.equal(weight_only_linear(x, *args), first)
     cfg = plan.config
     assert torch.equal(launch_weight_only(x, *args, cfg), first)
-    static_x = x.clone()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_y = weight_only_linear(static_x, *args)
-    static_x.copy_(torch.randn_like(x))
-    graph.replay()
-    assert torch.equal(static_y, weight_only_linear(static_x, *args))
+    _check_graph_replay(lambda t: weight_only_linear(t, *args), x)

@@ -1,9 +1,10 @@
 """Validation and dispatch: picks the kernel and launch configuration for each call.
 
-Everything here runs on every call of a quantized linear, so it stays short: checks
-that would otherwise surface as a Triton trace, one cached config lookup, one or two
-launches. Outputs and split-K workspaces are fresh allocations from PyTorch's caching
-allocator (safe inside CUDA graph capture).
+The first call of a call key (``_plan_key``: the tensors' dtypes, shapes, strides, alignment and
+devices, the format) validates it (checks that would otherwise surface as a Triton trace), looks up
+the launch configuration and plans its launches (``WeightOnlyPlan``); later calls with the same key
+replay the plan: the key, the output allocation, one or two launches. Outputs and split-K workspaces
+are fresh allocations from PyTorch's caching allocator (safe inside CUDA graph capture).
 """
 
 from __future__ import annotations
