@@ -306,6 +306,19 @@ def test_llama_shape_gpu():
                      torch.bfloat16)
 
 
+@cuda_only
+def test_fp8_scaled_mm_route_takes_an_unaligned_bias():
+    """cuBLASLt refuses a bias that is not 16-byte aligned: the route passes an aligned copy."""
+    x, w, b = _data(256, 512, 64, torch.float16, True, seed=4)
+    w8, ws8 = quantize_rowwise_fp8(w)
+    unaligned = torch.empty(65, dtype=b.dtype, device=DEVICE)[1:]
+    unaligned.copy_(b)
+    assert unaligned.data_ptr() % 16
+    y = fp8_dynamic_linear(x, w8, ws8, unaligned)
+    assert torch.equal(y, fp8_dynamic_linear(x, w8, ws8, b))
+    assert torch.equal(fp8_dynamic_linear(x, w8, ws8, unaligned, out=_poisoned((256, 64), torch.float16)), y)
+
+
 # ---------------------------------------------------------------------------------------------
 # Heuristic, empty inputs, errors
 # ---------------------------------------------------------------------------------------------
@@ -409,3 +422,9 @@ def test_launch_plans_replay_the_unplanned_path(kind, m):
     y = linear(x_new)
     assert len(dynamic_gemm._PLANS) == 2 and y.shape == (1, m, 72)
     assert torch.equal(y, linear(x_new, out=_poisoned((1, m, 72), torch.float16)))
+
+
+def test_a_non_tensor_input_gets_a_clear_error():
+    wq, ws = quantize_rowwise_int8(torch.randn(32, 64, device=DEVICE))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        int8_dynamic_linear([[1.0] * 64], wq, ws.reshape(-1))

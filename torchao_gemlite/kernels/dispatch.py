@@ -230,7 +230,8 @@ def _plan_key(x, qdata, scale, zero, bias, bits, group_size, symmetric) -> tuple
     """Everything validation and planning read: calls with equal keys pass the same checks and
     run the same launches. The current device is part of it (the compiled kernels are per device)."""
     return (tensor_key(x), tensor_key(qdata), tensor_key(scale), tensor_key(zero), tensor_key(bias),
-            bits, group_size, symmetric, torch.cuda.current_device() if x.is_cuda else -1)
+            bits, group_size, symmetric, type(bits), type(group_size),
+            torch.cuda.current_device() if isinstance(x, torch.Tensor) and x.is_cuda else -1)
 
 
 # configs.clear_caches() empties it with the config caches (after tuning)

@@ -432,6 +432,13 @@ def _scaled_mm_route(m: int, weight_n: int, x: torch.Tensor, qdtype: torch.dtype
             and x.dtype in SCALED_MM_OUT_DTYPES and weight_n % 16 == 0)
 
 
+def _scaled_mm_bias(bias, dtype):
+    """torch._scaled_mm's bias in the output dtype, 16-byte aligned (cuBLASLt refuses an unaligned one)."""
+    if bias is None:
+        return None
+    return bias.to(dtype, copy=bias.data_ptr() % 16 != 0)
+
+
 def _gemv_route(m: int, config, weight) -> bool:
     """int8 decode (M <= GEMV_MAX_M, no config asked for) goes to the dp4a GEMV (dynamic_gemv.py)
     when the weight [N, K] can be read as int32 words: unit stride along K, 4-byte aligned rows."""
@@ -458,6 +465,7 @@ class DynamicPlan:
     def __init__(self, kind: str, x, weight, w_scale, bias, k: int, n: int, group: int | None):
         self.kind, self.k, self.n, self.dtype = kind, k, n, x.dtype
         self.lead, self.flatten = tuple(x.shape[:-1]), x.dim() != 2
+        self.guard = x.get_device() if x.is_cuda and x.get_device() != torch.cuda.current_device() else None
         m = self.m = math.prod(self.lead)
         self.qdtype = FP8_DTYPE if kind == "fp8" else torch.int8
         self.fix_bias = bias is not None and not bias.is_contiguous()
@@ -508,6 +516,12 @@ class DynamicPlan:
         return "fused" if self.config.FUSE_ACT else "gemm"  # no heuristic picks the fused prologue
 
     def __call__(self, x, weight, w_scale, bias) -> torch.Tensor:
+        if self.guard is not None:
+            with torch.cuda.device(self.guard):
+                return self._run(x, weight, w_scale, bias)
+        return self._run(x, weight, w_scale, bias)
+
+    def _run(self, x, weight, w_scale, bias) -> torch.Tensor:
         m, n = self.m, self.n
         if self.route == "empty":
             return torch.empty((*self.lead, n), dtype=self.dtype, device=x.device)
@@ -523,7 +537,7 @@ class DynamicPlan:
             x_scale = torch.empty((m, 1), dtype=torch.float32, device=x.device)
             self.quant((x2, xq, x_scale))
             y = torch._scaled_mm(xq, weight.t(), scale_a=x_scale, scale_b=w_scale.reshape(1, n),
-                                 bias=None if bias is None else bias.to(x.dtype), out_dtype=x.dtype)
+                                 bias=_scaled_mm_bias(bias, x.dtype), out_dtype=x.dtype)
             return y.view(*self.lead, n) if self.flatten else y
         x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
         self.quant((x2, xq, x_scale))
@@ -550,7 +564,7 @@ def _planned(kind: str, x, weight, w_scale, bias, group_size=None) -> torch.Tens
     """The call through its kept plan (validated and planned on a key's first call); None for the
     fused-prologue route, which the caller runs unplanned."""
     key = (kind, tensor_key(x), tensor_key(weight), tensor_key(w_scale), tensor_key(bias), group_size,
-           torch.cuda.current_device() if x.is_cuda else -1)
+           type(group_size), torch.cuda.current_device() if isinstance(x, torch.Tensor) and x.is_cuda else -1)
     plan = _PLANS.get(key)
     if plan is None:
         k = _check_x(x)
@@ -582,7 +596,7 @@ def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
     if _scaled_mm_route(m, n, x, qdtype, config):
         xq, x_scale = quantize_per_token(x2, qdtype)
         y = torch._scaled_mm(xq, weight_q.t(), scale_a=x_scale, scale_b=w_scale.reshape(1, n),
-                             bias=None if bias is None else bias.to(x.dtype), out_dtype=x.dtype)
+                             bias=_scaled_mm_bias(bias, x.dtype), out_dtype=x.dtype)
         if out2 is not None:
             out2.copy_(y)
             y = out2
