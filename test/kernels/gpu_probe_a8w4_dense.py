@@ -40,12 +40,20 @@ def main() -> None:
             x = torch.randn(m, k, dtype=torch.half, device="cuda")
             xq, xs = quantize_per_token(x, torch.int8)
             xs1 = xs.reshape(m)
-            ref = a8w4_gemm(xq, xs, qw.qdata, qw.scale, None, 128, torch.half)
+            w4_cfg = pick_config(m, n, k, "a8w4")  # a config keeps a8w4_gemm on the packed words
+            ref = a8w4_gemm(xq, xs, qw.qdata, qw.scale, None, 128, torch.half, w4_cfg)
             codes = w4_codes(qw.qdata)
-            t_w4 = graph_time_us([lambda: a8w4_gemm(xq, xs, qw.qdata, qw.scale, None, 128, torch.half)] * 5)
+            t_w4 = graph_time_us([lambda: a8w4_gemm(xq, xs, qw.qdata, qw.scale, None, 128, torch.half, w4_cfg)] * 5)
             t_unpack = graph_time_us([lambda: w4_codes(qw.qdata)] * 5)
-            best = None
+            best = best_w4 = None
             for cfg in candidates(m, n, k):
+                try:
+                    t = graph_time_us([lambda c=cfg: a8w4_gemm(xq, xs, qw.qdata, qw.scale, None, 128, torch.half, c)] * 5)
+                    print(f"{k}x{n} M={m} W4 path {cfg} {t:8.1f} us", flush=True)
+                    if best_w4 is None or t < best_w4[0]:
+                        best_w4 = (t, cfg)
+                except Exception as e:  # noqa: BLE001 - a tile that does not compile is skipped
+                    print("skip W4", cfg, type(e).__name__, str(e)[:80])
                 out = torch.full((m, n), float("nan"), dtype=torch.half, device="cuda")
                 try:
                     _launch(xq, xs1, codes, qw.scale, qw.scale.stride(0), qw.scale.stride(1), None, out, n, k, cfg,
@@ -62,13 +70,16 @@ def main() -> None:
                     best = (t, cfg, same)
             t_int8 = graph_time_us([lambda: dynamic_gemm(xq, xs, wq, ws, None, torch.half)] * 5)
             t_fp16 = graph_time_us([lambda: torch.nn.functional.linear(x, dense)] * 5)
-            rows.append((k, n, m, t_fp16, t_w4, t_unpack, best, t_int8))
-    print("\nK x N, M: fp16 | W4 path | unpack + best codes GEMM (tile) | A8W8 int8 | ratio fp16/(unpack+codes), fp16/W4")
-    for k, n, m, t16, tw4, tun, best, ti8 in rows:
+            rows.append((k, n, m, t_fp16, t_w4, t_unpack, best, t_int8, best_w4))
+    def tile(c):
+        return f"{c.BLOCK_M}x{c.BLOCK_N}x{c.BLOCK_K} w{c.num_warps} s{c.num_stages} split{c.SPLIT_K}"
+
+    print("\nK x N, M: fp16 | W4 path heuristic | W4 path best (tile) | unpack + best codes GEMM (tile) | A8W8 int8 | "
+          "fp16 over: W4 heuristic, W4 best, unpack+codes")
+    for k, n, m, t16, tw4, tun, best, ti8, best_w4 in rows:
         t, cfg, same = best
-        print(f"{k}x{n} M={m:5d}: {t16:7.1f} | {tw4:7.1f} | {tun:5.1f} + {t:7.1f} ({cfg.BLOCK_M}x{cfg.BLOCK_N}x{cfg.BLOCK_K} "
-              f"w{cfg.num_warps} s{cfg.num_stages} split{cfg.SPLIT_K}, equal={same}) | {ti8:7.1f} | "
-              f"{t16 / (tun + t):.2f} {t16 / tw4:.2f}")
+        print(f"{k}x{n} M={m:5d}: {t16:7.1f} | {tw4:7.1f} | {best_w4[0]:7.1f} ({tile(best_w4[1])}) | {tun:5.1f} + {t:7.1f} "
+              f"({tile(cfg)}, equal={same}) | {ti8:7.1f} | {t16 / tw4:.2f} {t16 / best_w4[0]:.2f} {t16 / (tun + t):.2f}")
 
 
 if __name__ == "__main__":

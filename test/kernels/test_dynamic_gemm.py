@@ -428,3 +428,32 @@ def test_a_non_tensor_input_gets_a_clear_error():
     wq, ws = quantize_rowwise_int8(torch.randn(32, 64, device=DEVICE))
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         int8_dynamic_linear([[1.0] * 64], wq, ws.reshape(-1))
+
+
+def test_w4_codes_unpacks_words_to_k_major_int8():
+    from torchao_gemlite.kernels.dequant import w4_codes
+
+    qw = quantize_weight(torch.randn(72, 384, device=DEVICE).half(), bits=4, group_size=128, symmetric=True)
+    words = qw.qdata
+    ref = torch.stack([((words >> (4 * s)) & 0xF) - 8 for s in range(8)], dim=1).reshape(384, 72).t()
+    assert torch.equal(w4_codes(words), ref.to(torch.int8))
+
+
+@pytest.mark.parametrize("group", [64, None])
+def test_a8w4_large_m_runs_on_int8_codes(group):
+    """M >= A8W4_CODES_MIN_M without a config: the int8 GEMM on codes unpacked for the call (planned
+    and unplanned), bit-identical to the packed-word path with the same tile (exact int32 group sums)."""
+    from torchao_gemlite.kernels import dynamic_gemm
+    from torchao_gemlite.kernels.dynamic_gemm import A8W4_CODES_MIN_M
+
+    m = A8W4_CODES_MIN_M
+    x, w, b = _data(m, 256, 40, torch.float16, True, seed=8)
+    qw = quantize_weight(w.half(), bits=4, group_size=group, symmetric=True)
+    g = group or 256
+    dynamic_gemm._PLANS.clear()
+    y = a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, g)
+    assert [plan.route for plan in dynamic_gemm._PLANS.values()] == ["codes"]
+    _check_codes(y, _ref_on_codes(x, "a8w4", qw=qw, bias=b), "a8w4", torch.float16)
+    words = a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, g, pick_config(m, 40, 256, "a8w4"))
+    assert torch.equal(y, words)
+    assert torch.equal(a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, g, out=_poisoned((m, 40), torch.float16)), y)

@@ -61,7 +61,9 @@ def _regime(m: int) -> str:
 # div_rn quantization of a 16-row x tile in every program stalls the weight pipeline). 8-bit K tiles: 128 B (prefill,
 # 128x128x128 int8 = 32 KB of smem per stage) up to 256 B per weight row at decode, where the
 # weight stream is all that matters. A8W4 K tiles are capped by the group size (128 for the
-# usual g128), so A8W4 widens BLOCK_N instead; A8W4 never swaps.
+# usual g128), so A8W4 widens BLOCK_N instead; A8W4 never swaps. A8W4 prefill runs the int8 codes
+# (dynamic_gemm.A8W4_CODES_MIN_M): there 8 warps for the 128x128 tile were 3x faster than 4 on the H100
+# (the fp32 and the per-group int32 accumulators of 4 warps spill; test/kernels/gpu_probe_a8w4_dense.py).
 _TILES = {
     ("decode", False): [(16, 128, 256, 4, 4, True, False), (16, 64, 256, 4, 4, False, False),
                         (16, 256, 128, 8, 3, True, False), (16, 128, 256, 4, 4, True, True)],
@@ -77,8 +79,8 @@ _TILES = {
                        (128, 128, 128, 8, 3, False, False), (64, 256, 128, 8, 3, False, False)],
     ("prefill", False): [(128, 256, 128, 8, 3, False, False), (256, 128, 128, 8, 3, False, False),
                          (128, 128, 128, 8, 4, False, False), (128, 128, 128, 4, 4, False, False)],
-    ("prefill", True): [(128, 128, 128, 4, 4, False, False), (128, 128, 128, 8, 3, False, False),
-                        (128, 256, 128, 8, 3, False, False), (64, 128, 128, 4, 4, False, False)],
+    ("prefill", True): [(128, 128, 128, 8, 3, False, False), (128, 128, 128, 8, 4, False, False),
+                        (64, 128, 128, 4, 4, False, False), (128, 128, 128, 4, 4, False, False)],
 }
 
 

@@ -64,6 +64,7 @@ from .act_quant import (
     triton_can_run_on,
 )
 from .configs import MMA_MAX_M, register_derived_cache
+from .dequant import w4_codes, w4_codes_call
 from .dynamic_configs import DynamicGemmConfig, pick_config
 from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
@@ -80,6 +81,12 @@ W4_ZERO = 8
 # supports these output dtypes on torch 2.11 / sm_90.
 SCALED_MM_MIN_M = 128
 SCALED_MM_OUT_DTYPES = (torch.float16, torch.bfloat16)
+# A8W4 with M >= this (and no config asked for) unpacks the weight once per call to int8 codes [N, K]
+# (dequant.w4_codes: K * N / 2 bytes read, K * N written) and runs the int8 GEMM on them with the group
+# scales: the int8 tensor cores take 8-bit B tiles K-major only, and the W4 path's in-register unpack of
+# N-major words into a transposed tile ran 1.3-2.3x slower than unpack + GEMM at M = 256..4096 on the H100;
+# at M = 64 the W4 path was faster on three of four Llama shapes (test/kernels/gpu_probe_a8w4_dense.py).
+A8W4_CODES_MIN_M = 256
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,15 +394,18 @@ def a8w4_gemm(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scal
               bias: torch.Tensor | None, group_size: int | None, out_dtype: torch.dtype,
               config: DynamicGemmConfig | None = None, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """A8W4 GEMM: int8 xq [M, K] times a packed symmetric 4-bit weight (qdata int32 [K/8, N],
-    scale [K/G, N] fp16/bf16/fp32, zero 8); group_size None, -1 or K means per-channel."""
+    scale [K/G, N] fp16/bf16/fp32, zero 8); group_size None, -1 or K means per-channel. Without a
+    config, M >= A8W4_CODES_MIN_M runs on int8 codes unpacked for the call (``_codes_route``)."""
     m, k = _check_act(xq, x_scale, (torch.int8,))
     n, group = _check_w4_weight(qdata, scale, bias, group_size, k)
     _check_same_device(xq, "xq", x_scale=x_scale, qdata=qdata, scale=scale, bias=bias, out=out)
     out = _check_out(out, m, n, out_dtype, xq.device)
+    codes = _codes_route(m, config, qdata)
     config = config or pick_config(m, n, k, "a8w4")
     per_channel = group == k
-    return _launch(xq, x_scale, qdata, scale, 0 if per_channel else scale.stride(0), scale.stride(1), bias, out,
-                   n, k, config, fp8=False, w4=True, group_k=0 if per_channel else group)
+    return _launch(xq, x_scale, w4_codes(qdata) if codes else qdata, scale, 0 if per_channel else scale.stride(0),
+                   scale.stride(1), bias, out, n, k, config, fp8=False, w4=not codes,
+                   group_k=0 if per_channel else group)
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,6 +457,12 @@ def _gemv_route(m: int, config, weight) -> bool:
     return weight.stride(1) == 1 and weight.stride(0) % 4 == 0 and weight.storage_offset() % 4 == 0
 
 
+def _codes_route(m: int, config, qdata) -> bool:
+    """A8W4 with M >= A8W4_CODES_MIN_M and no config asked for runs the int8 GEMM on codes unpacked
+    for the call (dequant.w4_codes, which reads words with unit stride along N)."""
+    return config is None and m >= A8W4_CODES_MIN_M and qdata.stride(1) == 1
+
+
 def _mma_route(m: int, config, qdata) -> bool:
     """A8W4 with 1 <= M <= 16 and no config asked for goes to the int8 tensor-core decode kernel
     (dynamic_mma_gemv.py) when the words have unit stride along N: H100, 1.0-1.8x the dp4a GEMV
@@ -456,8 +472,9 @@ def _mma_route(m: int, config, qdata) -> bool:
 
 class DynamicPlan:
     """One dynamic-activation linear for a call key (see dispatch.WeightOnlyPlan): the per-token
-    quantization launch, the route (torch._scaled_mm, the int8 dp4a GEMV, the A8W4 mma kernel or the
-    tensor-core GEMM) with its launch and split-K reduction, decided once from a validated call, so that
+    quantization launch, the route (torch._scaled_mm, the int8 dp4a GEMV, the A8W4 mma kernel, the
+    tensor-core GEMM, or for A8W4 at large M the GEMM on int8 codes unpacked per call) with its launch
+    and split-K reduction, decided once from a validated call, so that
     a replayed call costs its allocations and launches. kind: "int8", "fp8" or "a8w4"; ``weight`` /
     ``w_scale`` are weight_q / weight_scale (A8W8) or qdata / scale (A8W4); ``group`` is A8W4's group
     (K for per-channel)."""
@@ -491,15 +508,18 @@ class DynamicPlan:
             self.main, self.split = dynamic_mma_call(m, n, k, 0 if group == k else group, k // 4, weight.stride(0),
                                                      stride_sg, n, has_bias)
             self.ws_dtype, stride_bs_n, b_scale_applied = torch.float32, 1, True
-        else:  # gemm
-            w4 = kind == "a8w4"
-            group_k = 0 if not w4 or group == k else group
-            b_scale = w_scale if w4 else w_scale.reshape(n)
+        else:  # gemm, on the packed words or (codes) on int8 codes [N, K] unpacked by self.unpack
+            w4 = kind == "a8w4" and self.route == "gemm"
+            group_k = 0 if kind != "a8w4" or group == k else group
+            b_scale = w_scale if kind == "a8w4" else w_scale.reshape(n)
             stride_bs_g, stride_bs_n = (0 if not group_k else b_scale.stride(0), b_scale.stride(-1))
+            b_strides = (1, k) if self.route == "codes" else _b_strides_kn(weight, w4)
             self.main, self.split, self.ws_dtype = _gemm_call(
-                m, n, k, (k, 1), _b_strides_kn(weight, w4), stride_bs_g, stride_bs_n, (n, 1), self.config,
+                m, n, k, (k, 1), b_strides, stride_bs_g, stride_bs_n, (n, 1), self.config,
                 kind == "fp8", w4, group_k, False, has_bias, x.device)
             b_scale_applied = bool(group_k)
+            if self.route == "codes":
+                self.unpack = w4_codes_call(n, k, weight.stride(0))
         if self.split > 1:
             self.reduce = reduce_splits_call(self.split, m, n, stride_bs_n, (n, 1), has_bias, not b_scale_applied)
 
@@ -508,6 +528,9 @@ class DynamicPlan:
         if self.kind == "a8w4":
             if _mma_route(m, None, weight):
                 return "mma"
+            if _codes_route(m, None, weight):
+                self.config = pick_config(m, n, k, self.kind)
+                return "codes"
         elif _scaled_mm_route(m, n, x, self.qdtype, None):
             return "scaled_mm"
         elif _gemv_route(m, None, weight if self.kind == "int8" else None):
@@ -548,6 +571,10 @@ class DynamicPlan:
             self.main((xq.view(torch.int32), x_scale, weight.view(torch.int32), w_scale, bias_arg, y, ws))
         elif self.route == "mma":
             self.main((xq.view(torch.int32), x_scale, weight, w_scale, bias_arg, y, ws))
+        elif self.route == "codes":
+            codes = torch.empty((n, self.k), dtype=torch.int8, device=x.device)
+            self.unpack((weight, codes))
+            self.main((xq, x_scale, codes, w_scale, bias_arg, y, ws))
         else:
             self.main((xq, x_scale, weight, w_scale, bias_arg, y, ws))
         if self.reduce is not None:
@@ -654,13 +681,13 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
         xq, x_scale = quantize_per_token(x2, torch.int8)
         dynamic_mma_gemv(xq, x_scale, qdata, scale, scale.stride(0), bias, y, n, k, 0 if per_channel else group)
         return y.view(*x.shape[:-1], n)
-    config = config or pick_config(m, n, k, "a8w4")
-    if config.FUSE_ACT:
+    chosen = config or pick_config(m, n, k, "a8w4")
+    if chosen.FUSE_ACT:
         y = _check_out(out2, m, n, x.dtype, x.device)
         x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
         _launch(x2, x_scale, qdata, scale, 0 if per_channel else scale.stride(0), scale.stride(1), bias, y,
-                n, k, config, fp8=False, w4=True, group_k=0 if per_channel else group, fuse=True)
-    else:
+                n, k, chosen, fp8=False, w4=True, group_k=0 if per_channel else group, fuse=True)
+    else:  # without a config, a8w4_gemm routes large M to the int8 codes
         xq, x_scale = quantize_per_token(x2, torch.int8)
         y = a8w4_gemm(xq, x_scale, qdata, scale, bias, group_size, x.dtype, config, out=out2)
     return y.view(*x.shape[:-1], n)
