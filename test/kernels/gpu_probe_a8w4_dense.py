@@ -1,11 +1,13 @@
 """GPU probe (not a test): A8W4 at large M through int8 codes ([N, K], unpacked once per call by
 dequant.w4_codes) and the int8 GEMM with group scales, against the W4 path that unpacks in the GEMM.
 
-    python test/kernels/gpu_probe_a8w4_dense.py
+    python test/kernels/gpu_probe_a8w4_dense.py [M,M,...]   (default 64,256,1024,4096)
 
 Prints, per shape and M: the W4 path, the unpack alone, the int8-codes GEMM for each candidate tile
 (bit-identical to the W4 path is checked), the A8W8 int8 GEMM and cuBLAS fp16, in us (CUDA graphs).
 """
+
+import sys
 
 import torch
 
@@ -17,6 +19,7 @@ from torchao_gemlite.kernels.tuning import graph_time_us
 from torchao_gemlite.quant import quantize_rowwise_int8, quantize_weight
 
 SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096), (8192, 8192)]
+M_VALUES = [int(v) for v in sys.argv[1].split(",")] if len(sys.argv) > 1 else [64, 256, 1024, 4096]
 
 
 def candidates(m, n, k):
@@ -36,7 +39,7 @@ def main() -> None:
         qw = quantize_weight(w.half(), 4, 128, True)
         wq, ws = quantize_rowwise_int8(w)
         dense = w.half()
-        for m in (64, 256, 1024, 4096):
+        for m in M_VALUES:
             x = torch.randn(m, k, dtype=torch.half, device="cuda")
             xq, xs = quantize_per_token(x, torch.int8)
             xs1 = xs.reshape(m)
