@@ -24,18 +24,16 @@ in fp32 after the load, so magnitudes up to the bf16 maximum are safe.
 The jit helpers ``row_scale`` and ``quantize_tile`` are shared with the fused GEMM prologue
 (dynamic_gemm.py), so both paths give the same codes.
 
-Grid: (cdiv(M, ROWS),): one program per block of ROWS rows.
-  * one pass (K <= ONE_PASS_MAX_K): the ROWS x next_pow2(K) tile is loaded once (one row of up
-    to 16384 elements, or up to ROW_TILE_ELEMENTS elements of shorter rows; 4 to 16 warps so that a
-    thread holds 32 fp32 values), reduced, quantized, stored. The two-pass loop streamed 4096 rows
-    of 14336 at 58% of the H100's bandwidth (test/kernels/gpu_probe_act_quant.py).
+Grid: (cdiv(M, ROWS),): one program per block of ROWS rows, 4 warps.
+  * one pass (K <= ONE_PASS_MAX_K): the ROWS x next_pow2(K) tile is loaded once (at most
+    ROW_TILE_ELEMENTS elements, <= 32 fp32 registers a thread), reduced, quantized, stored.
     HBM bytes per row: 2K read + K written + 4.
   * two passes (larger K): pass 1 streams the rows in BLOCK_K chunks for the absmax, pass 2
     reads them again (from L2: the rows were just read) and quantizes.
     HBM bytes per row: 2K (+2K from L2) + K + 4.
 Many small programs keep enough loads in flight for large M; at M = 1 it is one tiny program
-(launch bound). 16K-element rows at 8 warps (64 fp32 registers a thread) spilled; at 16 warps a
-thread holds 32.
+(launch bound). The previous version loaded whole 16K-element rows per program (64 fp32
+registers a thread at 8 warps): spills and few programs per SM.
 x may have any strides (the row and column strides are kernel arguments); q is contiguous.
 """
 
@@ -54,10 +52,9 @@ from .launch import INTERPRETED, FastLauncher, KernelCall, cdiv, next_power_of_2
 FP8_DTYPE = torch.float8_e4m3fn
 INT8_MAX = 127.0
 FP8_MAX = 448.0
-ONE_PASS_MAX_K = 16384
+ONE_PASS_MAX_K = 8192
 TWO_PASS_BLOCK_K = 2048
 ROW_TILE_ELEMENTS = 4096  # elements per program tile: 32 fp32 values a thread at 4 warps
-ELEMENTS_PER_WARP = 1024  # longer rows take more warps (16 at 16384), so a thread still holds 32 values
 _FLT_MIN = tl.constexpr(1.1754943508222875e-38)  # torch.finfo(torch.float32).tiny: the reference scale floor
 _ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2^23: v + this rounds v to an integer (|v| < 2^22)
 _ROUND_MAGIC_BITS = tl.constexpr(0x4B400000)  # its fp32 bit pattern
@@ -157,7 +154,7 @@ def _launch_params(m: int, k: int) -> tuple[bool, int, int, int]:
     if k <= ONE_PASS_MAX_K:
         block_k = next_power_of_2(k)
         rows = max(1, min(16, ROW_TILE_ELEMENTS // block_k, next_power_of_2(m)))
-        return True, block_k, rows, max(4, rows * block_k // ELEMENTS_PER_WARP)
+        return True, block_k, rows, 8 if rows * block_k > ROW_TILE_ELEMENTS else 4
     return False, TWO_PASS_BLOCK_K, 1, 4
 
 
