@@ -33,7 +33,9 @@ Grid: (cdiv(M, ROWS),): one program per block of ROWS rows, 4 warps.
     HBM bytes per row: 2K (+2K from L2) + K + 4.
 Many small programs keep enough loads in flight for large M; at M = 1 it is one tiny program
 (launch bound). The previous version loaded whole 16K-element rows per program (64 fp32
-registers a thread at 8 warps): spills and few programs per SM.
+registers a thread at 8 warps): spills and few programs per SM. One pass with 16 warps (32 values
+a thread) for K = 14336 was measured too (H100, test/kernels/gpu_probe_act_quant.py): 88 instead of
+101 us at M = 4096 but 27 instead of 20 at M = 1024, so the two-pass loop stays.
 x may have any strides (the row and column strides are kernel arguments); q is contiguous.
 """
 
