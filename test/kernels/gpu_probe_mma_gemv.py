@@ -67,12 +67,13 @@ def accuracy(log):
     return rows
 
 
-def candidates(n, k, bits, group, sms, wide):
+def candidates(n, k, bits, group, sms, wide, stages=(1,)):
     """Launch shapes around what fills the SMs: 32-128 columns a CTA, 4-32 warps (the rest of them along K)."""
     out = []
     bks = (128, 256, 512) if bits < 4 else (128, 256)
-    shapes = ((32, 4), (32, 8), (32, 16), (32, 32), (64, 8), (64, 16), (128, 16)) if wide else ((32, 8), (32, 16), (64, 16))
-    for (bn, warps), bk, stages in itertools.product(shapes, bks, (1, 2) if wide else (1,)):
+    shapes = ((32, 4), (32, 8), (32, 16), (32, 32), (64, 8), (64, 16), (128, 8), (128, 16)) if wide else (
+        (32, 8), (32, 16), (64, 16))
+    for (bn, warps), bk, stages in itertools.product(shapes, bks, stages):
         if group and bk % group:
             continue
         ctas = math.ceil(n / bn)
@@ -107,7 +108,7 @@ def timing(shapes, m_values, other_m, formats, log):
     jobs = []
     for k, n, m, f in cases:
         bits, gs, sym, dtype = FORMATS[f]
-        cands = candidates(n, k, bits, gs or 0, sms, wide=(f == "w4g128" and m == 1))
+        cands = candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=(1, 2) if m == 1 else (1,))
         for i in range(0, len(cands), 8):
             jobs.append((k, n, m, f, cands[i:i + 8]))
     ctx = multiprocessing.get_context("spawn")
@@ -132,7 +133,7 @@ def timing(shapes, m_values, other_m, formats, log):
                 default_cfg = choose_config(m, n, k, bits, group, str(dtype)[6:], props.name, sms)
                 default = run(default_cfg)
                 best = None
-                for cfg in candidates(n, k, bits, gs or 0, sms, wide=(f == "w4g128" and m == 1)):
+                for cfg in candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=(1, 2) if m == 1 else (1,)):
                     try:
                         us = run(cfg)
                     except Exception as err:
