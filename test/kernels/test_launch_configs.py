@@ -48,13 +48,16 @@ def test_without_the_mma_kernel_decode_falls_back_to_gemv_and_gemm(m, kernel):
 
 def test_mma_config_follows_the_h100_sweep():
     """M <= 8: 16 warps, 128-code steps, the widest CTA that still gives 0.8 CTAs an SM; two batch tiles
-    (M > 8): 32 columns, 8 warps (docs/kernels.md)."""
+    (M > 8): 64 columns, 8 warps, 256-code steps (128 for A8W4), a K split to fill (docs/kernels.md)."""
     cfgs = {(k, n): configs.mma_config(n, k, 128, 132) for k, n in LLAMA}
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in cfgs.items()} == {
         (4096, 4096): (32, 128, 1, 16), (4096, 14336): (128, 128, 1, 16), (14336, 4096): (32, 128, 1, 16),
         (8192, 8192): (64, 128, 1, 16)}
-    assert {(c.block_n, c.block_k, c.split_k, c.num_warps) for c in
-            (configs.mma_config(n, k, 128, 132, m=16) for k, n in LLAMA)} == {(32, 128, 1, 8)}
+    two_tiles = {(k, n): configs.mma_config(n, k, 128, 132, m=16) for k, n in LLAMA}
+    assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in two_tiles.items()} == {
+        (4096, 4096): (64, 256, 2, 8), (4096, 14336): (64, 256, 1, 8), (14336, 4096): (64, 256, 2, 8),
+        (8192, 8192): (64, 256, 1, 8)}
+    assert configs.mma_config(4096, 4096, 128, 132, m=16, step=128).block_k == 128
     kv = configs.mma_config(1024, 4096, 128, 132)  # 32 CTAs: split K
     assert (kv.block_n, kv.split_k, kv.num_warps) == (32, 2, 16)
     short = configs.mma_config(64, 256, 32, 132)  # two steps of K: two warps, none idle

@@ -179,9 +179,10 @@ def dynamic_mma_call(m: int, n: int, k: int, group_k: int, stride_xw: int, strid
                      stride_om: int, has_bias: bool, config: LaunchConfig | None = None) -> tuple[KernelCall, int]:
     """The launch and its K split (> 1: fp32 partials to a workspace [split, M, N] for reduce_splits without
     weight scales); run it with (x_words, x_scale [M], qdata, scale, bias or x_scale, out, workspace or out).
-    mma_gemv's launch for one batch tile at any M: with 74 registers two tiles still fit 16 warps (H100:
-    4096x14336 M=16 took 23.4 us with the 128-column CTA against 42.3 with the 32-column one)."""
-    launch = mma_launch(config or mma_config(n, k, group_k or k), m, n, k, group_k)
+    mma_gemv's launch with 128-code steps: for two batch tiles (M > 8) 64 columns and 8 warps, which the
+    H100 sweep at M = 16 measured 1.05-1.3x faster than the one-tile launch on the Llama shapes
+    (test/kernels/gpu_probe_dynamic_mma.py)."""
+    launch = mma_launch(config or mma_config(n, k, group_k or k, m=m, step=128), m, n, k, group_k)
     return KernelCall(_MMA, launch.grid, (m, n, k, launch.steps_per_split, stride_xw, stride_qk, stride_sg, stride_om),
                       dict(launch.meta, GROUP_K=group_k, HAS_BIAS=has_bias and launch.split == 1,
                            EMULATE=INTERPRETED)), launch.split
