@@ -23,8 +23,9 @@ TOLERANCE = {torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
 FORMATS = [(8, True, None), (8, False, 64), (4, False, 32), (4, True, 128), (2, False, 64), (2, True, 32),
            (1, False, 32), (1, True, None)]
 # launch shapes: (block_n, num_warps, block_k, split_k): one warp; warps along N and K with split-K;
-# warps along K only, a split that leaves some warps' last step past K
-LAUNCHES = [(32, 1, 128, 1), (64, 4, 128, 2), (32, 2, 64, 3)]
+# warps along K only, a split that leaves some warps' last step past K; the two-tile shape of the
+# tuned tables (4 warps along N, 2 along K, 256-code steps)
+LAUNCHES = [(32, 1, 128, 1), (64, 4, 128, 2), (32, 2, 64, 3), (128, 8, 256, 2)]
 
 
 def _case(bits, symmetric, group, m, k, n, dtype, bias=True, seed=0):
