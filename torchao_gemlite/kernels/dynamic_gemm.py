@@ -474,10 +474,9 @@ class DynamicPlan:
     """One dynamic-activation linear for a call key (see dispatch.WeightOnlyPlan): the per-token
     quantization launch, the route (torch._scaled_mm, the int8 dp4a GEMV, the A8W4 mma kernel, the
     tensor-core GEMM, or for A8W4 at large M the GEMM on int8 codes unpacked per call) with its launch
-    and split-K reduction, decided once from a validated call, so that
-    a replayed call costs its allocations and launches. kind: "int8", "fp8" or "a8w4"; ``weight`` /
-    ``w_scale`` are weight_q / weight_scale (A8W8) or qdata / scale (A8W4); ``group`` is A8W4's group
-    (K for per-channel)."""
+    and split-K reduction, decided once from a validated call, so that a replayed call costs its
+    allocations and launches. kind: "int8", "fp8" or "a8w4"; ``weight`` / ``w_scale`` are weight_q /
+    weight_scale (A8W8) or qdata / scale (A8W4); ``group`` is A8W4's group (K for per-channel)."""
 
     def __init__(self, kind: str, x, weight, w_scale, bias, k: int, n: int, group: int | None):
         self.kind, self.k, self.n, self.dtype = kind, k, n, x.dtype
@@ -597,11 +596,9 @@ def _planned(kind: str, x, weight, w_scale, bias, group_size=None) -> torch.Tens
         k = _check_x(x)
         if kind == "a8w4":
             n, group = _check_w4_weight(weight, w_scale, bias, group_size, k)
-        else:
-            n, group = _check_a8w8_weight(weight, w_scale, bias, k, FP8_DTYPE if kind == "fp8" else torch.int8), None
-        if kind == "a8w4":
             _check_same_device(x, "x", qdata=weight, scale=w_scale, bias=bias)
         else:
+            n, group = _check_a8w8_weight(weight, w_scale, bias, k, FP8_DTYPE if kind == "fp8" else torch.int8), None
             _check_same_device(x, "x", weight_q=weight, weight_scale=w_scale, bias=bias)
         plan = _PLANS.keep(key, DynamicPlan(kind, x, weight, w_scale, bias, k, n, group))
     return None if plan.route == "fused" else plan(x, weight, w_scale, bias)
