@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from torchao_gemlite.kernels import configs
 from torchao_gemlite.kernels.configs import (LaunchConfig, choose_config, clear_caches, heuristic_config, m_bucket,
@@ -132,33 +131,3 @@ def test_a_corrupt_cache_gives_a_clear_error(cache_dir):
     with pytest.raises(ValueError, match="delete it or re-run torchao_gemlite.tune"):
         choose_config(1, 64, 64, 4, 32, "float16", H100, 132)
 
-
-def _shipped_launches():
-    """Each distinct launch of the shipped tables with its format: (file, bits, group, dtype, config)."""
-    seen = {}
-    for path in sorted(configs.TUNED_DIR.glob("*.json")):
-        for key, entry in json.loads(path.read_text())["configs"].items():
-            bits, group, dtype = key.split("/")[:3]
-            fmt = (int(bits[:-1]), None if group == "gpc" else int(group[1:]), dtype)
-            seen.setdefault((fmt, tuple(sorted(entry.items()))), (path.name, fmt, LaunchConfig.from_dict(entry)))
-    return list(seen.values())
-
-
-@pytest.mark.parametrize("name,fmt,cfg", _shipped_launches())
-def test_every_shipped_launch_computes_the_reference(name, fmt, cfg):
-    """Every launch of the shipped tables (kernel, tile, split, warps) on a small ragged shape of its
-    format (fp16: the interpreter computes bf16 wrongly), at the largest M of its bucket's kernel."""
-    from torchao_gemlite.kernels.dispatch import launch_weight_only
-    from torchao_gemlite.quant import quantize_weight, reference_linear
-
-    bits, group, dtype = fmt
-    if cfg.kernel == "dense":
-        pytest.skip("dense: dequantize + torch.mm, tested elsewhere")
-    m = {"gemv": cfg.block_m, "mma": 13}.get(cfg.kernel, 17)
-    k = max(2 * cfg.block_k, group or 0, 256)
-    gen = torch.Generator().manual_seed(1)
-    qw = quantize_weight(torch.randn(72, k, generator=gen).half(), bits, group, symmetric=False)
-    x = torch.randn(m, k, generator=gen).half()
-    y = launch_weight_only(x, qw.qdata, qw.scale, qw.zero, None, bits, qw.fmt.group_size, False, cfg)
-    ref = reference_linear(x, qw).float()
-    assert ((y.float() - ref).norm() / ref.norm()).item() < 2e-3, (name, cfg)
