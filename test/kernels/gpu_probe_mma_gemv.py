@@ -33,6 +33,8 @@ FORMATS = {  # name: (bits, group size, symmetric, dtype)
     "w8pc": (8, None, True, torch.float16),
     "w2g64": (2, 64, False, torch.float16),
     "w1g64": (1, 64, False, torch.float16),
+    "w2g64-bf16": (2, 64, False, torch.bfloat16),
+    "w1g64-bf16": (1, 64, False, torch.bfloat16),
 }
 
 
@@ -101,14 +103,14 @@ def _compile_job(job):
     return len(cfgs)
 
 
-def timing(shapes, m_values, other_m, formats, log):
+def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2)):
     props = torch.cuda.get_device_properties(0)
     sms = props.multi_processor_count
     cases = [(k, n, m, f) for k, n in shapes for f in formats for m in (m_values if f == "w4g128" else other_m)]
     jobs = []
     for k, n, m, f in cases:
         bits, gs, sym, dtype = FORMATS[f]
-        cands = candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=(1, 2) if m == 1 else (1,))
+        cands = candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,))
         for i in range(0, len(cands), 8):
             jobs.append((k, n, m, f, cands[i:i + 8]))
     ctx = multiprocessing.get_context("spawn")
@@ -133,7 +135,7 @@ def timing(shapes, m_values, other_m, formats, log):
                 default_cfg = choose_config(m, n, k, bits, group, str(dtype)[6:], props.name, sms)
                 default = run(default_cfg)
                 best = None
-                for cfg in candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=(1, 2) if m == 1 else (1,)):
+                for cfg in candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,)):
                     try:
                         us = run(cfg)
                     except Exception as err:
@@ -157,6 +159,7 @@ def main():
     p.add_argument("--other-m", nargs="+", type=int, default=[1], help="M values of the other formats")
     p.add_argument("--formats", nargs="+", default=list(FORMATS))
     p.add_argument("--no-accuracy", dest="accuracy", action="store_false")
+    p.add_argument("--m1-stages", nargs="+", type=int, default=[1, 2], help="pipeline stages tried at M = 1")
     a = p.parse_args()
     logf = open(f"{a.outdir}/probe_mma_gemv.log", "w")
 
@@ -165,7 +168,7 @@ def main():
 
     acc = accuracy(log) if a.accuracy else []
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
-    res = timing(shapes, a.m, a.other_m, a.formats, log)
+    res = timing(shapes, a.m, a.other_m, a.formats, log, tuple(a.m1_stages))
     json.dump(dict(device=torch.cuda.get_device_name(), accuracy=acc, timing=res),
               open(f"{a.outdir}/probe_mma_gemv.json", "w"), indent=1)
     if acc:
