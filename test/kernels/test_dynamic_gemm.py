@@ -32,7 +32,6 @@ from torchao_gemlite.quant import (
     quantize_rowwise_fp8,
     quantize_rowwise_int8,
     quantize_weight,
-    reference_linear_a8w4,
     reference_linear_dynamic,
 )
 
