@@ -90,3 +90,24 @@ def test_from_json_regenerates_docs(tmp_path):
     assert cli.main(["--from-json", str(saved), "--write-docs", "--docs-path", str(docs)]) == 0
     text = docs.read_text()
     assert "Fake GPU" in text and "## End to end" in text
+
+
+def test_from_json_merges_a_kernel_run_and_an_end_to_end_run(tmp_path):
+    from .test_bench_report import fake_doc
+
+    kernels_run = fake_doc()
+    kernels_run["e2e"] = None
+    e2e_run = fake_doc()
+    e2e_run["kernels"] = []
+    e2e_run["env"] = dict(e2e_run["env"], git_commit="e2e0001", command="torchao-gemlite-bench --e2e")
+    a = report.write_json(kernels_run, tmp_path / "kernels.json")
+    b = report.write_json(e2e_run, tmp_path / "e2e.json")
+    docs = tmp_path / "benchmarks.md"
+    assert cli.main(["--from-json", str(a), str(b), "--write-docs", "--docs-path", str(docs)]) == 0
+    text = docs.read_text()
+    assert "## Kernels" in text and "## End to end" in text
+    assert "From a separate run: git_commit `e2e0001`" in text and "command `torchao-gemlite-bench --e2e`" in text
+    # one run with both parts names no separate run
+    both = report.merge_runs([fake_doc()])
+    assert "env" not in both["e2e"]
+    assert "From a separate run" not in report.render_markdown(both)

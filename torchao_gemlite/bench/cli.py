@@ -8,6 +8,7 @@ Examples (on a CUDA GPU)::
     torchao-gemlite-bench --e2e --skip-kernels --layers 8 --batch 1,8 --prefill 1024
     torchao-gemlite-bench --e2e --json out/all.json --write-docs
     torchao-gemlite-bench --from-json out/all.json --write-docs
+    torchao-gemlite-bench --from-json out/kernels.json out/e2e.json --write-docs
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--write-docs", action="store_true",
                    help=f"regenerate {DEFAULT_DOCS} (tables, plots under docs/benchmarks/, environment, commands)")
     o.add_argument("--docs-path", type=Path, default=DEFAULT_DOCS, help=f"markdown path (default {DEFAULT_DOCS})")
-    o.add_argument("--from-json", type=Path, default=None, help="report from a saved JSON run instead of measuring")
+    o.add_argument("--from-json", type=Path, nargs="+", default=None,
+                   help="report from saved JSON runs instead of measuring: kernel records from every run that has "
+                        "them, end-to-end results from the last that has them (each part keeps its environment)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     o.add_argument("--fake-timings", action="store_true",
                    help="dry run with fake timings on any device (checks every case runs; numbers are meaningless)")
@@ -203,7 +206,7 @@ def measure(args: argparse.Namespace) -> dict:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.from_json is not None:
-        doc = report.load_json(args.from_json)
+        doc = report.merge_runs([report.load_json(path) for path in args.from_json])
     elif not torch.cuda.is_available() and not args.fake_timings:
         if args.write_docs:
             path = report.write_docs(args.docs_path, None)

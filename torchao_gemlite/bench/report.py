@@ -16,7 +16,7 @@ import json
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from . import kernels
 
@@ -234,6 +234,24 @@ def load_json(path: str | os.PathLike) -> dict:
     return doc
 
 
+def merge_runs(docs: Sequence[dict]) -> dict:
+    """One report from several saved runs: the kernel records of the runs that have them (in order) with the
+    first such run's environment, and the end-to-end results of the last run that has them. When those
+    come from another run, its environment goes with them (``e2e["env"]``: the page names both)."""
+    if not docs:
+        raise ValueError("merge_runs needs at least one run")
+    with_kernels = [d for d in docs if d.get("kernels")]
+    base = dict(with_kernels[0] if with_kernels else docs[-1])
+    base["kernels"] = [r for d in with_kernels for r in d["kernels"]]
+    e2e_runs = [d for d in docs if (d.get("e2e") or {}).get("results")]
+    if e2e_runs:
+        source = e2e_runs[-1]
+        base["e2e"] = dict(source["e2e"])
+        if source is not base and source.get("env") != base.get("env"):
+            base["e2e"]["env"] = source.get("env") or {}
+    return base
+
+
 # -------------------------------------------------------------------------------------------------
 # Plots
 # -------------------------------------------------------------------------------------------------
@@ -316,8 +334,8 @@ torchao-gemlite-bench --json bench/kernels.json --plots bench/plots   # full ker
 torchao-gemlite-bench --e2e --skip-kernels --json bench/e2e.json      # end-to-end decoder only
 # Regenerate this page: full kernel run + end to end, tables and plots written under docs/
 torchao-gemlite-bench --e2e --json bench/all.json --write-docs
-# ... or from saved results, without re-running:
-torchao-gemlite-bench --from-json bench/all.json --write-docs
+# ... or from saved results, without re-running (a kernel run and an end-to-end run may be separate files):
+torchao-gemlite-bench --from-json bench/kernels.json bench/e2e.json --write-docs
 ```
 `python -m torchao_gemlite.bench` is the same command. `--help` lists every flag
 (`--formats`, `--shapes 4096x14336,...`, `--m 1,16,256`, `--dtypes fp16,bf16`, `--eager`, ...)."""
@@ -385,7 +403,12 @@ def render_markdown(doc: Optional[dict], plot_files: Iterable[Path] = (), docs_d
         if errors:
             lines += ["### Cases that did not run (n/a)", ""] + [f"- {e}" for e in errors[:40]] + [""]
     if has_e2e:
-        lines += ["## End to end", "", e2e_table(doc).title, "", e2e_table(doc).to_markdown(), ""]
+        lines += ["## End to end", "", e2e_table(doc).title, ""]
+        e2e_env = doc["e2e"].get("env")
+        if e2e_env:  # measured in another run than the kernels above
+            lines += ["From a separate run: " + ", ".join(
+                f"{k} `{e2e_env[k]}`" for k in ("git_commit", "date_utc", "gpu", "command") if k in e2e_env), ""]
+        lines += [e2e_table(doc).to_markdown(), ""]
     return "\n".join(lines)
 
 
