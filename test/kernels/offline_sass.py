@@ -81,7 +81,7 @@ def main_loop(sass: str) -> list[str]:
     return instrs[best[0]:best[1] + 1]
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kernel", choices=("gemv", "mma", "gemm"))
     p.add_argument("--bits", type=int, default=4)
@@ -94,7 +94,7 @@ def main():
     p.add_argument("--warps", type=int, default=4)
     p.add_argument("--stages", type=int, default=1)
     p.add_argument("--dump", help="directory for the SASS and TTGIR")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     fn, signature, const, words = kernel_spec(a)
     attrs = {(fn.arg_names.index(name),): CUDABackend.parse_attr("D") for name in ALIGNED if name not in const}
     compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=const, attrs=attrs),
