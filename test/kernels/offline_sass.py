@@ -45,7 +45,7 @@ def kernel_spec(a):
     words = a.block_k // (32 // a.bits) * a.block_n
     if a.kernel == "gemv":
         const = dict(common, M=1, stride_xk=1, BLOCK_M=1, BLOCK_N=a.block_n, BLOCK_K=a.block_k, EVEN_N=True,
-                     HALF_MAC=True, PF=pairs_per_flush(a.bits), KSHIFT=pair_kshift(a.bits))
+                     HALF_MAC=not a.fp32_loop, PF=pairs_per_flush(a.bits), KSHIFT=pair_kshift(a.bits))
         fn, threads = gemv_kernel, 32 * a.warps
     elif a.kernel == "mma":
         warps_n = a.block_n // 32
@@ -58,7 +58,8 @@ def kernel_spec(a):
         del const["EVEN_K"]
         fn, threads = gemm_kernel, 32 * a.warps
     # arguments that are neither pointers nor constants are int32 scalars
-    signature = {name: POINTERS.get(name, "constexpr" if name in const else "i32") for name in fn.arg_names}
+    pointers = dict(POINTERS, **({"x_ptr": "*bf16", "out_ptr": "*bf16", "bias_ptr": "*bf16"} if a.bf16 else {}))
+    signature = {name: pointers.get(name, "constexpr" if name in const else "i32") for name in fn.arg_names}
     return fn, signature, const, words / threads
 
 
@@ -93,6 +94,8 @@ def main(argv=None):
     p.add_argument("--block-k", type=int, default=256)
     p.add_argument("--warps", type=int, default=4)
     p.add_argument("--stages", type=int, default=1)
+    p.add_argument("--bf16", action="store_true", help="bf16 activations (default fp16)")
+    p.add_argument("--fp32-loop", action="store_true", help="gemv: the fp32 loop instead of the packed 16-bit one")
     p.add_argument("--dump", help="directory for the SASS and TTGIR")
     a = p.parse_args(argv)
     fn, signature, const, words = kernel_spec(a)
