@@ -247,7 +247,7 @@ def merge_runs(docs: Sequence[dict]) -> dict:
     if e2e_runs:
         source = e2e_runs[-1]
         base["e2e"] = dict(source["e2e"])
-        if source is not base and source.get("env") != base.get("env"):
+        if source.get("env") != base.get("env"):
             base["e2e"]["env"] = source.get("env") or {}
     return base
 
