@@ -161,7 +161,7 @@ class WeightOnlyPlan:
         half = (c.half_mac and not (c.kernel == "gemm" and c.swap_ab) and x2.dtype in (torch.float16, torch.bfloat16)
                 and half_mac_supported(bits, x2.dtype == torch.bfloat16)
                 and (not _INTERPRETED or x2.dtype == torch.float16))
-        if half and c.kernel == "gemv":  # it reads x as int32 pairs
+        if c.kernel == "gemv":  # it reads x as int32 pairs
             self.copy_x = x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 2 != 0) or x2.data_ptr() % 4 != 0
         x_strides = (k, 1) if self.copy_x else x2.stride()
         if c.kernel == "gemv":

@@ -19,7 +19,7 @@ reshapes) into a [BLOCK_M, BLOCK_K / E, BLOCK_N] fp32 tile reduced once at the e
   the last term skipped where z = c (the symmetric formats but 1-bit); the 2^k is applied
   once to the finished sums, and per-channel scales once after the loop.
 - Otherwise the fp32 loop: per code slot, unpack (2 int ops, unpack.py), dequantize (1 FMA)
-  and multiply-accumulate with the matching strided slice of x (L1-resident).
+  and multiply-accumulate with the matching slice of x, read as int32 pairs like the packed loop.
 No masks inside the loop unless K is ragged (EVEN_K): columns past N and rows past M read
 valid clamped addresses whose results are never stored (clamping costs the 16-byte loads,
 so N a multiple of BLOCK_N, EVEN_N, skips it).
@@ -33,6 +33,16 @@ import triton.language as tl
 from .half2 import fma2, lane_sum, mul2, pair_codes, x_sum_weights
 from .reduce import store_tile
 from .unpack import group_mul_add, slot_as_float
+
+
+@triton.jit
+def _pair_as_float(pairs, IS_BF16: tl.constexpr):
+    """The two 16-bit values of each int32 (low half first) as fp32: a bf16 is the top half of an fp32."""
+    if IS_BF16:
+        return (pairs << 16).to(tl.float32, bitcast=True), (pairs & -65536).to(tl.float32, bitcast=True)
+    lo = (pairs & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+    hi = ((pairs >> 16) & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+    return lo, hi
 
 
 @triton.jit
@@ -133,14 +143,17 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 mul, add = 1.0 * (1 << BITS), -((1 << BITS) + col_zero)
             else:
                 mul, add = scale * (1 << BITS), -((1 << BITS) + zero) * scale
-            for s in tl.static_range(E):
-                b_w = slot_as_float(b_words, s, BITS) * mul + add  # [1, BKW, BN]
-                o_k = o_kw * E + s
+            # x as int32 pairs too: 2-byte loads are not pipelined by Triton and left each step waiting on L2
+            x_pairs = x_ptr.to(tl.pointer_type(tl.int32))
+            pair_row = o_m3 * (stride_xm // 2)
+            for s in tl.static_range(0, E, 2):
                 if EVEN_K:
-                    b_x = tl.load(x_ptr + o_m3 * stride_xm + o_k * stride_xk)
+                    b_xx = tl.load(x_pairs + pair_row + o_kw * (E // 2) + s // 2)  # [BM, BKW, 1]
                 else:
-                    b_x = tl.load(x_ptr + o_m3 * stride_xm + o_k * stride_xk, mask=o_k < K, other=0.0)
-                acc += b_x.to(tl.float32) * b_w  # [BM, BKW, 1] * [1, BKW, BN]
+                    b_xx = tl.load(x_pairs + pair_row + o_kw * (E // 2) + s // 2, mask=o_kw < k_words, other=0)
+                x_lo, x_hi = _pair_as_float(b_xx, x_ptr.dtype.element_ty == tl.bfloat16)
+                acc += x_lo * (slot_as_float(b_words, s, BITS) * mul + add)  # [BM, BKW, 1] * [1, BKW, BN]
+                acc += x_hi * (slot_as_float(b_words, s + 1, BITS) * mul + add)
 
     if HALF_MAC:
         if X_SUM:
