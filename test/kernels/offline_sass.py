@@ -44,7 +44,7 @@ def kernel_spec(a):
                   HAS_BIAS=False, EVEN_K=True, USE_WORKSPACE=False, NUM_STAGES=a.stages, EMULATE=False)
     words = a.block_k // (32 // a.bits) * a.block_n
     if a.kernel == "gemv":
-        const = dict(common, M=1, stride_xk=1, BLOCK_M=1, BLOCK_N=a.block_n, BLOCK_K=a.block_k, EVEN_N=True,
+        const = dict(common, M=1, BLOCK_M=1, BLOCK_N=a.block_n, BLOCK_K=a.block_k, EVEN_N=True,
                      HALF_MAC=not a.fp32_loop, PF=pairs_per_flush(a.bits), KSHIFT=pair_kshift(a.bits))
         fn, threads = gemv_kernel, 32 * a.warps
     elif a.kernel == "mma":

@@ -161,14 +161,14 @@ class WeightOnlyPlan:
         half = (c.half_mac and not (c.kernel == "gemm" and c.swap_ab) and x2.dtype in (torch.float16, torch.bfloat16)
                 and half_mac_supported(bits, x2.dtype == torch.bfloat16)
                 and (not _INTERPRETED or x2.dtype == torch.float16))
-        if c.kernel == "gemv":  # it reads x as int32 pairs
+        if c.kernel == "gemv":  # it reads x as int32 pairs: rows contiguous and 4-byte aligned, a row stride only
             self.copy_x = x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 2 != 0) or x2.data_ptr() % 4 != 0
-        x_strides = (k, 1) if self.copy_x else x2.stride()
-        if c.kernel == "gemv":
+            x_strides = (k if self.copy_x else x2.stride(0),)
             if c.block_m < m:
                 raise ValueError(f"gemv config block_m={c.block_m} is smaller than M={m}")
             grid = (cdiv(n, c.block_n), self.split)
         else:
+            x_strides = x2.stride()
             if c.block_k < 16 or c.block_k % codes_per_word(bits):
                 raise ValueError(f"gemm config block_k={c.block_k} is not supported for {bits}-bit weights: the tensor "
                                  f"cores need block_k >= 16, a multiple of the {codes_per_word(bits)} codes in a word")

@@ -48,12 +48,12 @@ def _pair_as_float(pairs, IS_BF16: tl.constexpr):
 @triton.jit
 def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 M, N, K, tiles_per_split,
-                stride_xm, stride_xk, stride_wk, stride_sg, stride_om,
+                stride_xm, stride_wk, stride_sg, stride_om,
                 BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                 EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr,
                 HALF_MAC: tl.constexpr, PF: tl.constexpr, KSHIFT: tl.constexpr, EMULATE: tl.constexpr):
-    # GROUP_K: the group size, 0 for per-channel scales
+    # GROUP_K: the group size, 0 for per-channel scales. x's rows are contiguous (read as int32 pairs)
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
     pid_n = tl.program_id(0)
