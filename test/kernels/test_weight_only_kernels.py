@@ -273,19 +273,20 @@ def test_custom_op_eager_compile_and_cuda_graph():
 @pytest.mark.skipif(not CUDA, reason="direct launches run on CUDA only (the interpreter takes Triton's path)")
 def test_direct_launch_matches_triton_and_respecializes():
     """FastLauncher: the second call launches the kept binary; a change that Triton specializes
-    on (here x 2 bytes off 16-byte alignment, then M == 1) gets its own compiled kernel."""
+    on (here x 4 bytes off 16-byte alignment, then M == 1) gets its own compiled kernel."""
     from torchao_gemlite.kernels.dispatch import _GEMV
 
     qw, x, b = _case(4, False, 128, 2, 1024, 256, torch.float16)
-    # a configuration no other test uses; the fp32 loop reads x as it is (no aligned copy)
+    # a configuration no other test uses
     cfg = LaunchConfig("gemv", 2, 32, 256, split_k=2, num_warps=2, num_stages=2, half_mac=False)
     before = len(_GEMV.compiled)
     first = _run(qw, x, b, cfg)
     again = _run(qw, x, b, cfg)
     assert torch.equal(first, again)
     _check(qw, x, b, again)
-    shifted = torch.empty(2 * 1024 + 1, dtype=x.dtype, device=x.device)[1:].view(2, 1024)
-    shifted.copy_(x)  # same values, x.data_ptr() % 16 == 2
+    # same values, x.data_ptr() % 16 == 4: the GEMV still reads x in place (it copies x off 4-byte alignment)
+    shifted = torch.empty(2 * 1024 + 2, dtype=x.dtype, device=x.device)[2:].view(2, 1024)
+    shifted.copy_(x)
     assert torch.equal(_run(qw, shifted, b, cfg), first)
     _check(qw, x[:1], b, _run(qw, x[:1], b, cfg))
     assert len(_GEMV.compiled) == before + 3
