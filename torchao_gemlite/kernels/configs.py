@@ -76,9 +76,14 @@ def device_file_name(device_name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", device_name.lower()).strip("_")
 
 
+def cache_root() -> Path:
+    """Where tuned tables (and the saved Triton key, triton_key.py) live: $TORCHAO_GEMLITE_CACHE_DIR or
+    ~/.cache/torchao_gemlite."""
+    return Path(os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "torchao_gemlite"))
+
+
 def user_cache_path(device_name: str) -> Path:
-    root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "torchao_gemlite")
-    return Path(root) / f"{device_file_name(device_name)}.json"
+    return cache_root() / f"{device_file_name(device_name)}.json"
 
 
 def _read_table(path: Path) -> dict:

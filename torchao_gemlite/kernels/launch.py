@@ -21,6 +21,8 @@ import torch
 from triton import knobs
 from triton.runtime import driver
 
+from .triton_key import use_saved_triton_key
+
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -64,7 +66,11 @@ class FastLauncher:
         self.compiled: dict[tuple, tuple] = {}
 
     def __call__(self, grid: tuple, args: tuple, meta: dict) -> tuple | None:
-        if INTERPRETED or not DIRECT or _launch_hooked():
+        if INTERPRETED:
+            self.kernel[grid](*args, **meta)
+            return None
+        use_saved_triton_key()
+        if not DIRECT or _launch_hooked():
             self.kernel[grid](*args, **meta)
             return None
         device = torch.cuda.current_device()
