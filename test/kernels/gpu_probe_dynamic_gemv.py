@@ -30,16 +30,16 @@ L2_ROTATION = 200 * 2**20
 
 
 def candidates(m, n, k, sms):
-    """Tiles around the heuristic's, each at half, the same and twice its split."""
+    """Tiles around the heuristic's at 4 and 8 warps, each at half, the same, twice and four times its split."""
     base = gemv_config(m, n, k, sms)
     tiles = ((32, 256), (32, 512), (64, 256), (32, 128))
     out = []
-    for (bn, bk), stages in itertools.product(tiles, (3, 4)):
+    for (bn, bk), stages, warps in itertools.product(tiles, (3, 4), (4, 8)):
         if m > 2 and bn * bk > 8192:
             continue
-        for split in sorted({base.split_k, max(1, base.split_k // 2), base.split_k * 2}):
+        for split in sorted({base.split_k, max(1, base.split_k // 2), base.split_k * 2, base.split_k * 4}):
             if split * bk <= k:
-                out.append(GemvConfig(bn, bk, split, 4, stages))
+                out.append(GemvConfig(bn, bk, split, warps, stages))
     return out
 
 
