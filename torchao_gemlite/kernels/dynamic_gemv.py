@@ -97,14 +97,15 @@ _GEMV = FastLauncher(dynamic_gemv_kernel)
 @lru_cache(maxsize=4096)  # one dict lookup a call after the first per shape
 def gemv_config(m: int, n: int, k: int, sm_count: int = 132) -> GemvConfig:
     """The H100 probe's winner (test/kernels/gpu_probe_dynamic_gemv.py, docs/kernels.md): 32 columns x
-    256 codes, 4 stages, the smallest K split that gives 0.9 programs an SM."""
-    block_n, block_k, stages, target = 32, 256, 4, 0.9 * sm_count
+    512 codes at M <= 2 (256 above, and where K is short), 8 warps, 4 stages, the smallest K split that
+    gives 0.9 programs an SM."""
+    block_n, block_k, stages, target = 32, 512 if m <= 2 and k >= 2048 else 256, 4, 0.9 * sm_count
     k_steps = cdiv(k, block_k)
     programs = cdiv(n, block_n)
     split = 1
     while split < min(k_steps, 16) and programs * split < target:
         split += 1
-    return GemvConfig(block_n, block_k, split, num_warps=4, num_stages=stages)
+    return GemvConfig(block_n, block_k, split, num_warps=8, num_stages=stages)
 
 
 def dynamic_gemv_call(m: int, n: int, k: int, stride_xw: int, stride_ww: int, stride_om: int, has_bias: bool,
