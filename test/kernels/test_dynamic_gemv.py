@@ -1,8 +1,9 @@
-"""The dp4a decode kernel (dynamic_gemv.py) for A8W8 int8.
+"""The CUDA-core decode kernel (dynamic_gemv.py) for A8W8: int8 (dp4a) and fp8 (e4m3 bytes to fp32).
 
-Runs under Triton's interpreter on CPU (dp4a emulated) and on the GPU (the PTX). Integer sums are
-exact, so outputs are checked against a float64 reference built from the same activation codes:
-only the epilogue rounds.
+Runs under Triton's interpreter on CPU (dp4a and the e4m3 conversion emulated) and on the GPU (the
+PTX). Outputs are checked against a float64 reference built from the same activation codes: int8
+sums are exact, so only the epilogue rounds; fp8 sums are fp32. fp8 codes come from the reference
+quantizer (the interpreter casts fp32 -> fp8 wrongly, design.md section 3).
 """
 
 import pytest
@@ -10,9 +11,9 @@ import torch
 
 import torchao_gemlite.kernels.dynamic_gemm as dynamic_gemm
 from torchao_gemlite.kernels.act_quant import quantize_per_token
-from torchao_gemlite.kernels.dynamic_gemm import int8_dynamic_linear
+from torchao_gemlite.kernels.dynamic_gemm import fp8_dynamic_linear, int8_dynamic_linear
 from torchao_gemlite.kernels.dynamic_gemv import GEMV_MAX_M, GemvConfig, dynamic_gemv, gemv_config
-from torchao_gemlite.quant import quantize_rowwise_int8
+from torchao_gemlite.quant import quantize_rowwise_fp8, quantize_rowwise_int8
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -54,6 +55,37 @@ def test_a8w8_gemv_exact_up_to_the_epilogue(m, config):
     _check(y, _reference(xq, xs, wq.double() * ws.double().reshape(-1, 1), bias), 2.0**-21)
 
 
+@pytest.mark.parametrize("config", CONFIGS, ids=["bn32-bk128", "bn64-bk256-split3", "heuristic"])
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_fp8_gemv_against_float64_on_the_same_codes(m, config):
+    k, n = 640, 72
+    x, w, bias = _inputs(m, k, n, seed=10 + m)
+    wq, ws = quantize_rowwise_fp8(w)
+    xq, xs = quantize_rowwise_fp8(x.float())
+    out = torch.full((m, n), float("nan"), dtype=torch.float16, device=DEVICE)
+    y = dynamic_gemv(xq, xs, wq, ws.reshape(-1), bias, out, n, k, config=config)
+    _check(y, _reference(xq, xs, wq.double() * ws.double().reshape(-1, 1), bias), 2.0**-20)
+
+
+def test_every_e4m3_code_converts_exactly():
+    """Weight row n holds code n (NaN codes zeroed) at K = 0..3, x row r is 1.0 at K = r: y[r, n] is
+    code n's value, for each byte position of a word, subnormals and negatives included."""
+    codes = torch.arange(256, dtype=torch.int32)
+    codes[(codes & 0x7F) == 0x7F] = 0
+    k, n = 256, 256
+    w_bytes = torch.zeros(n, k, dtype=torch.uint8)
+    w_bytes[:, :4] = codes.to(torch.uint8)[:, None]
+    wq = w_bytes.view(torch.float8_e4m3fn).to(DEVICE)
+    xq = torch.zeros(4, k, dtype=torch.float32)
+    xq[range(4), range(4)] = 1.0
+    xq = xq.to(torch.float8_e4m3fn).to(DEVICE)
+    ones_m, ones_n = torch.ones(4, device=DEVICE), torch.ones(n, device=DEVICE)
+    out = torch.full((4, n), float("nan"), dtype=torch.float32, device=DEVICE)
+    y = dynamic_gemv(xq, ones_m, wq, ones_n, None, out, n, k, GemvConfig(32, 128, 1))
+    expect = w_bytes[:, 0].view(torch.float8_e4m3fn).float().to(DEVICE)
+    torch.testing.assert_close(y, expect[None, :].expand(4, n), rtol=0, atol=0)
+
+
 def test_strided_per_channel_scale():
     """A per-channel scale given as a strided view is read correctly (made contiguous first)."""
     x, w, bias = _inputs(1, 256, 40, seed=9)
@@ -85,13 +117,16 @@ def _planned_route(call):
 
 
 def test_linear_layers_route_decode_to_the_gemv():
-    """int8 linears with M <= GEMV_MAX_M and no config run the GEMV; M above it or a weight that
+    """A8W8 linears (int8, fp8) with M <= GEMV_MAX_M and no config run the GEMV; M above it or a weight that
     cannot be read as int32 words take the GEMM."""
     x, w, bias = _inputs(GEMV_MAX_M + 1, 256, 48, seed=5)
     wq, ws = quantize_rowwise_int8(w)
     assert _planned_route(lambda: int8_dynamic_linear(x[:1], wq, ws.reshape(-1), bias))[0] == "gemv"
     assert _planned_route(lambda: int8_dynamic_linear(x[:GEMV_MAX_M], wq, ws.reshape(-1), bias))[0] == "gemv"
     assert _planned_route(lambda: int8_dynamic_linear(x, wq, ws.reshape(-1), bias))[0] == "gemm"
+    fq, fs = quantize_rowwise_fp8(w)  # fp8 too (routes only: the interpreter's fp8 activation codes are wrong)
+    assert _planned_route(lambda: fp8_dynamic_linear(x[:GEMV_MAX_M], fq, fs.reshape(-1), bias))[0] == "gemv"
+    assert _planned_route(lambda: fp8_dynamic_linear(x, fq, fs.reshape(-1), bias))[0] == "gemm"
     misaligned = torch.empty(48 * 256 + 1, dtype=torch.int8, device=DEVICE)[1:].view(48, 256)
     misaligned.copy_(wq)
     route, y = _planned_route(lambda: int8_dynamic_linear(x[:1], misaligned, ws.reshape(-1), bias))

@@ -450,8 +450,9 @@ def _scaled_mm_bias(bias, dtype):
 
 
 def _gemv_route(m: int, config, weight) -> bool:
-    """int8 decode (M <= GEMV_MAX_M, no config asked for) goes to the dp4a GEMV (dynamic_gemv.py)
-    when the weight [N, K] can be read as int32 words: unit stride along K, 4-byte aligned rows."""
+    """A8W8 decode (int8 and fp8, M <= GEMV_MAX_M, no config asked for) goes to the CUDA-core GEMV
+    (dynamic_gemv.py) when the weight [N, K] can be read as int32 words: unit stride along K, 4-byte
+    aligned rows."""
     if config is not None or weight is None or not 1 <= m <= GEMV_MAX_M:
         return False
     return weight.stride(1) == 1 and weight.stride(0) % 4 == 0 and weight.storage_offset() % 4 == 0
@@ -499,8 +500,9 @@ class DynamicPlan:
         has_bias = bias is not None
         if self.route == "gemv":
             self.fix_scale = w_scale.reshape(n).stride(0) != 1  # it reads w_scale[n]
-            self.main, self.split = dynamic_gemv_call(m, n, k, k // 4, weight.stride(0) // 4, n, has_bias)
-            self.ws_dtype, stride_bs_n, b_scale_applied = torch.int32, 1, False
+            fp8 = kind == "fp8"
+            self.main, self.split = dynamic_gemv_call(m, n, k, k // 4, weight.stride(0) // 4, n, has_bias, fp8)
+            self.ws_dtype, stride_bs_n, b_scale_applied = torch.float32 if fp8 else torch.int32, 1, False
         elif self.route == "mma":
             self.fix_scale = w_scale.stride(-1) != 1
             stride_sg = w_scale.contiguous().stride(0) if self.fix_scale else w_scale.stride(0)
@@ -532,7 +534,7 @@ class DynamicPlan:
                 return "codes"
         elif _scaled_mm_route(m, n, x, self.qdtype, None):
             return "scaled_mm"
-        elif _gemv_route(m, None, weight if self.kind == "int8" else None):
+        elif _gemv_route(m, None, weight):
             return "gemv"
         self.config = pick_config(m, n, k, self.kind)
         return "fused" if self.config.FUSE_ACT else "gemm"  # no heuristic picks the fused prologue
@@ -626,7 +628,7 @@ def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
             y = out2
         return y.view(*x.shape[:-1], n)
     y = _check_out(out2, m, n, x.dtype, x.device)
-    if _gemv_route(m, config, weight_q if not fp8 else None):
+    if _gemv_route(m, config, weight_q):
         xq, x_scale = quantize_per_token(x2, qdtype)
         dynamic_gemv(xq, x_scale, weight_q, w_scale, bias, y, n, k)
         return y.view(*x.shape[:-1], n)
