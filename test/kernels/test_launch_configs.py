@@ -40,10 +40,12 @@ def test_8bit_codes_take_the_mma_kernel_up_to_m_8():
 
 @pytest.mark.parametrize("m,kernel", [(3, "gemv"), (4, "gemv"), (5, "gemm"), (8, "gemm")])
 def test_without_the_mma_kernel_decode_falls_back_to_gemv_and_gemm(m, kernel):
-    """8-bit codes with bf16 activations: the mma kernel cannot take them (configs.mma_supported)."""
-    assert not configs.mma_supported(8, "bfloat16") and configs.mma_supported(8, "float16")
+    """Formats the mma kernel does not take (configs.mma_supported: fp32 activations) decode on the GEMV
+    and the GEMM; 8-bit codes with bf16 take the mma kernel like fp16."""
+    assert configs.mma_supported(8, "bfloat16") and configs.mma_supported(8, "float16")
     assert configs.mma_supported(4, "bfloat16") and not configs.mma_supported(4, "float32")
-    assert choose_config(m, 4096, 4096, 8, 4096, "bfloat16", "cpu-interpreter", 4).kernel == kernel
+    assert heuristic_config(m, 4096, 4096, 8, 4096, mma=False).kernel == kernel
+    assert choose_config(m, 4096, 4096, 8, 4096, "bfloat16", "cpu-interpreter", 4).kernel == "mma"
 
 
 def test_mma_config_follows_the_h100_sweep():

@@ -50,9 +50,7 @@ def _check(qw, x, b, y):
 
 
 if CUDA:
-    MATRIX = [(f, launch, m, dt) for f, launch, m, dt in itertools.product(FORMATS, LAUNCHES, (1, 2, 3, 5, 8, 9, 16),
-                                                                         DTYPES)
-              if not (f[0] == 8 and dt == torch.bfloat16)]
+    MATRIX = list(itertools.product(FORMATS, LAUNCHES, (1, 2, 3, 5, 8, 9, 16), DTYPES))
 else:  # every format x launch shape once, M spread over them
     MATRIX = [(f, launch, (1, 3, 8, 13, 16)[i % 5], torch.float16)
               for i, (f, launch) in enumerate(itertools.product(FORMATS, LAUNCHES))]
@@ -116,6 +114,7 @@ def test_mma_kernel_errors_name_the_problem():
                 LaunchConfig("mma", 8, 32, 96, 1, num_warps=2)):
         with pytest.raises(ValueError, match="block_n a multiple of 32"):
             _run(qw, x[:2], b, bad)
-    q8, x8, b8 = _case(8, True, None, 2, 256, 64, torch.bfloat16)
-    with pytest.raises(ValueError, match="does not take 8-bit weights with torch.bfloat16"):
-        _run(q8, x8, b8, LaunchConfig("mma", 8, 32, 128, 1, num_warps=2))
+    if not CUDA:  # the interpreter computes bf16 wrongly: refused there
+        q8, x8, b8 = _case(8, True, None, 2, 256, 64, torch.bfloat16)
+        with pytest.raises(ValueError, match="8-bit weights with torch.bfloat16 activations under Triton's interp"):
+            _run(q8, x8, b8, LaunchConfig("mma", 8, 32, 128, 1, num_warps=2))

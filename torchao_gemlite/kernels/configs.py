@@ -170,7 +170,7 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,
                      mma: bool = True) -> LaunchConfig:
     """A sound default for any shape, from the H100 tuning runs (docs/kernels.md). ``mma``: whether the
-    tensor-core decode kernel takes the format (not 8-bit codes with bf16 activations).
+    tensor-core decode kernel takes the format (``mma_supported``).
 
     BLOCK_K is a whole number of word rows per step; steps that span several groups load
     one scale row per word row.
@@ -192,9 +192,8 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
 
 
 def mma_supported(bits: int, dtype_name: str) -> bool:
-    """Whether the tensor-core decode kernel takes the format: 8-bit codes need fp16 (1024 + q; bf16's
-    128 + q leaves q 7 bits)."""
-    return dtype_name in ("float16", "bfloat16") and (bits <= 4 or dtype_name == "float16")
+    """Whether the tensor-core decode kernel takes the format: every bit width, fp16 and bf16 activations."""
+    return dtype_name in ("float16", "bfloat16")
 
 
 @lru_cache(maxsize=4096)
