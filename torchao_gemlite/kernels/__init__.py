@@ -8,8 +8,9 @@
     dequant.py     dense dequantization for the dequantize + cuBLAS path (M > 128)
     reduce.py      deterministic split-K reduction (fixed order, no atomics)
     launch.py      direct launches of the compiled kernels (eager host overhead)
+    triton_key.py  Triton's compile key saved on disk (a new process skips its 2 s library hash)
     act_quant.py   per-token int8 / fp8 activation quantization
-    dynamic_gemv.py  dp4a decode GEMV for A8W8 int8 (M <= 4)
+    dynamic_gemv.py  CUDA-core decode GEMV for A8W8 int8 (dp4a) and fp8 (M <= 4)
     dynamic_mma_gemv.py  A8W4 on the int8 tensor cores, mma.sync (M <= 16)
     dynamic_gemm.py  int8 / fp8 tensor-core GEMM for A8W8 and A8W4, and the linear layers' routing
     dynamic_epilogue.py  their epilogue and deterministic split-K reduction
