@@ -184,7 +184,11 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
         block_n, warps, stages = (32, 4, 4) if m <= 2 else (64, 8, 3)
         # one long program per column tile beats several short ones, up to 8192 of K (H100 sweep)
         split = _fill_split(-(-n // block_n), -(-k // block_k), 0.9 * sm_count, k=k, max_k=8192)
-        return LaunchConfig("gemv", _pow2_at_least(m), block_n, block_k, split, num_warps=warps, num_stages=stages)
+        # group-wise 8-bit: a thread's four byte rows straddle groups, and the packed loop's per-pair group
+        # handling ran at 0.67x cuBLAS fp16 at M = 1 where the fp32 loop runs at 1.5x (H100, g128)
+        packed = not (bits == 8 and group_size < k)
+        return LaunchConfig("gemv", _pow2_at_least(m), block_n, block_k, split, num_warps=warps, num_stages=stages,
+                            half_mac=packed)
     if m < DENSE_MIN_M:  # H100 probe (test/kernels/gpu_probe_gemm.py), 16-bit dequantization throughout
         block_m, block_n, block_k, warps, stages = GEMM_TILES[min(m_bucket(m), 128)]
         split = _fill_split(-(-n // block_n) * -(-m // block_m), -(-k // block_k), sm_count)
