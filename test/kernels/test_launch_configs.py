@@ -33,9 +33,9 @@ def test_heuristic_regimes(m, kernel):
     assert heuristic_config(m, 4096, 4096, 4, 128).kernel == kernel
 
 
-def test_per_channel_8bit_codes_take_the_mma_kernel_up_to_m_8():
-    assert [heuristic_config(m, 4096, 4096, 8, 4096).kernel for m in (2, 3, 8, 9, 16)] == [
-        "gemv", "mma", "mma", "gemm", "gemm"]
+def test_8bit_codes_take_the_mma_kernel_up_to_m_16():
+    assert [heuristic_config(m, 4096, 4096, 8, 4096).kernel for m in (2, 3, 8, 9, 16, 17)] == [
+        "gemv", "mma", "mma", "mma", "mma", "gemm"]
     assert [heuristic_config(m, 4096, 4096, 8, 128).kernel for m in (2, 3, 8, 9, 16, 17)] == [
         "gemv", "mma", "mma", "mma", "mma", "gemm"]
 

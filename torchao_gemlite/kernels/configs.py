@@ -23,9 +23,9 @@ CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
 MAX_M_BUCKET = 4096
 GEMV_MAX_M = 4  # H100 sweep: at M=4 the CUDA-core GEMV beats the tensor-core GEMM on 3 of 4 Llama shapes
 # the tensor-core decode kernel (one or two 8-row batch tiles), H100 sweeps: 1.5-1.9x the GEMV at M = 3..8 (even
-# at M = 2), 1.0-1.4x the tensor-core GEMM at M = 9..16 but for per-channel 8-bit codes (harness, bf16: 0.79 against
-# the GEMM's 0.87x cuBLAS; group-wise 8-bit: 1.02 against 0.74-0.84x): there up to 8
-MMA_MIN_M, MMA_MAX_M, MMA_MAX_M_8BIT_PC = 3, 16, 8
+# at M = 2), 1.0-1.4x the tensor-core GEMM at M = 9..16 (8-bit, harness at M = 12, 16: 1.17-1.27x cuBLAS against
+# the GEMM's 0.88-1.10x)
+MMA_MIN_M, MMA_MAX_M = 3, 16
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128)
 
 
@@ -183,7 +183,7 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     one scale row per word row.
     """
     per_word = 32 // bits
-    if mma and MMA_MIN_M <= m <= (MMA_MAX_M_8BIT_PC if bits == 8 and group_size >= k else MMA_MAX_M):
+    if mma and MMA_MIN_M <= m <= MMA_MAX_M:
         return mma_config(n, k, group_size, sm_count, m, bits=bits)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word
