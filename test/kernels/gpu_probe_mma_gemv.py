@@ -31,6 +31,8 @@ FORMATS = {  # name: (bits, group size, symmetric, dtype)
     "w4g128": (4, 128, False, torch.float16),
     "w4g128-bf16": (4, 128, False, torch.bfloat16),
     "w8pc": (8, None, True, torch.float16),
+    "w8g128": (8, 128, False, torch.float16),
+    "w8g128-bf16": (8, 128, False, torch.bfloat16),
     "w2g64": (2, 64, False, torch.float16),
     "w1g64": (1, 64, False, torch.float16),
     "w2g64-bf16": (2, 64, False, torch.bfloat16),
@@ -69,10 +71,10 @@ def accuracy(log):
     return rows
 
 
-def candidates(n, k, bits, group, sms, wide, stages=(1,)):
+def candidates(n, k, bits, group, sms, wide, stages=(1,), block_ks=None):
     """Launch shapes around what fills the SMs: 32-128 columns a CTA, 4-32 warps (the rest of them along K)."""
     out = []
-    bks = (128, 256, 512) if bits < 4 else (128, 256)
+    bks = block_ks or ((128, 256, 512) if bits < 4 else (128, 256))
     shapes = ((32, 4), (32, 8), (32, 16), (32, 32), (64, 8), (64, 16), (128, 8), (128, 16)) if wide else (
         (32, 8), (32, 16), (64, 16))
     for (bn, warps), bk, stages in itertools.product(shapes, bks, stages):
@@ -103,14 +105,15 @@ def _compile_job(job):
     return len(cfgs)
 
 
-def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2)):
+def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=None):
     props = torch.cuda.get_device_properties(0)
     sms = props.multi_processor_count
     cases = [(k, n, m, f) for k, n in shapes for f in formats for m in (m_values if f == "w4g128" else other_m)]
     jobs = []
     for k, n, m, f in cases:
         bits, gs, sym, dtype = FORMATS[f]
-        cands = candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,))
+        cands = candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,),
+                           block_ks=block_ks)
         for i in range(0, len(cands), 8):
             jobs.append((k, n, m, f, cands[i:i + 8]))
     ctx = multiprocessing.get_context("spawn")
@@ -134,8 +137,9 @@ def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2)):
                 fp16 = graph_time_us([lambda w=w: F.linear(x.half(), w) for w in dense], replays=20)
                 default_cfg = choose_config(m, n, k, bits, group, str(dtype)[6:], props.name, sms)
                 default = run(default_cfg)
-                best = None
-                for cfg in candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,)):
+                best, by_block_k = None, {}
+                for cfg in candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,),
+                                      block_ks=block_ks):
                     try:
                         us = run(cfg)
                     except Exception as err:
@@ -144,8 +148,11 @@ def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2)):
                     log(f"  {f} {k}x{n} M={m} {us:7.2f} us {cfg}")
                     if best is None or us < best[1]:
                         best = (cfg, us)
+                    if cfg.block_k not in by_block_k or us < by_block_k[cfg.block_k][0]:
+                        by_block_k[cfg.block_k] = (us, cfg.to_dict())
                 row = dict(fmt=f, k=k, n=n, m=m, fp16_us=fp16, default_us=default, default_cfg=default_cfg.to_dict(),
-                           mma_us=best[1], mma_cfg=best[0].to_dict(), mma_tb_s=nbytes / best[1] / 1e6)
+                           mma_us=best[1], mma_cfg=best[0].to_dict(), mma_tb_s=nbytes / best[1] / 1e6,
+                           by_block_k={bk: v for bk, v in sorted(by_block_k.items())})
                 results.append(row)
                 log(f"{f} {k}x{n} M={m}: fp16 {fp16:.2f} default {default:.2f} mma {best[1]:.2f} ({best[0]})")
     return results
@@ -160,6 +167,8 @@ def main():
     p.add_argument("--formats", nargs="+", default=list(FORMATS))
     p.add_argument("--no-accuracy", dest="accuracy", action="store_false")
     p.add_argument("--m1-stages", nargs="+", type=int, default=[1, 2], help="pipeline stages tried at M = 1")
+    p.add_argument("--block-k", nargs="+", type=int, help="codes a warp step tried (default 128, 256 and, below "
+                   "4-bit, 512); the table shows the best time of each")
     a = p.parse_args()
     logf = open(f"{a.outdir}/probe_mma_gemv.log", "w")
 
@@ -168,7 +177,7 @@ def main():
 
     acc = accuracy(log) if a.accuracy else []
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
-    res = timing(shapes, a.m, a.other_m, a.formats, log, tuple(a.m1_stages))
+    res = timing(shapes, a.m, a.other_m, a.formats, log, tuple(a.m1_stages), a.block_k)
     json.dump(dict(device=torch.cuda.get_device_name(), accuracy=acc, timing=res),
               open(f"{a.outdir}/probe_mma_gemv.json", "w"), indent=1)
     if acc:
@@ -184,7 +193,7 @@ def main():
         print(f"{r['fmt']:>12} {r['k']:>5}x{r['n']:<5} {r['m']:>2} {r['fp16_us']:7.2f} {r['default_us']:7.2f} "
               f"{r['mma_us']:7.2f} {r['fp16_us'] / r['mma_us']:6.2f} {r['default_us'] / r['mma_us']:6.2f} "
               f"{r['mma_tb_s']:5.2f}  bn{c['block_n']} bk{c['block_k']} s{c['split_k']} w{c['num_warps']} "
-              f"st{c['num_stages']}")
+              f"st{c['num_stages']}  " + " ".join(f"bk{bk} {us:.2f}" for bk, (us, _) in r["by_block_k"].items()))
 
 
 if __name__ == "__main__":

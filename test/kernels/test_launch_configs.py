@@ -33,9 +33,9 @@ def test_heuristic_regimes(m, kernel):
     assert heuristic_config(m, 4096, 4096, 4, 128).kernel == kernel
 
 
-def test_per_channel_8bit_codes_take_the_mma_kernel_up_to_m_8():
-    assert [heuristic_config(m, 4096, 4096, 8, 4096).kernel for m in (2, 3, 8, 9, 16)] == [
-        "gemv", "mma", "mma", "gemm", "gemm"]
+def test_8bit_codes_take_the_mma_kernel_up_to_m_16():
+    assert [heuristic_config(m, 4096, 4096, 8, 4096).kernel for m in (2, 3, 8, 9, 16, 17)] == [
+        "gemv", "mma", "mma", "mma", "mma", "gemm"]
     assert [heuristic_config(m, 4096, 4096, 8, 128).kernel for m in (2, 3, 8, 9, 16, 17)] == [
         "gemv", "mma", "mma", "mma", "mma", "gemm"]
 
@@ -60,7 +60,8 @@ def test_without_the_mma_kernel_decode_falls_back_to_gemv_and_gemm(m, kernel):
 
 def test_mma_config_follows_the_h100_sweep():
     """M <= 8: 16 warps, 128-code steps, the widest CTA that still gives 0.8 CTAs an SM; two batch tiles
-    (M > 8): 64 columns, 8 warps, 256-code steps (128 for A8W4), a K split to fill (docs/kernels.md)."""
+    (M > 8): 64 columns, 8 warps, 256-code steps (128 for A8W4), a K split to fill; 8-bit codes: 32 columns,
+    4 warps, about three CTAs an SM (docs/kernels.md)."""
     cfgs = {(k, n): configs.mma_config(n, k, 128, 132) for k, n in LLAMA}
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in cfgs.items()} == {
         (4096, 4096): (32, 128, 1, 16), (4096, 14336): (128, 128, 1, 16), (14336, 4096): (32, 128, 1, 16),
@@ -69,6 +70,10 @@ def test_mma_config_follows_the_h100_sweep():
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in two_tiles.items()} == {
         (4096, 4096): (64, 256, 2, 8), (4096, 14336): (64, 256, 1, 8), (14336, 4096): (64, 256, 2, 8),
         (8192, 8192): (64, 256, 1, 8)}
+    eight_bit = {(k, n): configs.mma_config(n, k, 128, 132, m=16, bits=8) for k, n in LLAMA}
+    assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in eight_bit.items()} == {
+        (4096, 4096): (32, 256, 3, 4), (4096, 14336): (32, 256, 1, 4), (14336, 4096): (32, 256, 3, 4),
+        (8192, 8192): (32, 256, 2, 4)}
     assert configs.mma_config(4096, 4096, 128, 132, m=16, step=128).block_k == 128
     kv = configs.mma_config(1024, 4096, 128, 132)  # 32 CTAs: split K
     assert (kv.block_n, kv.split_k, kv.num_warps) == (32, 2, 16)

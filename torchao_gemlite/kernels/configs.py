@@ -23,9 +23,9 @@ CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
 MAX_M_BUCKET = 4096
 GEMV_MAX_M = 4  # H100 sweep: at M=4 the CUDA-core GEMV beats the tensor-core GEMM on 3 of 4 Llama shapes
 # the tensor-core decode kernel (one or two 8-row batch tiles), H100 sweeps: 1.5-1.9x the GEMV at M = 3..8 (even
-# at M = 2), 1.0-1.4x the tensor-core GEMM at M = 9..16 but for per-channel 8-bit codes (harness, bf16: 0.79 against
-# the GEMM's 0.87x cuBLAS; group-wise 8-bit: 1.02 against 0.74-0.84x): there up to 8
-MMA_MIN_M, MMA_MAX_M, MMA_MAX_M_8BIT_PC = 3, 16, 8
+# at M = 2), 1.0-1.4x the tensor-core GEMM at M = 9..16 (8-bit, harness at M = 12, 16: 1.17-1.27x cuBLAS against
+# the GEMM's 0.88-1.10x)
+MMA_MIN_M, MMA_MAX_M = 3, 16
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128)
 
 
@@ -146,13 +146,15 @@ def _fill_split(programs: int, k_tiles: int, target_programs: float, k: int = 0,
 
 
 def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT, m: int = 1,
-               step: int | None = None) -> LaunchConfig:
+               step: int | None = None, bits: int = 4) -> LaunchConfig:
     """The tensor-core decode kernel's launch (H100 sweeps, test/kernels/gpu_probe_mma_gemv.py). Up to M = 8:
     128-code steps (or one group), 16 warps and the widest CTA (32, 64 or 128 columns) that still gives 0.8
     CTAs an SM. Two batch tiles (M > 8): 256-code steps, 64 columns and 8 warps (the M = 16 sweep: 1.25x the
     previous 32-column, 128-code choice in geomean over 4-, 2- and 1-bit on the Llama shapes, within 9% of
     the best of each). Then a K split where the CTAs do not fill the SMs, and fewer warps along K when K is
-    short. ``step`` overrides the codes a warp step (A8W4 keeps 128: its sweep did not try more)."""
+    short. 8-bit codes with two tiles: 32 columns, 4 warps and a K split up to about three CTAs an SM (the
+    g128 M = 16 sweep: 1.0 / 1.0 / 1.21 / 1.31x the 64-column launch on the four Llama shapes). ``step``
+    overrides the codes a warp step (A8W4 keeps 128: its sweep did not try more)."""
     two_tiles = m > MMA_MAX_M // 2
     block_k = max(step or (256 if two_tiles else 128), group_size if group_size < k else 0)
     block_n, warps = (64, 8) if two_tiles else (32, 16)
@@ -163,6 +165,10 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     steps = -(-k // block_k)
     warps_k = min(warps // (block_n // 32), 1 << (steps.bit_length() - 1))  # no idle warps for a short K
     split = 1
+    if two_tiles and bits == 8:
+        block_n, warps_k = 32, min(4, 1 << (steps.bit_length() - 1))
+        while -(-n // block_n) * split < 2.9 * sm_count and warps_k * (split + 1) <= steps and split < 16:
+            split += 1
     while -(-n // block_n) * split < 0.8 * sm_count and warps_k * split * 2 <= steps and split < 16:
         split *= 2
     return LaunchConfig("mma", MMA_MAX_M, block_n, block_k, split, num_warps=warps_k * (block_n // 32), num_stages=1)
@@ -177,8 +183,8 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     one scale row per word row.
     """
     per_word = 32 // bits
-    if mma and MMA_MIN_M <= m <= (MMA_MAX_M_8BIT_PC if bits == 8 and group_size >= k else MMA_MAX_M):
-        return mma_config(n, k, group_size, sm_count, m)
+    if mma and MMA_MIN_M <= m <= MMA_MAX_M:
+        return mma_config(n, k, group_size, sm_count, m, bits=bits)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word
         block_n, warps, stages = (32, 4, 4) if m <= 2 else (64, 8, 3)

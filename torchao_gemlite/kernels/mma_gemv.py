@@ -179,17 +179,31 @@ def _word_pairs(ptrs, rows, k_words, pshift, BITS: tl.constexpr, EVEN_K: tl.cons
 
 
 @triton.jit
-def _x_pairs(x_ptrs, SUB: tl.constexpr, k_sub, base, K, X_HI: tl.constexpr, EVEN_K: tl.constexpr):
-    """The thread's x pairs of one sub-block: at k_sub + base (the registers' low lanes) and + X_HI."""
-    if EVEN_K:
-        x_lo = tl.load(x_ptrs + SUB * 16, eviction_policy="evict_last")
-        x_hi = tl.load(x_ptrs + (SUB * 16 + X_HI // 2), eviction_policy="evict_last")
+def _x_pairs(x_ptrs, SUB: tl.constexpr, k_sub, base, K, X_HI: tl.constexpr, XW: tl.constexpr,
+             EVEN_K: tl.constexpr):
+    """The thread's x pairs of one sub-block: at k_sub + base (the registers' low lanes) and + X_HI.
+    XW = 4 (X_HI = 4: 8- and 4-bit, the four pairs adjacent): one 16-byte load ([T, 4] pointers); XW = 2:
+    two 8-byte loads ([T, 2] pointers)."""
+    if XW == 4:
+        if EVEN_K:
+            x4 = tl.load(x_ptrs + SUB * 16, eviction_policy="evict_last")
+        else:
+            k_x = (k_sub + base)[:, None] + 2 * tl.arange(0, 4)[None, :]  # [T, 4]
+            x4 = tl.load(x_ptrs + SUB * 16, mask=k_x < K, other=0, eviction_policy="evict_last")
+        even, odd = tl.split(tl.reshape(x4, (x4.shape[0], 2, 2)))  # pairs (0, 2) and (1, 3)
+        lo0, hi0 = tl.split(even)
+        lo1, hi1 = tl.split(odd)
     else:
-        k_x = (k_sub + base)[:, None] + 2 * tl.arange(0, 2)[None, :]  # [T, 2]
-        x_lo = tl.load(x_ptrs + SUB * 16, mask=k_x < K, other=0, eviction_policy="evict_last")
-        x_hi = tl.load(x_ptrs + (SUB * 16 + X_HI // 2), mask=k_x + X_HI < K, other=0, eviction_policy="evict_last")
-    lo0, lo1 = tl.split(x_lo)
-    hi0, hi1 = tl.split(x_hi)
+        if EVEN_K:
+            x_lo = tl.load(x_ptrs + SUB * 16, eviction_policy="evict_last")
+            x_hi = tl.load(x_ptrs + (SUB * 16 + X_HI // 2), eviction_policy="evict_last")
+        else:
+            k_x = (k_sub + base)[:, None] + 2 * tl.arange(0, 2)[None, :]  # [T, 2]
+            x_lo = tl.load(x_ptrs + SUB * 16, mask=k_x < K, other=0, eviction_policy="evict_last")
+            x_hi = tl.load(x_ptrs + (SUB * 16 + X_HI // 2), mask=k_x + X_HI < K, other=0,
+                           eviction_policy="evict_last")
+        lo0, lo1 = tl.split(x_lo)
+        hi0, hi1 = tl.split(x_hi)
     return lo0, lo1, hi0, hi1
 
 
@@ -285,8 +299,10 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                     BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                     HAS_BIAS: tl.constexpr, BATCH_TILES: tl.constexpr, WARPS_N: tl.constexpr,
                     WARPS_K: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr,
-                    USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, EMULATE: tl.constexpr):
+                    USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, WIDE_X: tl.constexpr,
+                    EMULATE: tl.constexpr):
     # GROUP_K: the group size (a divisor of BLOCK_K, multiple of 32), 0 for per-channel scales.
+    # WIDE_X: 8- and 4-bit codes read a sub-block's x with one 16-byte load (else two 8-byte ones).
     # BATCH_TILES: 1 (M <= 8) or 2 (M <= 16: a second B operand, x rows 8..15, shares the A registers).
     # EVEN_K: K a multiple of BLOCK_K and every warp's steps inside K (no masks).
     IS_BF16: tl.constexpr = x_ptr.dtype.element_ty == tl.bfloat16
@@ -321,10 +337,11 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     K_STRIDE: tl.constexpr = WARPS_K * BLOCK_K
     w_ptrs = w_ptr + ((k_first // E + row0) * stride_wk)[:, None] + cols  # [T, 4]
     # x as int32 pairs, batch row g (and g + 8); rows past M: clamped, never stored
-    x_col = tl.max_contiguous(tl.multiple_of(((k_first + base) // 2)[:, None] + tl.arange(0, 2)[None, :], [1, 2]),
-                              [1, 2])
+    XW: tl.constexpr = 4 if X_HI == 4 and WIDE_X else 2  # x pairs a load (_x_pairs)
+    x_col = tl.max_contiguous(tl.multiple_of(((k_first + base) // 2)[:, None] + tl.arange(0, XW)[None, :], [1, XW]),
+                              [1, XW])
     x_pairs = x_ptr.to(tl.pointer_type(tl.int32))
-    x_ptrs = x_pairs + (tl.minimum(g, M - 1) * (stride_xm // 2))[:, None] + x_col  # [T, 2]: 8-byte loads
+    x_ptrs = x_pairs + (tl.minimum(g, M - 1) * (stride_xm // 2))[:, None] + x_col  # [T, XW]: 8- or 16-byte loads
     if BATCH_TILES == 2:
         x_ptrs2 = x_pairs + (tl.minimum(g + 8, M - 1) * (stride_xm // 2))[:, None] + x_col
     if GROUP_K != 0:
@@ -361,12 +378,12 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                     R2, R3 = _word_pairs(w_sub + stride_wk, rows + 1, k_words, pshift, BITS, EVEN_K, IS_BF16, EMULATE)
                 else:
                     R0, R1, R2, R3 = _word_pairs(w_sub, rows, k_words, pshift, BITS, EVEN_K, IS_BF16, EMULATE)
-                lo0, lo1, hi0, hi1 = _x_pairs(x_ptrs, sub_i, k_step + sub_i * 32, base, K, X_HI, EVEN_K)
+                lo0, lo1, hi0, hi1 = _x_pairs(x_ptrs, sub_i, k_step + sub_i * 32, base, K, X_HI, XW, EVEN_K)
                 a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3 = _sub_block_mmas(
                     R0, R1, R2, R3, lo0, lo1, hi0, hi1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3,
                     ones, BITS, X_TERM, IS_BF16, EMULATE)
                 if BATCH_TILES == 2:
-                    lo0, lo1, hi0, hi1 = _x_pairs(x_ptrs2, sub_i, k_step + sub_i * 32, base, K, X_HI, EVEN_K)
+                    lo0, lo1, hi0, hi1 = _x_pairs(x_ptrs2, sub_i, k_step + sub_i * 32, base, K, X_HI, XW, EVEN_K)
                     b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3 = _sub_block_mmas(
                         R0, R1, R2, R3, lo0, lo1, hi0, hi1, b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2,
                         ys3, ones, BITS, X_TERM, IS_BF16, EMULATE)
