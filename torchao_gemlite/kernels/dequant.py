@@ -34,11 +34,13 @@ def dequant_kernel(w_ptr, scale_ptr, zero_ptr, out_ptr, N, K, group_size, stride
 
 
 def dequantize_packed(qdata, scale, zero, bits: int, group_size: int, symmetric: bool, sym_zero: float,
-                      dtype: torch.dtype) -> torch.Tensor:
-    """The [K, N] dense weight (W^T) in ``dtype``."""
+                      dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The [K, N] dense weight (W^T) in ``dtype``, into ``out`` (contiguous [K, N]) if given. ``qdata``,
+    ``scale`` and ``zero`` may be column slices (unit stride along N)."""
     kw, n = qdata.shape
     k = kw * (32 // bits)
-    out = torch.empty((k, n), dtype=dtype, device=qdata.device)
+    if out is None:
+        out = torch.empty((k, n), dtype=dtype, device=qdata.device)
     block_kw, block_n = 16, 128
     dequant_kernel[(cdiv(kw, block_kw), cdiv(n, block_n))](
         qdata, scale, zero if zero is not None else scale, out, n, k, group_size, qdata.stride(0), scale.stride(0),
