@@ -23,6 +23,7 @@ import triton
 import triton.language as tl
 
 from .half2 import dequant_codes
+from .pdl import launch_dependents
 from .reduce import store_tile, tile_coordinates
 from .unpack import all_slots_as_float, group_mul_add
 
@@ -34,12 +35,13 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                 USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr,
-                HALF: tl.constexpr, EMULATE: tl.constexpr):
+                HALF: tl.constexpr, EMULATE: tl.constexpr, PDL: tl.constexpr = False):
     # GROUP_K: the group size, 0 for per-channel scales
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
     pid_m, pid_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
+    launch_dependents(PDL)  # the split-K reduction (pdl.py)
 
     o_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)

@@ -40,6 +40,7 @@ from .configs import MMA_MAX_M, LaunchConfig
 from .half2 import fma2
 from .launch import cdiv
 from .mma_sync import mma_16816
+from .pdl import launch_dependents
 
 
 class MmaLaunch(NamedTuple):
@@ -300,7 +301,7 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                     HAS_BIAS: tl.constexpr, BATCH_TILES: tl.constexpr, WARPS_N: tl.constexpr,
                     WARPS_K: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr,
                     USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, WIDE_X: tl.constexpr,
-                    EMULATE: tl.constexpr):
+                    EMULATE: tl.constexpr, PDL: tl.constexpr = False):
     # GROUP_K: the group size (a divisor of BLOCK_K, multiple of 32), 0 for per-channel scales.
     # WIDE_X: 8- and 4-bit codes read a sub-block's x with one 16-byte load (else two 8-byte ones).
     # BATCH_TILES: 1 (M <= 8) or 2 (M <= 16: a second B operand, x rows 8..15, shares the A registers).
@@ -316,6 +317,7 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     tl.static_assert(BATCH_TILES == 1 or BATCH_TILES == 2)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
+    launch_dependents(PDL)  # the split-K reduction (pdl.py)
 
     g, t, warp_k, cols = _thread_columns(pid_n, N, T, WARPS_N, EVEN_N)  # cols [T, 4]: n0..n0+3, n0 = 4 g
     # the thread's codes in a 32-code sub-block: word row(s) and the k of register 0 (see the docstring)
