@@ -110,7 +110,6 @@ def _dynamic_gemm_kernel(
     i_m, i_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     i_s = tl.program_id(1)
     wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
-    launch_dependents(PDL and USE_WS)  # the split reduction
 
     o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -227,6 +226,7 @@ def _dynamic_gemm_kernel(
 
     if SWAP_AB:
         acc = tl.trans(acc)  # [BN, BM] -> [BM, BN]
+    launch_dependents(PDL and USE_WS)  # the split reduction may start
     if USE_WS:
         p_ws = ws_ptr + (i_s * M + o_m.to(tl.int64))[:, None] * N + o_n[None, :]
         tl.store(p_ws, acc, mask=m_m[:, None] & m_n[None, :])

@@ -100,7 +100,6 @@ def dynamic_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, out_pt
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
-    launch_dependents(PDL and USE_WS)  # the split reduction
     o_m = tl.arange(0, BLOCK_M)
     o_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     r_m = tl.minimum(o_m, M - 1)
@@ -131,6 +130,7 @@ def dynamic_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, out_pt
         else:
             acc = dp4a(words[None, :, :], x_words[:, None, :], acc, EMULATE)
     total = tl.sum(acc, axis=2)  # [BM, BN]
+    launch_dependents(PDL and USE_WS)  # the split reduction may start
     if USE_WS:
         p_ws = ws_ptr + (pid_k * M + o_m.to(tl.int64))[:, None] * N + o_n[None, :]
         tl.store(p_ws, total, mask=(o_m < M)[:, None] & (o_n < N)[None, :])

@@ -94,7 +94,6 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
-    launch_dependents(PDL and USE_WORKSPACE)  # the split reduction
 
     g, t, warp_k, cols = _thread_columns(pid_n, N, T, WARPS_N, EVEN_N)  # cols [T, 4]: n0..n0+3, n0 = 4 g
     ones = tl.full((T,), 0x01010101, tl.int32)
@@ -168,6 +167,7 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
         tot1 = int1.to(tl.float32) * col_scale
         tot0_2 = int0_2.to(tl.float32) * col_scale
         tot1_2 = int1_2.to(tl.float32) * col_scale
+    launch_dependents(PDL and USE_WORKSPACE)  # the split reduction may start
     _store_rows(tot0, tot1, 0, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N,
                 WARPS_K, True, HAS_BIAS, USE_WORKSPACE)
     if BATCH_TILES == 2:

@@ -41,7 +41,6 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
     BLOCK_KW: tl.constexpr = BLOCK_K // E
     pid_m, pid_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     pid_k = tl.program_id(1)
-    launch_dependents(PDL)  # the split-K reduction (pdl.py)
 
     o_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -92,4 +91,5 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         result = tl.trans(acc)
     else:
         result = acc
+    launch_dependents(PDL)  # the split-K reduction may start (pdl.py)
     store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k, HAS_BIAS, USE_WORKSPACE)

@@ -60,7 +60,6 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
     BLOCK_KW: tl.constexpr = BLOCK_K // E
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
-    launch_dependents(PDL)  # the split-K reduction (pdl.py)
 
     o_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     o_m = tl.arange(0, BLOCK_M)
@@ -169,4 +168,5 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         result = tl.sum(acc, axis=1)
     if GROUP_K == 0:
         result = result * tl.reshape(col_scale, (1, BLOCK_N))
+    launch_dependents(PDL)  # the split-K reduction may start (pdl.py)
     store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k, HAS_BIAS, USE_WORKSPACE)

@@ -317,7 +317,6 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     tl.static_assert(BATCH_TILES == 1 or BATCH_TILES == 2)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
-    launch_dependents(PDL)  # the split-K reduction (pdl.py)
 
     g, t, warp_k, cols = _thread_columns(pid_n, N, T, WARPS_N, EVEN_N)  # cols [T, 4]: n0..n0+3, n0 = 4 g
     # the thread's codes in a 32-code sub-block: word row(s) and the k of register 0 (see the docstring)
@@ -439,6 +438,7 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
             tot1 += col_shift * xs_tot1[:, None]
             tot0_2 += col_shift * xs_tot0_2[:, None]
             tot1_2 += col_shift * xs_tot1_2[:, None]
+    launch_dependents(PDL)  # the split-K reduction may start (pdl.py)
     _store_rows(tot0, tot1, 0, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N, WARPS_K,
                 False, HAS_BIAS, USE_WORKSPACE)
     if BATCH_TILES == 2:
