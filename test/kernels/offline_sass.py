@@ -43,8 +43,7 @@ def kernel_spec(a):
     """(jit function, signature, constexprs, packed words a thread handles per loop iteration)."""
     group = 0 if a.group is None else a.group
     common = dict(BITS=a.bits, GROUP_K=group, SYMMETRIC=a.symmetric, SYM_ZERO=symmetric_zero(a.bits),
-                  HAS_BIAS=False, EVEN_K=True, USE_WORKSPACE=False, NUM_STAGES=a.stages, EMULATE=False,
-                  PDL=False)
+                  HAS_BIAS=False, EVEN_K=True, USE_WORKSPACE=False, NUM_STAGES=a.stages, EMULATE=False)
     words = a.block_k // (32 // a.bits) * a.block_n
     if a.kernel == "gemv":
         const = dict(common, M=1, BLOCK_M=1, BLOCK_N=a.block_n, BLOCK_K=a.block_k, EVEN_N=True,

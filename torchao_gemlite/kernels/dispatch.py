@@ -22,7 +22,6 @@ from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .launch import INTERPRETED as _INTERPRETED
 from .launch import FastLauncher, KernelCall, PlanCache, cdiv, tensor_key
 from .mma_gemv import mma_gemv_kernel, mma_launch
-from .pdl import pdl_for
 from .reduce import splitk_reduce_call
 
 
@@ -123,7 +122,6 @@ class WeightOnlyPlan:
         self.format = (bits, group_size, symmetric)
         self.kernel = self.reduce = None
         self.copy_x, self.split = False, 1
-        self.pdl = pdl_for(x)  # the split-K reduction starts while the kernel drains (pdl.py)
         if m == 0 or config.kernel == "dense":
             return
         out_stride = n if out is None else out.stride(0)
@@ -143,13 +141,12 @@ class WeightOnlyPlan:
             ints = (m, n, k, launch.steps_per_split, x_stride, qdata.stride(0), scale.stride(0), out_stride)
             meta = dict(launch.meta, BITS=bits, GROUP_K=group_k, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
                         HAS_BIAS=bias is not None and self.split == 1, NUM_STAGES=c.num_stages,
-                        WIDE_X=not (bits == 8 and group_k == 0 and m <= 8), EMULATE=_INTERPRETED,
-                        PDL=self.pdl and self.split > 1)
+                        WIDE_X=not (bits == 8 and group_k == 0 and m <= 8), EMULATE=_INTERPRETED)
             self.kernel = KernelCall(_MMA_GEMV, launch.grid, ints, meta)
         else:
             self._tiled_kernel(x2, qdata, scale, bias, bits, group_size, symmetric, out_stride)
         if self.split > 1:
-            self.reduce = splitk_reduce_call(self.split, m, n, bias is not None, out_stride, self.pdl)
+            self.reduce = splitk_reduce_call(self.split, m, n, bias is not None, out_stride)
 
     def _tiled_kernel(self, x2, qdata, scale, bias, bits, group_size, symmetric, out_stride) -> None:
         """The GEMV or the tensor-core GEMM (same arguments)."""
@@ -182,7 +179,7 @@ class WeightOnlyPlan:
         meta = dict(BITS=bits, GROUP_K=0 if group_size == k else group_size, SYMMETRIC=symmetric,
                     SYM_ZERO=symmetric_zero(bits), HAS_BIAS=bias is not None and self.split == 1,
                     BLOCK_M=c.block_m, BLOCK_N=c.block_n, BLOCK_K=c.block_k, USE_WORKSPACE=self.split > 1,
-                    NUM_STAGES=c.num_stages, PDL=self.pdl and self.split > 1, num_warps=c.num_warps)
+                    NUM_STAGES=c.num_stages, num_warps=c.num_warps)
         if c.kernel == "gemv":
             meta.update(EVEN_K=k % c.block_k == 0, EVEN_N=n % c.block_n == 0, HALF_MAC=half,
                         PF=pairs_per_flush(bits), KSHIFT=pair_kshift(bits), EMULATE=_INTERPRETED)

@@ -23,7 +23,6 @@ import triton
 import triton.language as tl
 
 from .half2 import dequant_codes
-from .pdl import launch_dependents
 from .reduce import store_tile, tile_coordinates
 from .unpack import all_slots_as_float, group_mul_add
 
@@ -35,7 +34,7 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                 USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr,
-                HALF: tl.constexpr, EMULATE: tl.constexpr, PDL: tl.constexpr = False):
+                HALF: tl.constexpr, EMULATE: tl.constexpr):
     # GROUP_K: the group size, 0 for per-channel scales
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
@@ -91,5 +90,4 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         result = tl.trans(acc)
     else:
         result = acc
-    launch_dependents(PDL)  # the split-K reduction may start (pdl.py)
     store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k, HAS_BIAS, USE_WORKSPACE)

@@ -31,7 +31,6 @@ import triton
 import triton.language as tl
 
 from .half2 import fma2, lane_sum, mul2, pair_codes, x_sum_weights
-from .pdl import launch_dependents
 from .reduce import store_tile
 from .unpack import group_mul_add, slot_as_float
 
@@ -53,8 +52,7 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                 EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr,
-                HALF_MAC: tl.constexpr, PF: tl.constexpr, KSHIFT: tl.constexpr, EMULATE: tl.constexpr,
-                PDL: tl.constexpr = False):
+                HALF_MAC: tl.constexpr, PF: tl.constexpr, KSHIFT: tl.constexpr, EMULATE: tl.constexpr):
     # GROUP_K: the group size, 0 for per-channel scales. x's rows are contiguous (read as int32 pairs)
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
@@ -168,5 +166,4 @@ def gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         result = tl.sum(acc, axis=1)
     if GROUP_K == 0:
         result = result * tl.reshape(col_scale, (1, BLOCK_N))
-    launch_dependents(PDL)  # the split-K reduction may start (pdl.py)
     store_tile(result, o_m, o_n, M, N, out_ptr, stride_om, bias_ptr, ws_ptr, pid_k, HAS_BIAS, USE_WORKSPACE)

@@ -40,7 +40,6 @@ from .configs import MMA_MAX_M, LaunchConfig
 from .half2 import fma2
 from .launch import cdiv
 from .mma_sync import mma_16816
-from .pdl import launch_dependents
 
 
 class MmaLaunch(NamedTuple):
@@ -301,7 +300,7 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                     HAS_BIAS: tl.constexpr, BATCH_TILES: tl.constexpr, WARPS_N: tl.constexpr,
                     WARPS_K: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr,
                     USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, WIDE_X: tl.constexpr,
-                    EMULATE: tl.constexpr, PDL: tl.constexpr = False):
+                    EMULATE: tl.constexpr):
     # GROUP_K: the group size (a divisor of BLOCK_K, multiple of 32), 0 for per-channel scales.
     # WIDE_X: 8- and 4-bit codes read a sub-block's x with one 16-byte load (else two 8-byte ones).
     # BATCH_TILES: 1 (M <= 8) or 2 (M <= 16: a second B operand, x rows 8..15, shares the A registers).
@@ -438,7 +437,6 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
             tot1 += col_shift * xs_tot1[:, None]
             tot0_2 += col_shift * xs_tot0_2[:, None]
             tot1_2 += col_shift * xs_tot1_2[:, None]
-    launch_dependents(PDL)  # the split-K reduction may start (pdl.py)
     _store_rows(tot0, tot1, 0, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N, WARPS_K,
                 False, HAS_BIAS, USE_WORKSPACE)
     if BATCH_TILES == 2:

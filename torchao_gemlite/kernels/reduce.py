@@ -12,7 +12,6 @@ import triton
 import triton.language as tl
 
 from .launch import FastLauncher, KernelCall, cdiv
-from .pdl import dependent_meta, wait_for_prior
 
 
 @triton.jit
@@ -45,10 +44,8 @@ def store_tile(result, offs_m, offs_n, M, N, out_ptr, stride_om, bias_ptr, ws_pt
 
 @triton.jit
 def _splitk_reduce_kernel(ws_ptr, bias_ptr, out_ptr, M, N, stride_om,
-                          HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK: tl.constexpr,
-                          PDL: tl.constexpr = False):
+                          HAS_BIAS: tl.constexpr, SPLIT_K: tl.constexpr, BLOCK: tl.constexpr):
     # Grid: cdiv(M * N, BLOCK). Reads SPLIT_K * BLOCK fp32, writes BLOCK outputs.
-    wait_for_prior(PDL)  # the partials' kernel (pdl.py)
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M * N
     acc = tl.load(ws_ptr + offs, mask=mask, other=0.0)
@@ -68,12 +65,11 @@ def splitk_workspace(split_k: int, m: int, n: int, device) -> torch.Tensor | Non
     return torch.empty((split_k, m, n), dtype=torch.float32, device=device) if split_k > 1 else None
 
 
-def splitk_reduce_call(split_k: int, m: int, n: int, has_bias: bool, out_stride: int, pdl: bool = False) -> KernelCall:
-    """The reduction launch of a split-K call; run it with (workspace, bias or workspace, out). ``pdl``: right
-    after the partials' kernel, launched as its dependent (pdl.py)."""
+def splitk_reduce_call(split_k: int, m: int, n: int, has_bias: bool, out_stride: int) -> KernelCall:
+    """The reduction launch of a split-K call; run it with (workspace, bias or workspace, out)."""
     block = 1024
     return KernelCall(_REDUCE, (cdiv(m * n, block),), (m, n, out_stride),
-                      dict(HAS_BIAS=has_bias, SPLIT_K=split_k, BLOCK=block, num_warps=4, **dependent_meta(pdl)))
+                      dict(HAS_BIAS=has_bias, SPLIT_K=split_k, BLOCK=block, num_warps=4))
 
 
 def splitk_reduce(workspace: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor) -> None:
