@@ -50,6 +50,7 @@ import triton.language as tl
 
 from ..formats import ACTIVATION_DTYPES
 from .launch import INTERPRETED, FastLauncher, KernelCall, cdiv, next_power_of_2
+from .pdl import launch_dependents
 
 FP8_DTYPE = torch.float8_e4m3fn
 INT8_MAX = 127.0
@@ -99,8 +100,9 @@ def _act_quant_kernel(
     M, K,
     stride_xm, stride_xk, stride_qm,
     QMAX: tl.constexpr, INV_QMAX: tl.constexpr, RECIP: tl.constexpr, FP8: tl.constexpr, ONE_PASS: tl.constexpr,
-    ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr = False,
 ):
+    launch_dependents(PDL)  # the GEMM that reads the codes (pdl.py)
     i_m = tl.program_id(0)
     o_m = i_m * ROWS + tl.arange(0, ROWS)
     m_m = o_m < M
@@ -197,11 +199,13 @@ def quantize_per_token(x: torch.Tensor, dtype: torch.dtype = torch.int8, *, out:
     return out, out_scale
 
 
-def act_quant_call(m: int, k: int, stride_xm: int, stride_xk: int, dtype: torch.dtype, device) -> KernelCall:
-    """The launch that quantizes m rows of length k; run it with (x [m, k], q [m, k] contiguous, scale [m])."""
+def act_quant_call(m: int, k: int, stride_xm: int, stride_xk: int, dtype: torch.dtype, device,
+                   pdl: bool = False) -> KernelCall:
+    """The launch that quantizes m rows of length k; run it with (x [m, k], q [m, k] contiguous, scale [m]).
+    ``pdl``: the GEMM that follows is launched as its dependent (pdl.py)."""
     one_pass, block_k, rows, num_warps = _launch_params(m, k)
     fp8 = dtype == FP8_DTYPE
     qmax = FP8_MAX if fp8 else INT8_MAX
     return KernelCall(_ACT_QUANT, (cdiv(m, rows),), (m, k, stride_xm, stride_xk, k),
                       dict(QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(device), FP8=fp8,
-                           ONE_PASS=one_pass, ROWS=rows, BLOCK_K=block_k, num_warps=num_warps))
+                           ONE_PASS=one_pass, ROWS=rows, BLOCK_K=block_k, PDL=pdl, num_warps=num_warps))

@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from .launch import FastLauncher, KernelCall, cdiv, next_power_of_2
+from .pdl import dependent_meta, wait_for_prior
 
 
 @triton.jit
@@ -37,8 +38,10 @@ def _splitk_reduce_kernel(
     ws_ptr, a_scale_ptr, b_scale_ptr, bias_ptr, c_ptr,
     M, N, N_SPLITS, stride_bs_n, stride_cm, stride_cn,
     B_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """Sums the [N_SPLITS, M, N] partials in the fixed order 0..N_SPLITS-1, then the epilogue."""
+    wait_for_prior(PDL)  # the partials' kernel (pdl.py)
     o_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     m_mn = (o_m < M)[:, None] & (o_n < N)[None, :]
@@ -55,11 +58,13 @@ _REDUCE = FastLauncher(_splitk_reduce_kernel)
 
 
 def reduce_splits_call(splits: int, m: int, n: int, stride_bs_n: int, out_strides: tuple, has_bias: bool,
-                       apply_b_scale: bool) -> KernelCall:
-    """The reduction launch; run it with (ws, x_scale, b_scale, bias or x_scale, out)."""
+                       apply_b_scale: bool, pdl: bool = False) -> KernelCall:
+    """The reduction launch; run it with (ws, x_scale, b_scale, bias or x_scale, out). ``pdl``: right after
+    the partials' kernel, launched as its dependent (pdl.py)."""
     rbm = min(32, next_power_of_2(m))
     return KernelCall(_REDUCE, (cdiv(m, rbm), cdiv(n, 128)), (m, n, splits, stride_bs_n, *out_strides),
-                      dict(B_SCALE=apply_b_scale, HAS_BIAS=has_bias, BLOCK_M=rbm, BLOCK_N=128, num_warps=4))
+                      dict(B_SCALE=apply_b_scale, HAS_BIAS=has_bias, BLOCK_M=rbm, BLOCK_N=128, num_warps=4,
+                           **dependent_meta(pdl)))
 
 
 def reduce_splits(ws: torch.Tensor, x_scale: torch.Tensor, b_scale: torch.Tensor, stride_bs_n: int, bias, out: torch.Tensor,

@@ -70,6 +70,7 @@ from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
 from .dynamic_mma_gemv import dynamic_mma_call, dynamic_mma_gemv
 from .launch import FastLauncher, KernelCall, PlanCache, cdiv, tensor_key
+from .pdl import dependent_meta, launch_dependents, pdl_for, wait_for_prior
 from .reduce import tile_coordinates
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -102,11 +103,13 @@ def _dynamic_gemm_kernel(
     HAS_BIAS: tl.constexpr, USE_WS: tl.constexpr, EVEN_K: tl.constexpr,
     FUSE_ACT: tl.constexpr, SWAP_AB: tl.constexpr, QMAX: tl.constexpr, INV_QMAX: tl.constexpr, RECIP: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     # GROUP_K == 0: one scale per output channel, applied in the epilogue. GROUP_K > 0 (A8W4
     # groups): GROUP_STEPS = GROUP_K // BLOCK_K K steps share one scale row.
     i_m, i_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     i_s = tl.program_id(1)
+    wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
 
     o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -223,6 +226,7 @@ def _dynamic_gemm_kernel(
 
     if SWAP_AB:
         acc = tl.trans(acc)  # [BN, BM] -> [BM, BN]
+    launch_dependents(PDL and USE_WS)  # the split reduction may start
     if USE_WS:
         p_ws = ws_ptr + (i_s * M + o_m.to(tl.int64))[:, None] * N + o_n[None, :]
         tl.store(p_ws, acc, mask=m_m[:, None] & m_n[None, :])
@@ -283,10 +287,11 @@ def _check_out(out, m: int, n: int, out_dtype, device) -> torch.Tensor:
 
 def _gemm_call(m: int, n: int, k: int, xq_strides: tuple, b_strides_kn: tuple, stride_bs_g: int, stride_bs_n: int,
                out_strides: tuple, config: DynamicGemmConfig, fp8: bool, w4: bool, group_k: int, fuse: bool,
-               has_bias: bool, device) -> tuple[KernelCall, int, torch.dtype]:
+               has_bias: bool, device, pdl: bool = False) -> tuple[KernelCall, int, torch.dtype]:
     """The GEMM launch, its K split and the split-K workspace dtype; run it with (xq, x_scale [M], b, b_scale,
     bias or x_scale, out, workspace [split, M, N] or out). fuse=False: xq int8/fp8 [M, K] and its scales.
-    fuse=True: xq is the fp16/bf16 x [M, K] itself and x_scale an fp32 [M] buffer that receives its scales."""
+    fuse=True: xq is the fp16/bf16 x [M, K] itself and x_scale an fp32 [M] buffer that receives its scales.
+    ``pdl``: launched as the dependent of the activation quantization (pdl.py)."""
     c = config
     block_k = min(c.BLOCK_K, group_k) if group_k else c.BLOCK_K
     if group_k:  # splits fall on group boundaries; BLOCK_K divides the group size
@@ -304,7 +309,7 @@ def _gemm_call(m: int, n: int, k: int, xq_strides: tuple, b_strides_kn: tuple, s
                 HAS_BIAS=has_bias, USE_WS=splits > 1, EVEN_K=k % block_k == 0, FUSE_ACT=fuse,
                 SWAP_AB=c.SWAP_AB and not w4, QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(device),
                 BLOCK_M=c.BLOCK_M, BLOCK_N=c.BLOCK_N, BLOCK_K=block_k, GROUP_M=GROUP_M,
-                num_warps=c.num_warps, num_stages=c.num_stages)
+                num_warps=c.num_warps, num_stages=c.num_stages, **dependent_meta(pdl))
     return KernelCall(_DYNAMIC_GEMM, grid, ints, meta), splits, torch.int32 if int_acc else torch.float32
 
 
@@ -494,20 +499,22 @@ class DynamicPlan:
         if self.route in ("empty", "fused"):
             return
         x2 = x.reshape(m, k)  # what every call's reshape gives: the same view, or a contiguous copy
-        self.quant = act_quant_call(m, k, x2.stride(0), x2.stride(1), self.qdtype, x.device)
+        pdl = pdl_for(x) and self.route != "scaled_mm"  # the GEMM after the quantization starts early (pdl.py)
+        self.quant = act_quant_call(m, k, x2.stride(0), x2.stride(1), self.qdtype, x.device, pdl)
         if self.route == "scaled_mm":
             return
         has_bias = bias is not None
         if self.route == "gemv":
             self.fix_scale = w_scale.reshape(n).stride(0) != 1  # it reads w_scale[n]
             fp8 = kind == "fp8"
-            self.main, self.split = dynamic_gemv_call(m, n, k, k // 4, weight.stride(0) // 4, n, has_bias, fp8)
+            self.main, self.split = dynamic_gemv_call(m, n, k, k // 4, weight.stride(0) // 4, n, has_bias, fp8,
+                                                      pdl=pdl)
             self.ws_dtype, stride_bs_n, b_scale_applied = torch.float32 if fp8 else torch.int32, 1, False
         elif self.route == "mma":
             self.fix_scale = w_scale.stride(-1) != 1
             stride_sg = w_scale.contiguous().stride(0) if self.fix_scale else w_scale.stride(0)
             self.main, self.split = dynamic_mma_call(m, n, k, 0 if group == k else group, k // 4, weight.stride(0),
-                                                     stride_sg, n, has_bias)
+                                                     stride_sg, n, has_bias, pdl=pdl)
             self.ws_dtype, stride_bs_n, b_scale_applied = torch.float32, 1, True
         else:  # gemm, on the packed words or (codes) on int8 codes [N, K] unpacked by self.unpack
             w4 = kind == "a8w4" and self.route == "gemm"
@@ -517,12 +524,13 @@ class DynamicPlan:
             b_strides = (1, k) if self.route == "codes" else _b_strides_kn(weight, w4)
             self.main, self.split, self.ws_dtype = _gemm_call(
                 m, n, k, (k, 1), b_strides, stride_bs_g, stride_bs_n, (n, 1), self.config,
-                kind == "fp8", w4, group_k, False, has_bias, x.device)
+                kind == "fp8", w4, group_k, False, has_bias, x.device, pdl)
             b_scale_applied = bool(group_k)
             if self.route == "codes":
                 self.unpack = w4_codes_call(n, k, weight.stride(0))
         if self.split > 1:
-            self.reduce = reduce_splits_call(self.split, m, n, stride_bs_n, (n, 1), has_bias, not b_scale_applied)
+            self.reduce = reduce_splits_call(self.split, m, n, stride_bs_n, (n, 1), has_bias, not b_scale_applied,
+                                             pdl)
 
     def _route(self, x, weight, w_scale, group) -> str:
         m, n, k = self.m, self.n, self.k

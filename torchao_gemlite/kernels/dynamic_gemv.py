@@ -28,6 +28,7 @@ import triton.language as tl
 
 from .dynamic_epilogue import epilogue, reduce_splits
 from .launch import INTERPRETED, FastLauncher, KernelCall, cdiv, next_power_of_2
+from .pdl import dependent_meta, launch_dependents, wait_for_prior
 
 GEMV_MAX_M = 4
 
@@ -92,11 +93,13 @@ def dynamic_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, out_pt
                         M, N, K, K_PER_SPLIT, stride_xm, stride_wr, stride_om,
                         HAS_BIAS: tl.constexpr, USE_WS: tl.constexpr, EVEN_K: tl.constexpr, EVEN_N: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                        NUM_STAGES: tl.constexpr, FP8: tl.constexpr, EMULATE: tl.constexpr):
+                        NUM_STAGES: tl.constexpr, FP8: tl.constexpr, EMULATE: tl.constexpr,
+                        PDL: tl.constexpr = False):
     # x_ptr: int32 words of xq [M, K/4]; w_ptr: int32 words of the weight [N, K/4]; w_scale_ptr: fp32 [N].
     # FP8: the bytes are e4m3 (fp32 sums), else int8 (int32 sums)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
+    wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
     o_m = tl.arange(0, BLOCK_M)
     o_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     r_m = tl.minimum(o_m, M - 1)
@@ -127,6 +130,7 @@ def dynamic_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, out_pt
         else:
             acc = dp4a(words[None, :, :], x_words[:, None, :], acc, EMULATE)
     total = tl.sum(acc, axis=2)  # [BM, BN]
+    launch_dependents(PDL and USE_WS)  # the split reduction may start
     if USE_WS:
         p_ws = ws_ptr + (pid_k * M + o_m.to(tl.int64))[:, None] * N + o_n[None, :]
         tl.store(p_ws, total, mask=(o_m < M)[:, None] & (o_n < N)[None, :])
@@ -153,10 +157,11 @@ def gemv_config(m: int, n: int, k: int, sm_count: int = 132) -> GemvConfig:
 
 
 def dynamic_gemv_call(m: int, n: int, k: int, stride_xw: int, stride_ww: int, stride_om: int, has_bias: bool,
-                      fp8: bool, config: GemvConfig | None = None) -> tuple[KernelCall, int]:
+                      fp8: bool, config: GemvConfig | None = None, pdl: bool = False) -> tuple[KernelCall, int]:
     """The launch and its K split (> 1: partials to a workspace [split, M, N], int32 or for fp8 fp32, for
     reduce_splits); run it with (x_words, x_scale [M], w_words, w_scale [N], bias or x_scale, out, workspace
-    or out). Strides are in int32 words for x and w."""
+    or out). Strides are in int32 words for x and w. ``pdl``: launched as the dependent of the activation
+    quantization (pdl.py)."""
     c = config or gemv_config(m, n, k)
     if c.block_k % 32 or c.block_k & (c.block_k - 1):
         raise ValueError(f"gemv block_k={c.block_k} must be a power of two >= 32")
@@ -166,7 +171,7 @@ def dynamic_gemv_call(m: int, n: int, k: int, stride_xw: int, stride_ww: int, st
     return KernelCall(_GEMV, (cdiv(n, c.block_n), splits), (m, n, k, k_per_split, stride_xw, stride_ww, stride_om), dict(
         HAS_BIAS=has_bias, USE_WS=splits > 1, EVEN_K=k % c.block_k == 0, EVEN_N=n % c.block_n == 0,
         BLOCK_M=max(1, next_power_of_2(m)), BLOCK_N=c.block_n, BLOCK_K=c.block_k, NUM_STAGES=c.num_stages,
-        FP8=fp8, EMULATE=INTERPRETED, num_warps=c.num_warps)), splits
+        FP8=fp8, EMULATE=INTERPRETED, num_warps=c.num_warps, **dependent_meta(pdl))), splits
 
 
 def dynamic_gemv(xq: torch.Tensor, x_scale: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, bias,

@@ -27,6 +27,7 @@ from .dynamic_epilogue import reduce_splits
 from .launch import INTERPRETED, FastLauncher, KernelCall
 from .mma_gemv import _join4, _split4, _store_rows, _thread_columns, mma_launch
 from .mma_sync import mma_16832_u8s8
+from .pdl import dependent_meta, launch_dependents, wait_for_prior
 
 
 @triton.jit
@@ -83,7 +84,7 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
                             GROUP_K: tl.constexpr, HAS_BIAS: tl.constexpr, BATCH_TILES: tl.constexpr,
                             WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, BLOCK_K: tl.constexpr,
                             EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, USE_WORKSPACE: tl.constexpr,
-                            EMULATE: tl.constexpr):
+                            EMULATE: tl.constexpr, PDL: tl.constexpr = False):
     # x_ptr: int32 words of xq [M, K/4] (stride_xm in words); GROUP_K: the group size (a divisor of
     # BLOCK_K, multiple of 32), 0 for per-channel scales ([N], or [1, N]); EVEN_K: as in mma_gemv.py.
     T: tl.constexpr = 32 * WARPS_N * WARPS_K
@@ -92,6 +93,7 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     tl.static_assert(BATCH_TILES == 1 or BATCH_TILES == 2)
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
+    wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
 
     g, t, warp_k, cols = _thread_columns(pid_n, N, T, WARPS_N, EVEN_N)  # cols [T, 4]: n0..n0+3, n0 = 4 g
     ones = tl.full((T,), 0x01010101, tl.int32)
@@ -165,6 +167,7 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
         tot1 = int1.to(tl.float32) * col_scale
         tot0_2 = int0_2.to(tl.float32) * col_scale
         tot1_2 = int1_2.to(tl.float32) * col_scale
+    launch_dependents(PDL and USE_WORKSPACE)  # the split reduction may start
     _store_rows(tot0, tot1, 0, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N,
                 WARPS_K, True, HAS_BIAS, USE_WORKSPACE)
     if BATCH_TILES == 2:
@@ -176,16 +179,18 @@ _MMA = FastLauncher(dynamic_mma_gemv_kernel)
 
 
 def dynamic_mma_call(m: int, n: int, k: int, group_k: int, stride_xw: int, stride_qk: int, stride_sg: int,
-                     stride_om: int, has_bias: bool, config: LaunchConfig | None = None) -> tuple[KernelCall, int]:
+                     stride_om: int, has_bias: bool, config: LaunchConfig | None = None,
+                     pdl: bool = False) -> tuple[KernelCall, int]:
     """The launch and its K split (> 1: fp32 partials to a workspace [split, M, N] for reduce_splits without
     weight scales); run it with (x_words, x_scale [M], qdata, scale, bias or x_scale, out, workspace or out).
     mma_gemv's launch with 128-code steps: for two batch tiles (M > 8) 64 columns and 8 warps, which the
     H100 sweep at M = 16 measured 1.05-1.3x faster than the one-tile launch on the Llama shapes
-    (test/kernels/gpu_probe_dynamic_mma.py)."""
+    (test/kernels/gpu_probe_dynamic_mma.py). ``pdl``: launched as the dependent of the activation
+    quantization (pdl.py)."""
     launch = mma_launch(config or mma_config(n, k, group_k or k, m=m, step=128), m, n, k, group_k)
     return KernelCall(_MMA, launch.grid, (m, n, k, launch.steps_per_split, stride_xw, stride_qk, stride_sg, stride_om),
                       dict(launch.meta, GROUP_K=group_k, HAS_BIAS=has_bias and launch.split == 1,
-                           EMULATE=INTERPRETED)), launch.split
+                           EMULATE=INTERPRETED, **dependent_meta(pdl))), launch.split
 
 
 def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor,
