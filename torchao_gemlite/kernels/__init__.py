@@ -14,6 +14,7 @@
     dynamic_mma_gemv.py  A8W4 on the int8 tensor cores, mma.sync (M <= 16)
     dynamic_gemm.py  int8 / fp8 tensor-core GEMM for A8W8 and A8W4, and the linear layers' routing
     dynamic_epilogue.py  their epilogue and deterministic split-K reduction
+    pdl.py         programmatic dependent launch between a dynamic decode call's launches (sm_90+)
     dynamic_configs.py  its launch configurations (tile tables, split-K rule, heuristic)
     configs.py     launch configurations: heuristics, shipped tables, the user cache
     dispatch.py    validation + choice of kernel and configuration per call

@@ -70,7 +70,7 @@ from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
 from .dynamic_mma_gemv import dynamic_mma_call, dynamic_mma_gemv
 from .launch import FastLauncher, KernelCall, PlanCache, cdiv, tensor_key
-from .pdl import dependent_meta, launch_dependents, pdl_for, wait_for_prior
+from .pdl import pdl_for
 from .reduce import tile_coordinates
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -103,13 +103,11 @@ def _dynamic_gemm_kernel(
     HAS_BIAS: tl.constexpr, USE_WS: tl.constexpr, EVEN_K: tl.constexpr,
     FUSE_ACT: tl.constexpr, SWAP_AB: tl.constexpr, QMAX: tl.constexpr, INV_QMAX: tl.constexpr, RECIP: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    PDL: tl.constexpr = False,
 ):
     # GROUP_K == 0: one scale per output channel, applied in the epilogue. GROUP_K > 0 (A8W4
     # groups): GROUP_STEPS = GROUP_K // BLOCK_K K steps share one scale row.
     i_m, i_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     i_s = tl.program_id(1)
-    wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
 
     o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)
     o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -226,7 +224,6 @@ def _dynamic_gemm_kernel(
 
     if SWAP_AB:
         acc = tl.trans(acc)  # [BN, BM] -> [BM, BN]
-    launch_dependents(PDL and USE_WS)  # the split reduction may start
     if USE_WS:
         p_ws = ws_ptr + (i_s * M + o_m.to(tl.int64))[:, None] * N + o_n[None, :]
         tl.store(p_ws, acc, mask=m_m[:, None] & m_n[None, :])
@@ -287,11 +284,10 @@ def _check_out(out, m: int, n: int, out_dtype, device) -> torch.Tensor:
 
 def _gemm_call(m: int, n: int, k: int, xq_strides: tuple, b_strides_kn: tuple, stride_bs_g: int, stride_bs_n: int,
                out_strides: tuple, config: DynamicGemmConfig, fp8: bool, w4: bool, group_k: int, fuse: bool,
-               has_bias: bool, device, pdl: bool = False) -> tuple[KernelCall, int, torch.dtype]:
+               has_bias: bool, device) -> tuple[KernelCall, int, torch.dtype]:
     """The GEMM launch, its K split and the split-K workspace dtype; run it with (xq, x_scale [M], b, b_scale,
     bias or x_scale, out, workspace [split, M, N] or out). fuse=False: xq int8/fp8 [M, K] and its scales.
-    fuse=True: xq is the fp16/bf16 x [M, K] itself and x_scale an fp32 [M] buffer that receives its scales.
-    ``pdl``: launched as the dependent of the activation quantization (pdl.py)."""
+    fuse=True: xq is the fp16/bf16 x [M, K] itself and x_scale an fp32 [M] buffer that receives its scales."""
     c = config
     block_k = min(c.BLOCK_K, group_k) if group_k else c.BLOCK_K
     if group_k:  # splits fall on group boundaries; BLOCK_K divides the group size
@@ -309,7 +305,7 @@ def _gemm_call(m: int, n: int, k: int, xq_strides: tuple, b_strides_kn: tuple, s
                 HAS_BIAS=has_bias, USE_WS=splits > 1, EVEN_K=k % block_k == 0, FUSE_ACT=fuse,
                 SWAP_AB=c.SWAP_AB and not w4, QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(device),
                 BLOCK_M=c.BLOCK_M, BLOCK_N=c.BLOCK_N, BLOCK_K=block_k, GROUP_M=GROUP_M,
-                num_warps=c.num_warps, num_stages=c.num_stages, **dependent_meta(pdl))
+                num_warps=c.num_warps, num_stages=c.num_stages)
     return KernelCall(_DYNAMIC_GEMM, grid, ints, meta), splits, torch.int32 if int_acc else torch.float32
 
 
@@ -499,7 +495,9 @@ class DynamicPlan:
         if self.route in ("empty", "fused"):
             return
         x2 = x.reshape(m, k)  # what every call's reshape gives: the same view, or a contiguous copy
-        pdl = pdl_for(x) and self.route != "scaled_mm"  # the GEMM after the quantization starts early (pdl.py)
+        # the decode kernels after the quantization, and their split reduction, start early (pdl.py; the
+        # tensor-core GEMM does not: H100, int8 at M = 256 0.88x with it, M = 64 1.06x)
+        pdl = pdl_for(x) and self.route in ("gemv", "mma")
         self.quant = act_quant_call(m, k, x2.stride(0), x2.stride(1), self.qdtype, x.device, pdl)
         if self.route == "scaled_mm":
             return
@@ -524,7 +522,7 @@ class DynamicPlan:
             b_strides = (1, k) if self.route == "codes" else _b_strides_kn(weight, w4)
             self.main, self.split, self.ws_dtype = _gemm_call(
                 m, n, k, (k, 1), b_strides, stride_bs_g, stride_bs_n, (n, 1), self.config,
-                kind == "fp8", w4, group_k, False, has_bias, x.device, pdl)
+                kind == "fp8", w4, group_k, False, has_bias, x.device)
             b_scale_applied = bool(group_k)
             if self.route == "codes":
                 self.unpack = w4_codes_call(n, k, weight.stride(0))
