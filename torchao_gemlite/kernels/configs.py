@@ -158,6 +158,8 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     two_tiles = m > MMA_MAX_M // 2
     block_k = max(step or (256 if two_tiles else 128), group_size if group_size < k else 0)
     block_n, warps = (64, 8) if two_tiles else (32, 16)
+    if two_tiles and bits == 8:
+        block_n, warps = 32, 4
     for wide in (128, 64):
         if not two_tiles and -(-n // wide) >= 0.8 * sm_count:
             block_n = wide
@@ -165,8 +167,7 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     steps = -(-k // block_k)
     warps_k = min(warps // (block_n // 32), 1 << (steps.bit_length() - 1))  # no idle warps for a short K
     split = 1
-    if two_tiles and bits == 8:
-        block_n, warps_k = 32, min(4, 1 << (steps.bit_length() - 1))
+    if two_tiles and bits == 8:  # about three CTAs an SM
         while -(-n // block_n) * split < 2.9 * sm_count and warps_k * (split + 1) <= steps and split < 16:
             split += 1
     while -(-n // block_n) * split < 0.8 * sm_count and warps_k * split * 2 <= steps and split < 16:
