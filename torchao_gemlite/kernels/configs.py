@@ -26,6 +26,7 @@ GEMV_MAX_M = 4  # H100 sweep: at M=4 the CUDA-core GEMV beats the tensor-core GE
 # at M = 2), 1.0-1.4x the tensor-core GEMM at M = 9..16 (8-bit, harness at M = 12, 16: 1.17-1.27x cuBLAS against
 # the GEMM's 0.88-1.10x)
 MMA_MIN_M, MMA_MAX_M = 3, 16
+MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); more rows: more CTAs
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128)
 
 
@@ -155,7 +156,8 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     short. 8-bit codes with two tiles: 32 columns, 4 warps and a K split up to about three CTAs an SM (the
     g128 M = 16 sweep: 1.0 / 1.0 / 1.21 / 1.31x the 64-column launch on the four Llama shapes). ``step``
     overrides the codes a warp step (A8W4 keeps 128: its sweep did not try more)."""
-    two_tiles = m > MMA_MAX_M // 2
+    two_tiles = m > MMA_TILE_M // 2
+    m_tiles = -(-m // MMA_TILE_M)
     block_k = max(step or (256 if two_tiles else 128), group_size if group_size < k else 0)
     block_n, warps = (64, 8) if two_tiles else (32, 16)
     if two_tiles and bits == 8:
@@ -167,12 +169,13 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     steps = -(-k // block_k)
     warps_k = min(warps // (block_n // 32), 1 << (steps.bit_length() - 1))  # no idle warps for a short K
     split = 1
+    ctas = -(-n // block_n) * m_tiles
     if two_tiles and bits == 8:  # about three CTAs an SM
-        while -(-n // block_n) * split < 2.9 * sm_count and warps_k * (split + 1) <= steps and split < 16:
+        while ctas * split < 2.9 * sm_count and warps_k * (split + 1) <= steps and split < 16:
             split += 1
-    while -(-n // block_n) * split < 0.8 * sm_count and warps_k * split * 2 <= steps and split < 16:
+    while ctas * split < 0.8 * sm_count and warps_k * split * 2 <= steps and split < 16:
         split *= 2
-    return LaunchConfig("mma", MMA_MAX_M, block_n, block_k, split, num_warps=warps_k * (block_n // 32), num_stages=1)
+    return LaunchConfig("mma", MMA_TILE_M, block_n, block_k, split, num_warps=warps_k * (block_n // 32), num_stages=1)
 
 
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,

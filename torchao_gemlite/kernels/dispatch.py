@@ -138,7 +138,7 @@ class WeightOnlyPlan:
             self.copy_x = x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 4 != 0) or x2.data_ptr() % 8 != 0
             x_stride = k if self.copy_x else x2.stride(0)
             self.split = launch.split
-            ints = (m, n, k, launch.steps_per_split, x_stride, qdata.stride(0), scale.stride(0), out_stride)
+            ints = (m, n, k, launch.steps_per_split, launch.m_tiles, x_stride, qdata.stride(0), scale.stride(0), out_stride)
             meta = dict(launch.meta, BITS=bits, GROUP_K=group_k, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
                         HAS_BIAS=bias is not None and self.split == 1, NUM_STAGES=c.num_stages,
                         WIDE_X=not (bits == 8 and group_k == 0 and m <= 8), EMULATE=_INTERPRETED)

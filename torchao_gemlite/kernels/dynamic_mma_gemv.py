@@ -25,7 +25,7 @@ import triton.language as tl
 from .configs import LaunchConfig, mma_config
 from .dynamic_epilogue import reduce_splits
 from .launch import INTERPRETED, FastLauncher, KernelCall
-from .mma_gemv import _join4, _split4, _store_rows, _thread_columns, mma_launch
+from .mma_gemv import _join4, _split4, _store_rows, _thread_columns, _tile_of, mma_launch
 from .mma_sync import mma_16832_u8s8
 from .pdl import dependent_meta, launch_dependents, wait_for_prior
 
@@ -80,7 +80,7 @@ def _group_sums(a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1):
 
 @triton.jit
 def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, out_ptr, ws_ptr,
-                            M, N, K, steps_per_split, stride_xm, stride_wk, stride_sg, stride_om,
+                            M, N, K, steps_per_split, m_tiles, stride_xm, stride_wk, stride_sg, stride_om,
                             GROUP_K: tl.constexpr, HAS_BIAS: tl.constexpr, BATCH_TILES: tl.constexpr,
                             WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, BLOCK_K: tl.constexpr,
                             EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, USE_WORKSPACE: tl.constexpr,
@@ -91,7 +91,7 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     SUBS: tl.constexpr = BLOCK_K // 32
     GROUP_SUBS: tl.constexpr = SUBS if GROUP_K == 0 else GROUP_K // 32
     tl.static_assert(BATCH_TILES == 1 or BATCH_TILES == 2)
-    pid_n = tl.program_id(0)
+    pid_n, m_first = _tile_of(tl.program_id(0), m_tiles)  # past M = 16: 16-row M tiles, as in mma_gemv.py
     pid_k = tl.program_id(1)
     wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
 
@@ -102,9 +102,9 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     w_ptrs = w_ptr + ((k_first // 8 + t) * stride_wk)[:, None] + cols  # word row t of each sub-block
     x_col = tl.max_contiguous(tl.multiple_of(((k_first + 8 * t) // 4)[:, None] + tl.arange(0, 2)[None, :],
                                              [1, 2]), [1, 2])
-    x_ptrs = x_ptr + (tl.minimum(g, M - 1) * stride_xm)[:, None] + x_col  # [T, 2]: 8-byte loads
+    x_ptrs = x_ptr + (tl.minimum(m_first + g, M - 1) * stride_xm)[:, None] + x_col  # [T, 2]: 8-byte loads
     if BATCH_TILES == 2:
-        x_ptrs2 = x_ptr + (tl.minimum(g + 8, M - 1) * stride_xm)[:, None] + x_col
+        x_ptrs2 = x_ptr + (tl.minimum(m_first + g + 8, M - 1) * stride_xm)[:, None] + x_col
     if GROUP_K != 0:
         s_off = ((k_first // GROUP_K) * stride_sg)[:, None] + cols
 
@@ -168,10 +168,10 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
         tot0_2 = int0_2.to(tl.float32) * col_scale
         tot1_2 = int1_2.to(tl.float32) * col_scale
     launch_dependents(PDL and USE_WORKSPACE)  # the split reduction may start
-    _store_rows(tot0, tot1, 0, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N,
-                WARPS_K, True, HAS_BIAS, USE_WORKSPACE)
+    _store_rows(tot0, tot1, 0, m_first, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
+                WARPS_N, WARPS_K, True, HAS_BIAS, USE_WORKSPACE)
     if BATCH_TILES == 2:
-        _store_rows(tot0_2, tot1_2, 1, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
+        _store_rows(tot0_2, tot1_2, 1, m_first, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
                     WARPS_N, WARPS_K, True, HAS_BIAS, USE_WORKSPACE)
 
 
@@ -188,7 +188,8 @@ def dynamic_mma_call(m: int, n: int, k: int, group_k: int, stride_xw: int, strid
     (test/kernels/gpu_probe_dynamic_mma.py). ``pdl``: launched as the dependent of the activation
     quantization (pdl.py)."""
     launch = mma_launch(config or mma_config(n, k, group_k or k, m=m, step=128), m, n, k, group_k)
-    return KernelCall(_MMA, launch.grid, (m, n, k, launch.steps_per_split, stride_xw, stride_qk, stride_sg, stride_om),
+    return KernelCall(_MMA, launch.grid, (m, n, k, launch.steps_per_split, launch.m_tiles, stride_xw, stride_qk,
+                                          stride_sg, stride_om),
                       dict(launch.meta, GROUP_K=group_k, HAS_BIAS=has_bias and launch.split == 1,
                            EMULATE=INTERPRETED, **dependent_meta(pdl))), launch.split
 

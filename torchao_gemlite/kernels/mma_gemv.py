@@ -26,9 +26,11 @@ the fp32 result: acc += s * A_g + (C - z) s * X_g, where X_g (the group's sum of
 more MMA with an all-ones A; symmetric formats skip it (z = C) but 1-bit (z = 0.5). Per-channel
 scales apply after the loop.
 HBM bytes: each packed weight byte once, scales and zeros once; x (M <= 16 rows) is read from L2.
-Grid (cdiv(N, 32 * WARPS_N), SPLIT_K): a CTA's WARPS_N x WARPS_K warps own 32 columns each along N
-and interleave BLOCK_K steps along K; the WARPS_K partial sums are added in a fixed order at the
-end, split-K partials by reduce.py. Deterministic.
+Grid (cdiv(N, 32 * WARPS_N) * M_TILES, SPLIT_K): a CTA's WARPS_N x WARPS_K warps own 32 columns each
+along N and interleave BLOCK_K steps along K; the WARPS_K partial sums are added in a fixed order at the
+end, split-K partials by reduce.py. Deterministic. Past M = 16 the batch is cut into M_TILES row tiles of
+16, one CTA each, neighbours in launch order so that a column tile's weight bytes are read from HBM once
+and from L2 by the others: the same compiled kernel serves any M, and each CTA does the work of M = 16.
 """
 
 from typing import NamedTuple
@@ -36,7 +38,7 @@ from typing import NamedTuple
 import triton
 import triton.language as tl
 
-from .configs import MMA_MAX_M, LaunchConfig
+from .configs import MMA_TILE_M, LaunchConfig
 from .half2 import fma2
 from .launch import cdiv
 from .mma_sync import mma_16816
@@ -46,6 +48,7 @@ class MmaLaunch(NamedTuple):
     """Grid and launch constexprs shared by both mma decode kernels (this one and dynamic_mma_gemv.py)."""
     grid: tuple
     steps_per_split: int
+    m_tiles: int
     split: int
     meta: dict
 
@@ -53,9 +56,7 @@ class MmaLaunch(NamedTuple):
 def mma_launch(c: LaunchConfig, m: int, n: int, k: int, group_k: int) -> MmaLaunch:
     """Checks ``c`` and derives the launch: block_n // 32 warps along N and the rest of num_warps along K,
     block_k codes a warp step, the K split without empty splits, one 8-row batch tile up to M = 8, two
-    up to 16. ``group_k``: the group size, 0 for per-channel."""
-    if m > MMA_MAX_M:
-        raise ValueError(f"the mma kernels take M <= {MMA_MAX_M}, got M={m}")
+    up to 16, and past 16 one CTA per 16 rows (M tiles). ``group_k``: the group size, 0 for per-channel."""
     warps_n = c.block_n // 32
     if not warps_n or c.block_n % 32 or c.num_warps % warps_n or c.block_k % 32 or (group_k and c.block_k % group_k):
         raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
@@ -65,10 +66,11 @@ def mma_launch(c: LaunchConfig, m: int, n: int, k: int, group_k: int) -> MmaLaun
     warp_steps = cdiv(k, c.block_k)
     steps_per_split = cdiv(warp_steps, max(1, c.split_k) * warps_k)
     split = cdiv(warp_steps, steps_per_split * warps_k)  # no empty splits
-    meta = dict(BATCH_TILES=1 if m <= 8 else 2, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
+    m_tiles = cdiv(m, MMA_TILE_M)
+    meta = dict(BATCH_TILES=1 if m <= MMA_TILE_M // 2 else 2, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
                 EVEN_K=k == split * steps_per_split * warps_k * c.block_k, EVEN_N=n % c.block_n == 0,
                 USE_WORKSPACE=split > 1, num_warps=c.num_warps)
-    return MmaLaunch((cdiv(n, c.block_n), split), steps_per_split, split, meta)
+    return MmaLaunch((cdiv(n, c.block_n) * m_tiles, split), steps_per_split, m_tiles, split, meta)
 
 
 @triton.jit
@@ -247,6 +249,12 @@ def _add_group(tot0, tot1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, sca
 
 
 @triton.jit
+def _tile_of(pid, m_tiles):
+    """(column tile, first batch row) of program ``pid``: the M tiles of a column tile are neighbours."""
+    return pid // m_tiles, (pid % m_tiles) * 16
+
+
+@triton.jit
 def _thread_columns(pid_n, N, T: tl.constexpr, WARPS_N: tl.constexpr, EVEN_N: tl.constexpr):
     """The thread mapping shared with dynamic_mma_gemv.py: (g, t, warp_k, cols) with lane = 4 g + t,
     warp_k the thread's warp index along K and cols [T, 4] its columns n0..n0+3, n0 = 4 g of its warp's
@@ -262,16 +270,16 @@ def _thread_columns(pid_n, N, T: tl.constexpr, WARPS_N: tl.constexpr, EVEN_N: tl
 
 
 @triton.jit
-def _store_rows(tot0, tot1, U: tl.constexpr, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
-                WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, X_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+def _store_rows(tot0, tot1, U: tl.constexpr, m_first, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr,
+                ws_ptr, WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, X_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
                 USE_WORKSPACE: tl.constexpr):
-    """Sums the WARPS_K partial sums in a fixed order and writes batch rows m0 = 2t + 8U (tot0) and
+    """Sums the WARPS_K partial sums in a fixed order and writes batch rows m0 = m_first + 2t + 8U (tot0) and
     m0 + 1 (tot1) at the thread's columns: x_scale[m] (X_SCALE) and the bias applied, or the raw fp32
     partials of a split."""
     TN: tl.constexpr = 32 * WARPS_N
     i_n = tl.arange(0, TN)
     n_out = (pid_n * TN + (i_n // 32) * 32 + 4 * ((i_n % 32) // 4))[:, None] + tl.arange(0, 4)[None, :]
-    m0 = (2 * (i_n % 4) + 8 * U)[:, None]
+    m0 = (m_first + 2 * (i_n % 4) + 8 * U)[:, None]
     y0 = tl.sum(tl.reshape(tot0, (WARPS_K, TN, 4)), axis=0)  # [TN, 4]
     y1 = tl.sum(tl.reshape(tot1, (WARPS_K, TN, 4)), axis=0)
     n_ok = n_out < N
@@ -294,7 +302,7 @@ def _store_rows(tot0, tot1, U: tl.constexpr, M, N, pid_n, pid_k, x_scale_ptr, ou
 
 @triton.jit
 def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
-                    M, N, K, steps_per_split,
+                    M, N, K, steps_per_split, m_tiles,
                     stride_xm, stride_wk, stride_sg, stride_om,
                     BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                     HAS_BIAS: tl.constexpr, BATCH_TILES: tl.constexpr, WARPS_N: tl.constexpr,
@@ -303,7 +311,7 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                     EMULATE: tl.constexpr):
     # GROUP_K: the group size (a divisor of BLOCK_K, multiple of 32), 0 for per-channel scales.
     # WIDE_X: 8- and 4-bit codes read a sub-block's x with one 16-byte load (else two 8-byte ones).
-    # BATCH_TILES: 1 (M <= 8) or 2 (M <= 16: a second B operand, x rows 8..15, shares the A registers).
+    # BATCH_TILES: 1 (M <= 8) or 2 (a second B operand, x rows 8..15 of the tile, shares the A registers).
     # EVEN_K: K a multiple of BLOCK_K and every warp's steps inside K (no masks).
     IS_BF16: tl.constexpr = x_ptr.dtype.element_ty == tl.bfloat16
     T: tl.constexpr = 32 * WARPS_N * WARPS_K
@@ -314,7 +322,7 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     GROUP_SUBS: tl.constexpr = SUBS if GROUP_K == 0 else GROUP_K // 32
     ONES: tl.constexpr = 0x3F803F80 if IS_BF16 else 0x3C003C00  # the pair (1.0, 1.0)
     tl.static_assert(BATCH_TILES == 1 or BATCH_TILES == 2)
-    pid_n = tl.program_id(0)
+    pid_n, m_first = _tile_of(tl.program_id(0), m_tiles)
     pid_k = tl.program_id(1)
 
     g, t, warp_k, cols = _thread_columns(pid_n, N, T, WARPS_N, EVEN_N)  # cols [T, 4]: n0..n0+3, n0 = 4 g
@@ -341,9 +349,9 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     x_col = tl.max_contiguous(tl.multiple_of(((k_first + base) // 2)[:, None] + tl.arange(0, XW)[None, :], [1, XW]),
                               [1, XW])
     x_pairs = x_ptr.to(tl.pointer_type(tl.int32))
-    x_ptrs = x_pairs + (tl.minimum(g, M - 1) * (stride_xm // 2))[:, None] + x_col  # [T, XW]: 8- or 16-byte loads
+    x_ptrs = x_pairs + (tl.minimum(m_first + g, M - 1) * (stride_xm // 2))[:, None] + x_col  # [T, XW]
     if BATCH_TILES == 2:
-        x_ptrs2 = x_pairs + (tl.minimum(g + 8, M - 1) * (stride_xm // 2))[:, None] + x_col
+        x_ptrs2 = x_pairs + (tl.minimum(m_first + g + 8, M - 1) * (stride_xm // 2))[:, None] + x_col
     if GROUP_K != 0:
         s_off = ((k_first // GROUP_K) * stride_sg)[:, None] + cols
 
@@ -437,8 +445,8 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
             tot1 += col_shift * xs_tot1[:, None]
             tot0_2 += col_shift * xs_tot0_2[:, None]
             tot1_2 += col_shift * xs_tot1_2[:, None]
-    _store_rows(tot0, tot1, 0, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N, WARPS_K,
-                False, HAS_BIAS, USE_WORKSPACE)
+    _store_rows(tot0, tot1, 0, m_first, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N,
+                WARPS_K, False, HAS_BIAS, USE_WORKSPACE)
     if BATCH_TILES == 2:
-        _store_rows(tot0_2, tot1_2, 1, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N,
-                    WARPS_K, False, HAS_BIAS, USE_WORKSPACE)
+        _store_rows(tot0_2, tot1_2, 1, m_first, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
+                    WARPS_N, WARPS_K, False, HAS_BIAS, USE_WORKSPACE)

@@ -25,6 +25,7 @@ from ..quant import quantize_weight
 from .configs import (
     GEMM_TILES,
     MMA_MAX_M,
+    MMA_TILE_M,
     LaunchConfig,
     clear_caches,
     heuristic_config,
@@ -95,7 +96,7 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
             warps_k = warps // (bn // 32)
             for split in (1, 2, 4):
                 if warps_k * split <= -(-k // bk):
-                    out.append(LaunchConfig("mma", MMA_MAX_M, bn, bk, split, num_warps=warps, num_stages=1))
+                    out.append(LaunchConfig("mma", MMA_TILE_M, bn, bk, split, num_warps=warps, num_stages=1))
     if base.kernel == "gemv":  # around the H100 sweep's winners (docs/kernels.md)
         for bn, rows, warps, stages in GEMV_CANDIDATES:
             bk = rows * per_word
