@@ -3,7 +3,7 @@
     python test/kernels/gpu_probe_dynamic_mma.py OUTDIR [--shapes 4096x4096 ...] [--m 1 2 4 8 16]
 
 1. Accuracy of dynamic_mma_gemv against a float64 evaluation of the A8W4 math on the same
-   quantized activations (relative Frobenius error), group sizes 32 / 128 / per-channel, M = 1..16.
+   quantized activations (relative Frobenius error), group sizes 32 / 128 / per-channel, M = 1..40.
 2. Time of the whole layer (activation quantization included; CUDA-graph replay over weight copies
    rotated beyond L2): cuBLAS fp16, the int8 tensor-core GEMM (what A8W4 runs with an explicit config,
    and past M = 16) and the mma kernel at its heuristic configuration and a few others.
@@ -36,7 +36,7 @@ def _reference(xq, xs, qw, bias):
 def accuracy(log):
     rows = []
     for group in (32, 128, None):
-        for m in (1, 2, 3, 8, 9, 16):
+        for m in (1, 2, 3, 8, 9, 16, 17, 40):
             gen = torch.Generator().manual_seed(m)
             k, n = 4096, 1000
             qw = quantize_weight(torch.randn(n, k, generator=gen).cuda(), 4, group, True)

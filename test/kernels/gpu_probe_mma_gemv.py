@@ -3,7 +3,7 @@
     python test/kernels/gpu_probe_mma_gemv.py OUTDIR [--shapes 4096x4096 ...] [--m 1 4 8]
 
 1. Accuracy against the reference linear (relative Frobenius error) for every bit width x asym/sym
-   x fp16/bf16 (no 8-bit bf16) at M = 1, 3, 8, ragged N, with three launch shapes; and whether two
+   x fp16/bf16 (no 8-bit bf16) at M = 1, 3, 8, 40 (three M tiles), ragged N, with three launch shapes; and whether two
    identical calls give bit-identical outputs.
 2. Time (CUDA-graph replay over weight copies rotated beyond L2) of cuBLAS fp16, the current
    default (``choose_config``) and a sweep of mma configurations, per format, shape and M. The
@@ -46,7 +46,7 @@ def accuracy(log):
             LaunchConfig("mma", 8, 64, 256, 3, num_warps=8, num_stages=1),
             LaunchConfig("mma", 8, 128, 128, 2, num_warps=4, num_stages=3))
     for bits, sym, dtype, m, gs in itertools.product((1, 2, 4, 8), (False, True), (torch.float16, torch.bfloat16),
-                                                     (1, 3, 8), (64, None)):
+                                                     (1, 3, 8, 40), (64, None)):
         if bits == 8 and dtype == torch.bfloat16:
             continue
         gen = torch.Generator().manual_seed(bits * 100 + m)
@@ -71,8 +71,9 @@ def accuracy(log):
     return rows
 
 
-def candidates(n, k, bits, group, sms, wide, stages=(1,), block_ks=None):
-    """Launch shapes around what fills the SMs: 32-128 columns a CTA, 4-32 warps (the rest of them along K)."""
+def candidates(n, k, bits, group, sms, wide, stages=(1,), block_ks=None, m=1):
+    """Launch shapes around what fills the SMs: 32-128 columns a CTA, 4-32 warps (the rest of them along K);
+    past M = 16 each column tile has one CTA per 16 rows."""
     out = []
     bks = block_ks or ((128, 256, 512) if bits < 4 else (128, 256))
     shapes = ((32, 4), (32, 8), (32, 16), (32, 32), (64, 8), (64, 16), (128, 8), (128, 16)) if wide else (
@@ -80,7 +81,7 @@ def candidates(n, k, bits, group, sms, wide, stages=(1,), block_ks=None):
     for (bn, warps), bk, stages in itertools.product(shapes, bks, stages):
         if group and bk % group:
             continue
-        ctas = math.ceil(n / bn)
+        ctas = math.ceil(n / bn) * math.ceil(m / 16)
         warp_steps = math.ceil(k / bk)
         warps_k = warps // (bn // 32)
         if warps_k > warp_steps:
@@ -113,7 +114,7 @@ def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=N
     for k, n, m, f in cases:
         bits, gs, sym, dtype = FORMATS[f]
         cands = candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,),
-                           block_ks=block_ks)
+                           block_ks=block_ks, m=m)
         for i in range(0, len(cands), 8):
             jobs.append((k, n, m, f, cands[i:i + 8]))
     ctx = multiprocessing.get_context("spawn")
@@ -139,7 +140,7 @@ def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=N
                 default = run(default_cfg)
                 best, by_block_k = None, {}
                 for cfg in candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,),
-                                      block_ks=block_ks):
+                                      block_ks=block_ks, m=m):
                     try:
                         us = run(cfg)
                     except Exception as err:

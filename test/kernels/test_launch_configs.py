@@ -27,8 +27,8 @@ def test_buckets_and_keys():
     assert table_key(1, 4096, 4096, 8, 4096, "bfloat16") == "8b/gpc/bfloat16/k4096/n4096/m1"
 
 
-@pytest.mark.parametrize("m,kernel", [(1, "gemv"), (2, "gemv"), (3, "mma"), (8, "mma"), (16, "mma"), (17, "gemm"), (64, "gemm"),
-                                      (128, "gemm"), (129, "dense"), (4096, "dense")])
+@pytest.mark.parametrize("m,kernel", [(1, "gemv"), (2, "gemv"), (3, "mma"), (8, "mma"), (16, "mma"), (17, "mma"), (32, "mma"),
+                                      (33, "gemm"), (64, "gemm"), (128, "gemm"), (129, "dense"), (4096, "dense")])
 def test_heuristic_regimes(m, kernel):
     assert heuristic_config(m, 4096, 4096, 4, 128).kernel == kernel
 
@@ -60,21 +60,25 @@ def test_without_the_mma_kernel_decode_falls_back_to_gemv_and_gemm(m, kernel):
 
 def test_mma_config_follows_the_h100_sweep():
     """M <= 8: 16 warps, 128-code steps, the widest CTA that still gives 0.8 CTAs an SM; two batch tiles
-    (M > 8): 64 columns, 8 warps, 256-code steps (128 for A8W4), a K split to fill; 8-bit codes: 32 columns,
-    4 warps, about three CTAs an SM (docs/kernels.md)."""
+    (M > 8): 64 columns, 8 warps, 128-code steps, a K split to fill (1.5 CTAs an SM past M = 16, one CTA
+    per 16-row M tile); 8-bit codes: 32 columns, 4 warps, about three CTAs an SM (docs/kernels.md)."""
     cfgs = {(k, n): configs.mma_config(n, k, 128, 132) for k, n in LLAMA}
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in cfgs.items()} == {
         (4096, 4096): (32, 128, 1, 16), (4096, 14336): (128, 128, 1, 16), (14336, 4096): (32, 128, 1, 16),
         (8192, 8192): (64, 128, 1, 16)}
     two_tiles = {(k, n): configs.mma_config(n, k, 128, 132, m=16) for k, n in LLAMA}
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in two_tiles.items()} == {
-        (4096, 4096): (64, 256, 2, 8), (4096, 14336): (64, 256, 1, 8), (14336, 4096): (64, 256, 2, 8),
-        (8192, 8192): (64, 256, 1, 8)}
+        (4096, 4096): (64, 128, 2, 8), (4096, 14336): (64, 128, 1, 8), (14336, 4096): (64, 128, 2, 8),
+        (8192, 8192): (64, 128, 1, 8)}
+    m_tiles = {(k, n): configs.mma_config(n, k, 128, 132, m=32) for k, n in LLAMA}  # 2 M tiles: CTAs x 2
+    assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in m_tiles.items()} == {
+        (4096, 4096): (64, 128, 2, 8), (4096, 14336): (64, 128, 1, 8), (14336, 4096): (64, 128, 2, 8),
+        (8192, 8192): (64, 128, 1, 8)}
+    assert configs.mma_config(2048, 4096, 128, 132, m=32).split_k == 4  # 64 CTAs: 1.5 an SM wants a split of 4
     eight_bit = {(k, n): configs.mma_config(n, k, 128, 132, m=16, bits=8) for k, n in LLAMA}
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in eight_bit.items()} == {
-        (4096, 4096): (32, 256, 3, 4), (4096, 14336): (32, 256, 1, 4), (14336, 4096): (32, 256, 3, 4),
-        (8192, 8192): (32, 256, 2, 4)}
-    assert configs.mma_config(4096, 4096, 128, 132, m=16, step=128).block_k == 128
+        (4096, 4096): (32, 128, 3, 4), (4096, 14336): (32, 128, 1, 4), (14336, 4096): (32, 128, 3, 4),
+        (8192, 8192): (32, 128, 2, 4)}
     kv = configs.mma_config(1024, 4096, 128, 132)  # 32 CTAs: split K
     assert (kv.block_n, kv.split_k, kv.num_warps) == (32, 2, 16)
     short = configs.mma_config(64, 256, 32, 132)  # two steps of K: two warps, none idle

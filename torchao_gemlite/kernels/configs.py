@@ -27,6 +27,10 @@ GEMV_MAX_M = 4  # H100 sweep: at M=4 the CUDA-core GEMV beats the tensor-core GE
 # the GEMM's 0.88-1.10x)
 MMA_MIN_M, MMA_MAX_M = 3, 16
 MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); more rows: more CTAs
+# 4-bit codes keep the mma kernel up to M = 32 (two M tiles): H100 sweep at M = 24, 32, 1.22x the tensor-core
+# GEMM in geomean over the Llama shapes, fp16 and bf16 alike; 2-bit tied it, 1- and 8-bit lost, and from M = 48
+# every format lost (test/kernels/gpu_probe_mma_gemv.py, docs/kernels.md)
+MMA_W4_MAX_M = 32
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128)
 
 
@@ -147,18 +151,20 @@ def _fill_split(programs: int, k_tiles: int, target_programs: float, k: int = 0,
 
 
 def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT, m: int = 1,
-               step: int | None = None, bits: int = 4) -> LaunchConfig:
+               bits: int = 4) -> LaunchConfig:
     """The tensor-core decode kernel's launch (H100 sweeps, test/kernels/gpu_probe_mma_gemv.py). Up to M = 8:
     128-code steps (or one group), 16 warps and the widest CTA (32, 64 or 128 columns) that still gives 0.8
-    CTAs an SM. Two batch tiles (M > 8): 256-code steps, 64 columns and 8 warps (the M = 16 sweep: 1.25x the
-    previous 32-column, 128-code choice in geomean over 4-, 2- and 1-bit on the Llama shapes, within 9% of
-    the best of each). Then a K split where the CTAs do not fill the SMs, and fewer warps along K when K is
-    short. 8-bit codes with two tiles: 32 columns, 4 warps and a K split up to about three CTAs an SM (the
-    g128 M = 16 sweep: 1.0 / 1.0 / 1.21 / 1.31x the 64-column launch on the four Llama shapes). ``step``
-    overrides the codes a warp step (A8W4 keeps 128: its sweep did not try more)."""
+    CTAs an SM. Two batch tiles (M > 8): 128-code steps, 64 columns and 8 warps (the M = 16 sweep: 1.25x the
+    previous 32-column choice in geomean over 4-, 2- and 1-bit on the Llama shapes; 256-code steps ran 6-15%
+    faster but compile in twice the time, 2.9 s against 1.6 for 4-bit, and a new shape's first call must stay
+    under 2 s: the shipped tables keep the longer steps for the shapes they were measured on). Then a K split
+    where the CTAs do not fill the SMs (0.8 CTAs an SM; 1.5 past M = 16, where each 16-row M tile is a CTA:
+    the M = 24, 32 sweep), and fewer warps along K when K is short. 8-bit codes with two tiles: 32 columns,
+    4 warps and a K split up to about three CTAs an SM (the g128 M = 16 sweep: 1.0 / 1.0 / 1.21 / 1.31x the
+    64-column launch on the four Llama shapes)."""
     two_tiles = m > MMA_TILE_M // 2
     m_tiles = -(-m // MMA_TILE_M)
-    block_k = max(step or (256 if two_tiles else 128), group_size if group_size < k else 0)
+    block_k = max(128, group_size if group_size < k else 0)
     block_n, warps = (64, 8) if two_tiles else (32, 16)
     if two_tiles and bits == 8:
         block_n, warps = 32, 4
@@ -173,7 +179,8 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     if two_tiles and bits == 8:  # about three CTAs an SM
         while ctas * split < 2.9 * sm_count and warps_k * (split + 1) <= steps and split < 16:
             split += 1
-    while ctas * split < 0.8 * sm_count and warps_k * split * 2 <= steps and split < 16:
+    fill = 0.8 if m_tiles == 1 else 1.5
+    while ctas * split < fill * sm_count and warps_k * split * 2 <= steps and split < 16:
         split *= 2
     return LaunchConfig("mma", MMA_TILE_M, block_n, block_k, split, num_warps=warps_k * (block_n // 32), num_stages=1)
 
@@ -187,7 +194,7 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     one scale row per word row.
     """
     per_word = 32 // bits
-    if mma and MMA_MIN_M <= m <= MMA_MAX_M:
+    if mma and MMA_MIN_M <= m <= (MMA_W4_MAX_M if bits == 4 else MMA_MAX_M):
         return mma_config(n, k, group_size, sm_count, m, bits=bits)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word

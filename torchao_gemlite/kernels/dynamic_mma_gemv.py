@@ -187,7 +187,7 @@ def dynamic_mma_call(m: int, n: int, k: int, group_k: int, stride_xw: int, strid
     H100 sweep at M = 16 measured 1.05-1.3x faster than the one-tile launch on the Llama shapes
     (test/kernels/gpu_probe_dynamic_mma.py). ``pdl``: launched as the dependent of the activation
     quantization (pdl.py)."""
-    launch = mma_launch(config or mma_config(n, k, group_k or k, m=m, step=128), m, n, k, group_k)
+    launch = mma_launch(config or mma_config(n, k, group_k or k, m=m), m, n, k, group_k)
     return KernelCall(_MMA, launch.grid, (m, n, k, launch.steps_per_split, launch.m_tiles, stride_xw, stride_qk,
                                           stride_sg, stride_om),
                       dict(launch.meta, GROUP_K=group_k, HAS_BIAS=has_bias and launch.split == 1,
