@@ -111,3 +111,32 @@ def test_from_json_merges_a_kernel_run_and_an_end_to_end_run(tmp_path):
     both = report.merge_runs([fake_doc()])
     assert "env" not in both["e2e"]
     assert "From a separate run" not in report.render_markdown(both)
+
+
+def test_from_json_joins_end_to_end_runs_split_by_config():
+    """A long end-to-end matrix run in parts (same settings, other configs) makes one table; a run with other
+    settings is not mixed in, and a config measured twice keeps its later row."""
+    from .test_bench_report import fake_doc
+
+    def e2e_part(configs, command, layers=32):
+        doc = fake_doc()
+        doc["kernels"] = []
+        doc["env"] = dict(doc["env"], command=command)
+        rows = {row["config"]: row for row in doc["e2e"]["results"]}
+        doc["e2e"] = dict(doc["e2e"], settings=dict(doc["e2e"]["settings"], configs=configs, layers=layers),
+                          results=[dict(rows[c], config=c) if c in rows else dict(next(iter(rows.values())), config=c)
+                                   for c in configs])
+        return doc
+
+    kernels_run = fake_doc()
+    kernels_run["e2e"] = None
+    other = e2e_part(["bf16"], "run 0", layers=2)
+    first = e2e_part(["bf16", "gemlite-int4-g128"], "run 1")
+    second = e2e_part(["gemlite-w8-pc", "bf16"], "run 2")
+    second["e2e"]["results"][1]["decode_tok_s"] = {1: 1.5}
+    merged = report.merge_runs([kernels_run, other, first, second])
+    assert [row["config"] for row in merged["e2e"]["results"]] == ["bf16", "gemlite-int4-g128", "gemlite-w8-pc"]
+    assert merged["e2e"]["settings"]["configs"] == ["bf16", "gemlite-int4-g128", "gemlite-w8-pc"]
+    assert merged["e2e"]["results"][0]["decode_tok_s"] == {1: 1.5}
+    assert merged["e2e"]["settings"]["layers"] == 32
+    assert merged["e2e"]["env"]["command"] == "run 1 ; run 2"

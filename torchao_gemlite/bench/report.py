@@ -234,10 +234,18 @@ def load_json(path: str | os.PathLike) -> dict:
     return doc
 
 
+def _same_e2e_settings(a: dict, b: dict) -> bool:
+    """Whether two end-to-end runs measured the same thing apart from their configs."""
+    strip = lambda e: {k: v for k, v in (e.get("settings") or {}).items() if k != "configs"}  # noqa: E731
+    return strip(a) == strip(b)
+
+
 def merge_runs(docs: Sequence[dict]) -> dict:
     """One report from several saved runs: the kernel records of the runs that have them (in order) with the
-    first such run's environment, and the end-to-end results of the last run that has them. When those
-    come from another run, its environment goes with them (``e2e["env"]``: the page names both)."""
+    first such run's environment, and the end-to-end results of the last run that has them, together with
+    those of earlier runs with the same settings but other configs (a long matrix split into runs; a config
+    measured twice keeps its later row). When they come from other runs, their environment goes with them
+    (``e2e["env"]``, its command joining the runs' commands: the page names it)."""
     if not docs:
         raise ValueError("merge_runs needs at least one run")
     with_kernels = [d for d in docs if d.get("kernels")]
@@ -245,10 +253,16 @@ def merge_runs(docs: Sequence[dict]) -> dict:
     base["kernels"] = [r for d in with_kernels for r in d["kernels"]]
     e2e_runs = [d for d in docs if (d.get("e2e") or {}).get("results")]
     if e2e_runs:
-        source = e2e_runs[-1]
-        base["e2e"] = dict(source["e2e"])
-        if source.get("env") != base.get("env"):
-            base["e2e"]["env"] = source.get("env") or {}
+        sources = [d for d in e2e_runs if _same_e2e_settings(d["e2e"], e2e_runs[-1]["e2e"])]
+        rows = {}
+        for d in sources:
+            rows.update({row["config"]: row for row in d["e2e"]["results"]})
+        settings = dict(e2e_runs[-1]["e2e"].get("settings") or {}, configs=list(rows))
+        base["e2e"] = dict(e2e_runs[-1]["e2e"], settings=settings, results=list(rows.values()))
+        envs = [d.get("env") or {} for d in sources]
+        if any(env != base.get("env") for env in envs):
+            commands = list(dict.fromkeys(env.get("command") for env in envs if env.get("command")))
+            base["e2e"]["env"] = dict(envs[-1], **({"command": " ; ".join(commands)} if commands else {}))
     return base
 
 
