@@ -104,7 +104,7 @@ def test_heuristic_reproduces_the_h100_winners():
 @pytest.mark.parametrize("bits", [8, 4, 2, 1])
 def test_heuristic_and_candidates_respect_the_kernels_limits(bits):
     per_word = 32 // bits
-    for m in (1, 3, 8, 64, 200):
+    for m in (1, 3, 8, 24, 64, 200):
         for cfg in candidate_configs(m, 1000, 2048, bits, 64, 132):
             if cfg.kernel == "gemm":
                 assert cfg.block_k >= 16 and cfg.block_k % per_word == 0
@@ -112,7 +112,7 @@ def test_heuristic_and_candidates_respect_the_kernels_limits(bits):
                 assert cfg.block_m >= m and cfg.block_k % per_word == 0
             if cfg.kernel == "mma":
                 warps_n = cfg.block_n // 32
-                assert m <= 16 and cfg.block_n % 32 == 0 and cfg.num_warps % warps_n == 0
+                assert m <= 32 and cfg.block_n % 32 == 0 and cfg.num_warps % warps_n == 0
                 assert cfg.block_k % 64 == 0 and cfg.split_k * cfg.num_warps // warps_n <= 2048 // cfg.block_k
         assert candidate_configs(m, 1000, 2048, bits, 64, 132)[0] == heuristic_config(m, 1000, 2048, bits, 64, 132)
     assert any(c.kernel == "dense" for c in candidate_configs(64, 1000, 2048, bits, 64, 132))
