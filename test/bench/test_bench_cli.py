@@ -114,8 +114,9 @@ def test_from_json_merges_a_kernel_run_and_an_end_to_end_run(tmp_path):
 
 
 def test_from_json_joins_end_to_end_runs_split_by_config():
-    """A long end-to-end matrix run in parts (same settings, other configs) makes one table; a run with other
-    settings is not mixed in, and a config measured twice keeps its later row."""
+    """A long end-to-end matrix run in parts (same settings and environment, other configs) makes one table;
+    a run with other settings or another commit is not mixed in, and a config measured twice keeps its later
+    row unless that one failed."""
     from .test_bench_report import fake_doc
 
     def e2e_part(configs, command, layers=32):
@@ -124,19 +125,23 @@ def test_from_json_joins_end_to_end_runs_split_by_config():
         doc["env"] = dict(doc["env"], command=command)
         rows = {row["config"]: row for row in doc["e2e"]["results"]}
         doc["e2e"] = dict(doc["e2e"], settings=dict(doc["e2e"]["settings"], configs=configs, layers=layers),
-                          results=[dict(rows[c], config=c) if c in rows else dict(next(iter(rows.values())), config=c)
-                                   for c in configs])
+                          results=[dict(rows["bf16"], config=c, error=None) for c in configs])
         return doc
 
     kernels_run = fake_doc()
     kernels_run["e2e"] = None
     other = e2e_part(["bf16"], "run 0", layers=2)
+    older = e2e_part(["gemlite-w2-g64"], "run 0")
+    older["env"]["git_commit"] = "0000000"
     first = e2e_part(["bf16", "gemlite-int4-g128"], "run 1")
     second = e2e_part(["gemlite-w8-pc", "bf16"], "run 2")
     second["e2e"]["results"][1]["decode_tok_s"] = {1: 1.5}
-    merged = report.merge_runs([kernels_run, other, first, second])
+    failed = e2e_part(["gemlite-int4-g128"], "run 3")
+    failed["e2e"]["results"][0]["error"] = "out of memory"
+    merged = report.merge_runs([kernels_run, other, older, first, second, failed])
     assert [row["config"] for row in merged["e2e"]["results"]] == ["bf16", "gemlite-int4-g128", "gemlite-w8-pc"]
     assert merged["e2e"]["settings"]["configs"] == ["bf16", "gemlite-int4-g128", "gemlite-w8-pc"]
     assert merged["e2e"]["results"][0]["decode_tok_s"] == {1: 1.5}
     assert merged["e2e"]["settings"]["layers"] == 32
-    assert merged["e2e"]["env"]["command"] == "run 1 ; run 2"
+    assert merged["e2e"]["results"][1]["error"] is None
+    assert merged["e2e"]["env"]["command"] == "run 1 ; run 2 ; run 3"

@@ -1,4 +1,4 @@
-"""The A8W4 int8 tensor-core decode kernel (dynamic_mma_gemv.py), M <= 16.
+"""The A8W4 int8 tensor-core decode kernel (dynamic_mma_gemv.py): M <= 16, and 16-row M tiles past 16.
 
 Runs under Triton's interpreter on CPU (mma.sync m16n8k32 and the byte permutation emulated) and on
 the GPU (the PTX). Each group's sum is exact in int32, so outputs are checked against a float64
@@ -112,8 +112,10 @@ def test_a8w4_linears_route_m_up_to_16_to_the_mma_kernel():
 
 
 def test_a8w4_mma_errors_name_the_problem():
-    x, w, _ = _inputs(17, 256, 64, seed=1)
+    x, w, _ = _inputs(129, 256, 64, seed=1)
     qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
     xq, xs = quantize_per_token(x, torch.int8)
+    with pytest.raises(ValueError, match="M < 129"):
+        _run(xq, xs, qw, qw.scale, None, 64, 256, 64, None)
     with pytest.raises(ValueError, match="block_k a multiple of 32 and of the group size 64"):
         _run(xq[:2], xs[:2], qw, qw.scale, None, 64, 256, 64, LaunchConfig("mma", 16, 32, 32, 1, num_warps=2))

@@ -74,7 +74,7 @@ def test_mma_kernel_even_shapes_take_the_unmasked_path():
     _check(qw, x, b, _run(qw, x, b, LaunchConfig("mma", 8, 64, 128, 2, num_warps=4)))
 
 
-@pytest.mark.parametrize("m", [1, 6, 11])
+@pytest.mark.parametrize("m", [1, 6, 11, 21])
 def test_mma_kernel_reads_x_of_any_layout(m):
     """A row stride that is not a multiple of 4, an x not 8-byte aligned (both copied: the kernel reads
     x as 8-byte pairs) and a 3-D input through the dispatcher."""
@@ -111,7 +111,10 @@ def test_mma_kernel_is_deterministic():
 
 
 def test_mma_kernel_errors_name_the_problem():
-    qw, x, b = _case(4, False, 64, 2, 256, 64, torch.float16)
+    qw, x, b = _case(4, False, 64, 129, 256, 64, torch.float16)
+    with pytest.raises(ValueError, match="M < 129"):
+        _run(qw, x, b, LaunchConfig("mma", 16, 32, 128, 1, num_warps=2))
+    x = x[:2]
     for bad in (LaunchConfig("mma", 8, 48, 128, 1, num_warps=2), LaunchConfig("mma", 8, 64, 128, 1, num_warps=3),
                 LaunchConfig("mma", 8, 32, 96, 1, num_warps=2)):
         with pytest.raises(ValueError, match="block_n a multiple of 32"):

@@ -234,18 +234,21 @@ def load_json(path: str | os.PathLike) -> dict:
     return doc
 
 
-def _same_e2e_settings(a: dict, b: dict) -> bool:
-    """Whether two end-to-end runs measured the same thing apart from their configs."""
-    strip = lambda e: {k: v for k, v in (e.get("settings") or {}).items() if k != "configs"}  # noqa: E731
-    return strip(a) == strip(b)
+def _e2e_part_key(doc: dict) -> tuple:
+    """What two end-to-end runs must share to be parts of one table: the settings but the configs, and the
+    code, GPU and software that measured them."""
+    settings = {k: v for k, v in (doc["e2e"].get("settings") or {}).items() if k != "configs"}
+    env = {k: v for k, v in (doc.get("env") or {}).items() if k not in ("command", "date_utc")}
+    return json.dumps(settings, sort_keys=True), json.dumps(env, sort_keys=True)
 
 
 def merge_runs(docs: Sequence[dict]) -> dict:
     """One report from several saved runs: the kernel records of the runs that have them (in order) with the
     first such run's environment, and the end-to-end results of the last run that has them, together with
-    those of earlier runs with the same settings but other configs (a long matrix split into runs; a config
-    measured twice keeps its later row). When they come from other runs, their environment goes with them
-    (``e2e["env"]``, its command joining the runs' commands: the page names it)."""
+    those of earlier runs of the same code, GPU, software and settings but other configs (a long matrix split
+    into runs; a config measured twice keeps its later row unless only the earlier one has no error). When
+    they come from other runs, their environment goes with them (``e2e["env"]``, its command joining the
+    runs' commands: the page names it)."""
     if not docs:
         raise ValueError("merge_runs needs at least one run")
     with_kernels = [d for d in docs if d.get("kernels")]
@@ -253,10 +256,12 @@ def merge_runs(docs: Sequence[dict]) -> dict:
     base["kernels"] = [r for d in with_kernels for r in d["kernels"]]
     e2e_runs = [d for d in docs if (d.get("e2e") or {}).get("results")]
     if e2e_runs:
-        sources = [d for d in e2e_runs if _same_e2e_settings(d["e2e"], e2e_runs[-1]["e2e"])]
+        sources = [d for d in e2e_runs if _e2e_part_key(d) == _e2e_part_key(e2e_runs[-1])]
         rows = {}
         for d in sources:
-            rows.update({row["config"]: row for row in d["e2e"]["results"]})
+            for row in d["e2e"]["results"]:
+                if row.get("error") is None or rows.get(row["config"], row).get("error") is not None:
+                    rows[row["config"]] = row
         settings = dict(e2e_runs[-1]["e2e"].get("settings") or {}, configs=list(rows))
         base["e2e"] = dict(e2e_runs[-1]["e2e"], settings=settings, results=list(rows.values()))
         envs = [d.get("env") or {} for d in sources]

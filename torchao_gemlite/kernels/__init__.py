@@ -2,9 +2,9 @@
 
     unpack.py      jit helpers: packed words -> codes -> dequantized tile
     gemv.py        decode (M <= 2; up to 4 where mma_gemv cannot): CUDA-core multiply-accumulate, weight streamed once
-    mma_gemv.py    decode and small batches (M = 3..16): mma.sync tensor-core multiply-accumulate, weight streamed once
+    mma_gemv.py    decode and small batches (M = 3..16, 4-bit up to 32): mma.sync tensor-core multiply-accumulate, weight streamed once
     mma_sync.py    the mma.sync m16n8k16 instruction on one-value-per-thread tensors (inline PTX, emulation)
-    gemm.py        tensor-core GEMM, 16-bit dequantization, optional swapped operands, split-K (M = 17..128)
+    gemm.py        tensor-core GEMM, 16-bit dequantization, optional swapped operands, split-K (M = 17..128; 4-bit 33..)
     dequant.py     dense dequantization for the dequantize + cuBLAS path (M > 128)
     reduce.py      deterministic split-K reduction (fixed order, no atomics)
     launch.py      direct launches of the compiled kernels (eager host overhead)

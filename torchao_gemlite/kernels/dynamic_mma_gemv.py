@@ -1,5 +1,6 @@
 """A8W4 decode and small batches on the int8 tensor cores: y = x_scale * (xq @ (q - 8).T scaled per group),
-M <= 16, the packed 4-bit weight streamed once.
+the packed 4-bit weight streamed once (any M below prefill, in 16-row M tiles as in mma_gemv.py; the A8W4
+route sends it M <= 16 only: at M = 24, 32 it was 0.93-1.22x the int8 GEMM, docs/kernels.md).
 
 The int8 counterpart of mma_gemv.py (same thread mapping, same words [K/8, N] int32, N contiguous):
 ``mma.sync.m16n8k32`` with the weight's codes as unsigned bytes (A) and the per-token int8 x as signed
@@ -11,9 +12,9 @@ bytes follow the same K permutation (one PRMT each for the even and the odd byte
 The zero 8 costs one more MMA per sub-block: an all-ones A gives sum(x), and each group's int32 sum is
 exact: sum x (q - 8) = sum x q - 8 sum x; it is scaled by the group's scale in fp32 once per group
 (per-channel: once at the end), and by x_scale[m] (and the bias added) when the output is written.
-HBM bytes: N * K / 2 (weights) + the scales; x (M <= 16 rows of K bytes) is read from L2.
-Grid (cdiv(N, 32 * WARPS_N), SPLIT_K), warps along N and K as in mma_gemv.py; split-K partials (fp32,
-weight scales applied) go to dynamic_epilogue.reduce_splits. Deterministic.
+HBM bytes: N * K / 2 (weights; M tiles: the others from L2) + the scales; x (K bytes a row) is read from L2.
+Grid (cdiv(N, 32 * WARPS_N) * M_TILES, SPLIT_K), warps along N and K as in mma_gemv.py; split-K partials
+(fp32, weight scales applied) go to dynamic_epilogue.reduce_splits. Deterministic.
 """
 
 from __future__ import annotations
@@ -198,8 +199,8 @@ def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tenso
                      stride_sg: int, bias, out: torch.Tensor, n: int, k: int, group_k: int,
                      config: LaunchConfig | None = None) -> torch.Tensor:
     """Runs the kernel on checked inputs (dynamic_gemm.py validates them): xq int8 [M, K] row-major,
-    M <= 16; qdata int32 words [K/8, N] with unit stride along N; scale [K/G, N] (per-channel:
-    ``group_k`` 0, one row) with row stride ``stride_sg``. The launch shape is mma_gemv's at M <= 8
+    M < 129 (16-row M tiles past 16); qdata int32 words [K/8, N] with unit stride along N; scale [K/G, N]
+    (per-channel: ``group_k`` 0, one row) with row stride ``stride_sg``. The launch shape is mma_gemv's at M <= 8
     (configs.mma_config: 32-column warps along N and K, 128-code steps, split-K to fill the SMs)."""
     m = xq.shape[0]
     if m == 0 or n == 0:

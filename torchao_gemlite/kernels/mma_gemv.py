@@ -1,4 +1,5 @@
-"""Decode on the tensor cores: y = x @ dequant(W).T + bias for M <= 16, the packed weight streamed once.
+"""Decode and small batches on the tensor cores: y = x @ dequant(W).T + bias, the packed weight streamed once
+(M <= 16 a CTA; more rows in 16-row M tiles, one CTA each).
 
 The CUDA-core GEMV (gemv.py) spends about 4.5 instructions a code on unpacking, 16-bit
 multiply-accumulates and fp32 flushes and stops near 60% of the HBM bandwidth. Here the
@@ -25,7 +26,7 @@ Groups: each group's MMAs accumulate sum x (q - C) from zero, and its scale and 
 the fp32 result: acc += s * A_g + (C - z) s * X_g, where X_g (the group's sum of x) comes from one
 more MMA with an all-ones A; symmetric formats skip it (z = C) but 1-bit (z = 0.5). Per-channel
 scales apply after the loop.
-HBM bytes: each packed weight byte once, scales and zeros once; x (M <= 16 rows) is read from L2.
+HBM bytes: each packed weight byte once (M tiles: the others from L2), scales and zeros once; x is read from L2.
 Grid (cdiv(N, 32 * WARPS_N) * M_TILES, SPLIT_K): a CTA's WARPS_N x WARPS_K warps own 32 columns each
 along N and interleave BLOCK_K steps along K; the WARPS_K partial sums are added in a fixed order at the
 end, split-K partials by reduce.py. Deterministic. Past M = 16 the batch is cut into M_TILES row tiles of
@@ -38,7 +39,7 @@ from typing import NamedTuple
 import triton
 import triton.language as tl
 
-from .configs import MMA_TILE_M, LaunchConfig
+from .configs import DENSE_MIN_M, MMA_TILE_M, LaunchConfig
 from .half2 import fma2
 from .launch import cdiv
 from .mma_sync import mma_16816
@@ -57,6 +58,8 @@ def mma_launch(c: LaunchConfig, m: int, n: int, k: int, group_k: int) -> MmaLaun
     """Checks ``c`` and derives the launch: block_n // 32 warps along N and the rest of num_warps along K,
     block_k codes a warp step, the K split without empty splits, one 8-row batch tile up to M = 8, two
     up to 16, and past 16 one CTA per 16 rows (M tiles). ``group_k``: the group size, 0 for per-channel."""
+    if m >= DENSE_MIN_M:  # where prefill starts; also keeps the split-K workspace offsets within int32
+        raise ValueError(f"the mma kernels take M < {DENSE_MIN_M}, got M={m}")
     warps_n = c.block_n // 32
     if not warps_n or c.block_n % 32 or c.num_warps % warps_n or c.block_k % 32 or (group_k and c.block_k % group_k):
         raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
@@ -248,10 +251,13 @@ def _add_group(tot0, tot1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, sca
     return tot0, tot1
 
 
+_TILE_M = tl.constexpr(MMA_TILE_M)
+
+
 @triton.jit
 def _tile_of(pid, m_tiles):
     """(column tile, first batch row) of program ``pid``: the M tiles of a column tile are neighbours."""
-    return pid // m_tiles, (pid % m_tiles) * 16
+    return pid // m_tiles, (pid % m_tiles) * _TILE_M
 
 
 @triton.jit

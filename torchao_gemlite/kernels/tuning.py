@@ -25,6 +25,7 @@ from ..quant import quantize_weight
 from .configs import (
     GEMM_TILES,
     MMA_TILE_M,
+    MMA_W4_MAX_M,
     LaunchConfig,
     clear_caches,
     heuristic_config,
@@ -85,12 +86,12 @@ MMA_CANDIDATES = ((32, 8), (32, 16), (64, 16), (128, 16))
 def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int,
                       mma: bool = True) -> list[LaunchConfig]:
     """Candidates around the heuristic choice (BLOCK_K = word rows per step * codes per word); ``mma``:
-    whether the tensor-core decode kernel takes the format (a candidate up to M = 32, two M tiles, for every
-    bit width: its sweep found shapes where it beat the GEMM there for 2-, 1- and 8-bit codes too)."""
+    whether the tensor-core decode kernel takes the format (a candidate for every bit width up to the M where
+    4-bit codes use it by default: its sweep found shapes where it beat the GEMM there for the others too)."""
     base = heuristic_config(m, n, k, bits, group_size, sm_count, mma=mma)
     per_word = 32 // bits
     out = [base]
-    if mma and m <= 2 * MMA_TILE_M:
+    if mma and m <= MMA_W4_MAX_M:
         for (bn, warps), bk in itertools.product(MMA_CANDIDATES, (128, 256)):
             bk = max(bk, group_size if group_size < k else 0)
             warps_k = warps // (bn // 32)
