@@ -260,7 +260,8 @@ def merge_runs(docs: Sequence[dict]) -> dict:
         rows = {}
         for d in sources:
             for row in d["e2e"]["results"]:
-                if row.get("error") is None or rows.get(row["config"], row).get("error") is not None:
+                kept = rows.get(row["config"])
+                if kept is None or row.get("error") is None or kept.get("error") is not None:
                     rows[row["config"]] = row
         settings = dict(e2e_runs[-1]["e2e"].get("settings") or {}, configs=list(rows))
         base["e2e"] = dict(e2e_runs[-1]["e2e"], settings=settings, results=list(rows.values()))

@@ -45,9 +45,9 @@ GEMM_TILES = {8: (16, 256, 128, 8, 3), 16: (16, 256, 128, 8, 3), 32: (32, 128, 1
 @dataclass(frozen=True)
 class LaunchConfig:
     """One kernel choice. kernel: "gemv" (CUDA cores, M <= GEMV_MAX_M), "mma" (the tensor-core decode
-    kernel, M < DENSE_MIN_M in 16-row M tiles: 32-column warps, block_n // 32 of them along N and the rest of
-    num_warps along K; block_m unused), "gemm" (tensor cores, dequantized in registers) or "dense" (dequantize to a dense
-    matrix, then cuBLAS; block sizes unused)."""
+    kernel, M < DENSE_MIN_M in 16-row M tiles: 32-column warps, block_n // 32 of them along N and the rest
+    of num_warps along K; block_m unused), "gemm" (tensor cores, dequantized in registers) or "dense"
+    (dequantize to a dense matrix, then cuBLAS; block sizes unused)."""
 
     kernel: str
     block_m: int

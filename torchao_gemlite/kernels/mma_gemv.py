@@ -31,7 +31,8 @@ Grid (cdiv(N, 32 * WARPS_N) * M_TILES, SPLIT_K): a CTA's WARPS_N x WARPS_K warps
 along N and interleave BLOCK_K steps along K; the WARPS_K partial sums are added in a fixed order at the
 end, split-K partials by reduce.py. Deterministic. Past M = 16 the batch is cut into M_TILES row tiles of
 16, one CTA each, neighbours in launch order so that a column tile's weight bytes are read from HBM once
-and from L2 by the others: the same compiled kernel serves any M, and each CTA does the work of M = 16.
+and from L2 by the others. M_TILES is a runtime argument (a launch shape compiles at most twice past
+M = 16: M a multiple of 16 or not), and each CTA does the work of M = 16.
 """
 
 from typing import NamedTuple
