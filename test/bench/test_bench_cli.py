@@ -114,15 +114,15 @@ def test_from_json_merges_a_kernel_run_and_an_end_to_end_run(tmp_path):
 
 
 def test_from_json_joins_end_to_end_runs_split_by_config():
-    """A long end-to-end matrix run in parts (same settings and environment, other configs) makes one table;
-    a run with other settings or another commit is not mixed in, and a config measured twice keeps its later
-    row unless that one failed."""
+    """A long end-to-end matrix run in parts (same settings, GPU and software, other configs) makes one table
+    in the benchmark's config order; a run with other settings is not mixed in, rows of another commit name
+    their commit, and a config measured twice keeps its later row unless that one failed."""
     from .test_bench_report import fake_doc
 
     def e2e_part(configs, command, layers=32):
         doc = fake_doc()
         doc["kernels"] = []
-        doc["env"] = dict(doc["env"], command=command)
+        doc["env"] = dict(doc["env"], command=command, git_commit="1111111")
         rows = {row["config"]: row for row in doc["e2e"]["results"]}
         doc["e2e"] = dict(doc["e2e"], settings=dict(doc["e2e"]["settings"], configs=configs, layers=layers),
                           results=[dict(rows["bf16"], config=c, error=None) for c in configs])
@@ -138,10 +138,20 @@ def test_from_json_joins_end_to_end_runs_split_by_config():
     second["e2e"]["results"][1]["decode_tok_s"] = {1: 1.5}
     failed = e2e_part(["gemlite-int4-g128"], "run 3")
     failed["e2e"]["results"][0]["error"] = "out of memory"
-    merged = report.merge_runs([kernels_run, other, older, first, second, failed])
+    merged = report.merge_runs([kernels_run, other, first, second, failed])
     assert [row["config"] for row in merged["e2e"]["results"]] == ["bf16", "gemlite-int4-g128", "gemlite-w8-pc"]
     assert merged["e2e"]["settings"]["configs"] == ["bf16", "gemlite-int4-g128", "gemlite-w8-pc"]
     assert merged["e2e"]["results"][0]["decode_tok_s"] == {1: 1.5}
     assert merged["e2e"]["settings"]["layers"] == 32
     assert merged["e2e"]["results"][1]["error"] is None
     assert merged["e2e"]["env"]["command"] == "run 1 ; run 2 ; run 3"
+    assert "git_commit" not in merged["e2e"]["results"][0]  # one commit: no commit column
+    assert "| config | weights GiB |" in report.render_markdown(merged)
+    # a part from another commit joins, in the config order, and every row names its commit
+    mixed = report.merge_runs([kernels_run, other, older, first, second])
+    assert [row["config"] for row in mixed["e2e"]["results"]] == ["bf16", "gemlite-int4-g128", "gemlite-w8-pc",
+                                                                    "gemlite-w2-g64"]
+    assert [row["git_commit"] for row in mixed["e2e"]["results"]] == ["1111111"] * 3 + ["0000000"]
+    assert mixed["e2e"]["env"]["git_commit"] == "0000000, 1111111"
+    text = report.render_markdown(mixed)
+    assert "| config | commit | weights GiB |" in text and "| gemlite-w2-g64 | 0000000 |" in text

@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--docs-path", type=Path, default=DEFAULT_DOCS, help=f"markdown path (default {DEFAULT_DOCS})")
     o.add_argument("--from-json", type=Path, nargs="+", default=None,
                    help="report from saved JSON runs instead of measuring: kernel records from every run that has "
-                        "them, end-to-end results from the last that has them (each part keeps its environment)")
+                        "them, end-to-end results from the last that has them joined with earlier runs of the same "
+                        "settings, GPU and software (each part keeps its environment; rows of other commits name "
+                        "their commit)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     o.add_argument("--fake-timings", action="store_true",
                    help="dry run with fake timings on any device (checks every case runs; numbers are meaningless)")
