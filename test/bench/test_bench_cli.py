@@ -148,6 +148,7 @@ def test_from_json_joins_end_to_end_runs_split_by_config():
     assert "git_commit" not in merged["e2e"]["results"][0]  # one commit: no commit column
     assert "| config | weights GiB |" in report.render_markdown(merged)
     # a part from another commit joins, in the config order, and every row names its commit
+    older["env"]["gemlite"] = None  # the kernel benchmark's peer: not part of what the end-to-end rows share
     mixed = report.merge_runs([kernels_run, other, older, first, second])
     assert [row["config"] for row in mixed["e2e"]["results"]] == ["bf16", "gemlite-int4-g128", "gemlite-w8-pc",
                                                                     "gemlite-w2-g64"]

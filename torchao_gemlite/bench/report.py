@@ -239,9 +239,11 @@ def load_json(path: str | os.PathLike) -> dict:
 
 def _e2e_part_key(doc: dict) -> tuple:
     """What two end-to-end runs must share to be parts of one table: the settings but the configs, and the
-    GPU and software that measured them (not the commit: each row then names its own)."""
+    GPU and software that measured them (not the commit: each row then names its own; nor whether the
+    gemlite peer was installed, which only the kernel benchmark runs)."""
     settings = {k: v for k, v in (doc["e2e"].get("settings") or {}).items() if k != "configs"}
-    env = {k: v for k, v in (doc.get("env") or {}).items() if k not in ("command", "date_utc", "git_commit")}
+    env = {k: v for k, v in (doc.get("env") or {}).items()
+           if k not in ("command", "date_utc", "git_commit", "gemlite")}
     return json.dumps(settings, sort_keys=True), json.dumps(env, sort_keys=True)
 
 
