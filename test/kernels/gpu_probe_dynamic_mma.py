@@ -55,7 +55,7 @@ def accuracy(log):
     return rows
 
 
-def timing(shapes, m_values, log, block_ms=(16,)):
+def timing(shapes, m_values, log):
     results = []
     for k, n in shapes:
         qw = quantize_weight(torch.randn(n, k, device="cuda", dtype=torch.float16), 4, 128, True)
@@ -80,11 +80,9 @@ def timing(shapes, m_values, log, block_ms=(16,)):
 
             fp16 = graph_time_us([lambda w=w: F.linear(x, w) for w in dense], replays=20)
             prev = run(previous)
-            cands = [None] + [LaunchConfig("mma", bm, bn, bk, s, num_warps=w) for bm in block_ms for bn, w, bk, s in
+            cands = [None] + [LaunchConfig("mma", 16, bn, bk, s, num_warps=w) for bn, w, bk, s in
                               ((32, 8, 128, 1), (32, 16, 128, 1), (64, 16, 128, 1), (128, 16, 128, 1), (32, 8, 256, 2),
-                               (64, 8, 128, 2), (32, 4, 128, 2), (64, 8, 128, 1), (128, 8, 128, 1), (64, 16, 128, 2),
-                               (64, 8, 128, 4), (32, 4, 128, 4))
-                              if bm <= max(16, 1 << (m - 1).bit_length())]
+                               (64, 8, 128, 2), (32, 4, 128, 2), (64, 8, 128, 1), (128, 8, 128, 1), (64, 16, 128, 2))]
             times = []
             for cfg in cands:
                 try:
@@ -94,8 +92,7 @@ def timing(shapes, m_values, log, block_ms=(16,)):
             heur = times[0]
             best = min(times, key=lambda t: t[0])
             for us, cfg in times:
-                log(f"  {k}x{n} M={m} {us:.2f} bm{cfg.block_m} bn{cfg.block_n} bk{cfg.block_k} s{cfg.split_k} "
-                    f"w{cfg.num_warps}")
+                log(f"  {k}x{n} M={m} {us:.2f} bn{cfg.block_n} bk{cfg.block_k} s{cfg.split_k} w{cfg.num_warps}")
             results.append(dict(k=k, n=n, m=m, fp16_us=fp16, previous_us=prev, heuristic_us=heur[0],
                                 best_us=best[0], best_cfg=best[1].to_dict(), tb_s=nbytes / best[0] / 1e6))
             log(f"{k}x{n} M={m}: fp16 {fp16:.2f} previous {prev:.2f} mma {heur[0]:.2f} best {best[0]:.2f}")
@@ -107,26 +104,23 @@ def main():
     p.add_argument("outdir")
     p.add_argument("--shapes", nargs="+", default=["4096x4096", "4096x14336", "14336x4096", "8192x8192"])
     p.add_argument("--m", nargs="+", type=int, default=[1, 2, 4, 8, 16])
-    p.add_argument("--block-m", nargs="+", type=int, default=[16], help="batch rows a CTA tried (8, 16, 32, 64)")
-    p.add_argument("--no-accuracy", dest="accuracy", action="store_false")
     a = p.parse_args()
     logf = open(f"{a.outdir}/probe_dynamic_mma.log", "w")
 
     def log(msg):
         print(msg, file=logf, flush=True)
 
-    acc = accuracy(log) if a.accuracy else []
-    res = timing([tuple(int(v) for v in s.split("x")) for s in a.shapes], a.m, log, tuple(a.block_m))
+    acc = accuracy(log)
+    res = timing([tuple(int(v) for v in s.split("x")) for s in a.shapes], a.m, log)
     json.dump(dict(device=torch.cuda.get_device_name(), accuracy=acc, timing=res),
               open(f"{a.outdir}/probe_dynamic_mma.json", "w"), indent=1)
-    if acc:
-        print("worst rel. error:", f"{max(r[3] for r in acc):.1e}", "all deterministic:", all(r[4] for r in acc))
+    print("worst rel. error:", f"{max(r[3] for r in acc):.1e}", "all deterministic:", all(r[4] for r in acc))
     print(f"{'KxN':>11} {'M':>2} {'fp16':>7} {'gemm':>7} {'mma':>7} {'best':>7} {'x fp16':>6} {'x gemm':>6}  best")
     for r in res:
         c = r["best_cfg"]
         print(f"{r['k']:>5}x{r['n']:<5} {r['m']:>2} {r['fp16_us']:7.2f} {r['previous_us']:7.2f} {r['heuristic_us']:7.2f} "
               f"{r['best_us']:7.2f} {r['fp16_us'] / r['heuristic_us']:6.2f} {r['previous_us'] / r['heuristic_us']:6.2f}"
-              f"  bm{c['block_m']} bn{c['block_n']} bk{c['block_k']} s{c['split_k']} w{c['num_warps']}")
+              f"  bn{c['block_n']} bk{c['block_k']} s{c['split_k']} w{c['num_warps']}")
 
 
 if __name__ == "__main__":

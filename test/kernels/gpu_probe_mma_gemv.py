@@ -1,6 +1,6 @@
 """GPU probe for the tensor-core decode kernel (not a test): accuracy, then a timing sweep.
 
-    python test/kernels/gpu_probe_mma_gemv.py OUTDIR [--shapes 4096x4096 ...] [--m 1 4 8] [--block-m 16 32 64]
+    python test/kernels/gpu_probe_mma_gemv.py OUTDIR [--shapes 4096x4096 ...] [--m 1 4 8]
 
 1. Accuracy against the reference linear (relative Frobenius error) for every bit width x asym/sym
    x fp16/bf16 (no 8-bit bf16) at M = 1, 3, 8, 40 (three M tiles), ragged N, with three launch shapes; and whether two
@@ -71,25 +71,24 @@ def accuracy(log):
     return rows
 
 
-def candidates(n, k, bits, group, sms, wide, stages=(1,), block_ks=None, m=1, block_ms=(16,)):
+def candidates(n, k, bits, group, sms, wide, stages=(1,), block_ks=None, m=1):
     """Launch shapes around what fills the SMs: 32-128 columns a CTA, 4-32 warps (the rest of them along K);
-    each column tile has one CTA per block_m rows (block_ms: those tried, each at most the rows M needs)."""
+    past M = 16 each column tile has one CTA per 16 rows."""
     out = []
-    block_ms = sorted({min(bm, max(8, 1 << (m - 1).bit_length())) for bm in block_ms})
     bks = block_ks or ((128, 256, 512) if bits < 4 else (128, 256))
     shapes = ((32, 4), (32, 8), (32, 16), (32, 32), (64, 8), (64, 16), (128, 8), (128, 16)) if wide else (
         (32, 8), (32, 16), (64, 16))
-    for (bn, warps), bk, stages, bm in itertools.product(shapes, bks, stages, block_ms):
+    for (bn, warps), bk, stages in itertools.product(shapes, bks, stages):
         if group and bk % group:
             continue
-        ctas = math.ceil(n / bn) * math.ceil(m / bm)
+        ctas = math.ceil(n / bn) * math.ceil(m / 16)
         warp_steps = math.ceil(k / bk)
         warps_k = warps // (bn // 32)
         if warps_k > warp_steps:
             continue
         splits = [s for s in (1, 2, 3, 4, 6, 8) if s * warps_k <= warp_steps and 4 * sms <= ctas * s * warps <= 48 * sms]
         for split in sorted({1, *splits[:2]}):
-            out.append(LaunchConfig("mma", bm, bn, bk, split, num_warps=warps, num_stages=stages))
+            out.append(LaunchConfig("mma", 8, bn, bk, split, num_warps=warps, num_stages=stages))
     return out
 
 
@@ -107,7 +106,7 @@ def _compile_job(job):
     return len(cfgs)
 
 
-def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=None, block_ms=(16,)):
+def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=None):
     props = torch.cuda.get_device_properties(0)
     sms = props.multi_processor_count
     cases = [(k, n, m, f) for k, n in shapes for f in formats for m in (m_values if f == "w4g128" else other_m)]
@@ -115,7 +114,7 @@ def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=N
     for k, n, m, f in cases:
         bits, gs, sym, dtype = FORMATS[f]
         cands = candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,),
-                           block_ks=block_ks, m=m, block_ms=block_ms)
+                           block_ks=block_ks, m=m)
         for i in range(0, len(cands), 8):
             jobs.append((k, n, m, f, cands[i:i + 8]))
     ctx = multiprocessing.get_context("spawn")
@@ -139,9 +138,9 @@ def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=N
                 fp16 = graph_time_us([lambda w=w: F.linear(x.half(), w) for w in dense], replays=20)
                 default_cfg = choose_config(m, n, k, bits, group, str(dtype)[6:], props.name, sms)
                 default = run(default_cfg)
-                best, by_block_k, by_block_m = None, {}, {}
+                best, by_block_k = None, {}
                 for cfg in candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,),
-                                      block_ks=block_ks, m=m, block_ms=block_ms):
+                                      block_ks=block_ks, m=m):
                     try:
                         us = run(cfg)
                     except Exception as err:
@@ -152,12 +151,9 @@ def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=N
                         best = (cfg, us)
                     if cfg.block_k not in by_block_k or us < by_block_k[cfg.block_k][0]:
                         by_block_k[cfg.block_k] = (us, cfg.to_dict())
-                    if cfg.block_m not in by_block_m or us < by_block_m[cfg.block_m][0]:
-                        by_block_m[cfg.block_m] = (us, cfg.to_dict())
                 row = dict(fmt=f, k=k, n=n, m=m, fp16_us=fp16, default_us=default, default_cfg=default_cfg.to_dict(),
                            mma_us=best[1], mma_cfg=best[0].to_dict(), mma_tb_s=nbytes / best[1] / 1e6,
-                           by_block_k={bk: v for bk, v in sorted(by_block_k.items())},
-                           by_block_m={bm: v for bm, v in sorted(by_block_m.items())})
+                           by_block_k={bk: v for bk, v in sorted(by_block_k.items())})
                 results.append(row)
                 log(f"{f} {k}x{n} M={m}: fp16 {fp16:.2f} default {default:.2f} mma {best[1]:.2f} ({best[0]})")
     return results
@@ -174,8 +170,6 @@ def main():
     p.add_argument("--m1-stages", nargs="+", type=int, default=[1, 2], help="pipeline stages tried at M = 1")
     p.add_argument("--block-k", nargs="+", type=int, help="codes a warp step tried (default 128, 256 and, below "
                    "4-bit, 512); the table shows the best time of each")
-    p.add_argument("--block-m", nargs="+", type=int, default=[16], help="batch rows a CTA tried (8, 16, 32, 64); "
-                   "the table shows the best time of each")
     a = p.parse_args()
     logf = open(f"{a.outdir}/probe_mma_gemv.log", "w")
 
@@ -184,7 +178,7 @@ def main():
 
     acc = accuracy(log) if a.accuracy else []
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
-    res = timing(shapes, a.m, a.other_m, a.formats, log, tuple(a.m1_stages), a.block_k, tuple(a.block_m))
+    res = timing(shapes, a.m, a.other_m, a.formats, log, tuple(a.m1_stages), a.block_k)
     json.dump(dict(device=torch.cuda.get_device_name(), accuracy=acc, timing=res),
               open(f"{a.outdir}/probe_mma_gemv.json", "w"), indent=1)
     if acc:
@@ -200,8 +194,7 @@ def main():
         print(f"{r['fmt']:>12} {r['k']:>5}x{r['n']:<5} {r['m']:>2} {r['fp16_us']:7.2f} {r['default_us']:7.2f} "
               f"{r['mma_us']:7.2f} {r['fp16_us'] / r['mma_us']:6.2f} {r['default_us'] / r['mma_us']:6.2f} "
               f"{r['mma_tb_s']:5.2f}  bn{c['block_n']} bk{c['block_k']} s{c['split_k']} w{c['num_warps']} "
-              f"st{c['num_stages']} bm{c['block_m']}  " + " ".join(f"bk{bk} {us:.2f}" for bk, (us, _) in r["by_block_k"].items())
-              + "  " + " ".join(f"bm{bm} {us:.2f}" for bm, (us, _) in r["by_block_m"].items()))
+              f"st{c['num_stages']}  " + " ".join(f"bk{bk} {us:.2f}" for bk, (us, _) in r["by_block_k"].items()))
 
 
 if __name__ == "__main__":

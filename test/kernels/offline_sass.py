@@ -10,7 +10,7 @@ Prints registers, shared memory, the loop's instruction count per packed word a 
 histogram; --dump DIR writes the SASS and the TTGIR. The GPU machine runs Triton 3.6 and CI 3.9; they
 choose different layouts and schedules (docs/kernels.md), so check with the version that will run it.
 Specializes like a real launch: pointers 16-byte aligned, K, N and the row strides multiples of 16, M = 1
-(decode kernels with one batch tile) as a constant.
+(decode kernels) as a constant.
 """
 
 import argparse
@@ -51,7 +51,7 @@ def kernel_spec(a):
         fn, threads = gemv_kernel, 32 * a.warps
     elif a.kernel == "mma":
         warps_n = a.block_n // 32
-        const = dict(common, **({"M": 1} if a.batch_tiles == 1 else {}), BATCH_TILES=a.batch_tiles, WARPS_N=warps_n, WARPS_K=a.warps // warps_n, BLOCK_K=a.block_k,
+        const = dict(common, M=1, BATCH_TILES=a.batch_tiles, WARPS_N=warps_n, WARPS_K=a.warps // warps_n, BLOCK_K=a.block_k,
                      EVEN_N=True, WIDE_X=True)
         fn, threads = mma_gemv_kernel, a.block_n  # a warp step: BLOCK_K codes of 32 columns per warp along N
     else:
@@ -96,8 +96,7 @@ def main(argv=None):
     p.add_argument("--block-k", type=int, default=256)
     p.add_argument("--warps", type=int, default=4)
     p.add_argument("--stages", type=int, default=1)
-    p.add_argument("--batch-tiles", type=int, default=1, choices=(1, 2, 4, 8),
-                   help="mma: 8-row batch tiles a CTA (M is then a runtime argument, not the constant 1)")
+    p.add_argument("--batch-tiles", type=int, default=1, choices=(1, 2), help="mma: 8-row batch tiles (2: M > 8)")
     p.add_argument("--bf16", action="store_true", help="bf16 activations (default fp16)")
     p.add_argument("--fp32-loop", action="store_true", help="gemv: the fp32 loop instead of the packed 16-bit one")
     p.add_argument("--dump", help="directory for the SASS and TTGIR")

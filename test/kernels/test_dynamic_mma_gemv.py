@@ -1,5 +1,4 @@
-"""The A8W4 int8 tensor-core decode kernel (dynamic_mma_gemv.py): 1, 2, 4 or 8 batch tiles a CTA, and M tiles
-past block_m rows.
+"""The A8W4 int8 tensor-core decode kernel (dynamic_mma_gemv.py): M <= 16, and 16-row M tiles past 16.
 
 Runs under Triton's interpreter on CPU (mma.sync m16n8k32 and the byte permutation emulated) and on
 the GPU (the PTX). Each group's sum is exact in int32, so outputs are checked against a float64
@@ -44,16 +43,15 @@ def _run(xq, xs, qw, scale, bias, n, k, group_k, config):
     return dynamic_mma_gemv(xq, xs, qw.qdata, scale, scale.stride(0), bias, out, n, k, group_k, config)
 
 
-# (block_m, block_n, num_warps, block_k, split_k): one warp, up to two batch tiles; warps along N and K with
-# split-K, up to four; a split whose last warps' steps fall past K, up to eight; the heuristic
-LAUNCHES = [(16, 32, 1, 128, 1), (32, 64, 4, 128, 2), (64, 32, 2, 256, 3), None]
+# (block_n, num_warps, block_k, split_k): one warp; warps along N and K with split-K; a split whose
+# last warps' steps fall past K; the heuristic
+LAUNCHES = [(32, 1, 128, 1), (64, 4, 128, 2), (32, 2, 256, 3), None]
 
 
 if CUDA:
     CASES = [(m, g, launch) for m in (1, 3, 8, 9, 16, 17, 40) for g in (32, 128, 256, None) for launch in LAUNCHES]
-else:  # the interpreter: every group size and launch once, M = 1, 9, 24 (two M tiles of 16, one of 32 or 64),
-    # 40 in turn
-    CASES = [((1, 9, 24, 40)[(i + j) % 4], g, launch) for i, g in enumerate((32, 128, 256, None))
+else:  # the interpreter: every group size and launch once, M = 1, 9 (two batch tiles), 24 (two M tiles) in turn
+    CASES = [((1, 9, 24)[(i + j) % 3], g, launch) for i, g in enumerate((32, 128, 256, None))
              for j, launch in enumerate(LAUNCHES)]
 
 
@@ -62,10 +60,10 @@ def test_a8w4_mma_groups_splits_and_ragged_shapes(m, group, launch):
     k, n = 768 if group != 256 else 1024, 72  # 768: a ragged last 256-code step; N not a multiple of 64
     if not CUDA:
         k = 640 if group != 256 else 512  # 640: a ragged last step of 128 and of 256
-    if launch is not None and group and max(launch[3], group) % group:
+    if launch is not None and group and max(launch[2], group) % group:
         pytest.skip("block_k is not a multiple of the group size")
-    config = None if launch is None else LaunchConfig("mma", launch[0], launch[1], max(launch[3], group or 0),
-                                                      launch[4], num_warps=launch[2])
+    config = None if launch is None else LaunchConfig("mma", 16, launch[0], max(launch[2], group or 0), launch[3],
+                                                      num_warps=launch[1])
     x, w, bias = _inputs(m, k, n, seed=(group or 7) + m)
     qw = quantize_weight(w.half(), bits=4, group_size=group, symmetric=True)
     xq, xs = quantize_per_token(x, torch.int8)

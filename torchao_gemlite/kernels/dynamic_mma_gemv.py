@@ -26,7 +26,7 @@ import triton.language as tl
 from .configs import LaunchConfig, mma_config
 from .dynamic_epilogue import reduce_splits
 from .launch import INTERPRETED, FastLauncher, KernelCall
-from .mma_gemv import _join4, _per_tile, _split4, _store_rows, _thread_columns, _tile_of, _x_rows, mma_launch
+from .mma_gemv import _join4, _split4, _store_rows, _thread_columns, _tile_of, mma_launch
 from .mma_sync import mma_16832_u8s8
 from .pdl import dependent_meta, launch_dependents, wait_for_prior
 
@@ -50,37 +50,32 @@ def _bytes_of_pair(lo, hi, PICK: tl.constexpr, EMULATE: tl.constexpr):
 @triton.jit
 def _sub_block(words, x_words, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3, ones,
                EMULATE: tl.constexpr):
-    """One 32-code sub-block ([T, 4] words) against every 8-row batch tile (x_words [T, BT, 2]): both
-    column tiles and the x-sum, [T, BT] accumulators; every tile reads the same A registers."""
+    """One 32-code sub-block against one 8-row batch tile: both column tiles and the x-sum."""
     even0, even1, even2, even3 = _split4(words & 0x0F0F0F0F)
     odd0, odd1, odd2, odd3 = _split4((words >> 4) & 0x0F0F0F0F)
     x_lo, x_hi = tl.split(x_words)
     b0 = _bytes_of_pair(x_lo, x_hi, 0, EMULATE)  # x at the even codes' k
     b1 = _bytes_of_pair(x_lo, x_hi, 1, EMULATE)
-    a00, a01, a02, a03 = mma_16832_u8s8(_per_tile(even0, b0), _per_tile(even1, b0), _per_tile(odd0, b0),
-                                        _per_tile(odd1, b0), b0, b1, a00, a01, a02, a03, EMULATE)
-    a10, a11, a12, a13 = mma_16832_u8s8(_per_tile(even2, b0), _per_tile(even3, b0), _per_tile(odd2, b0),
-                                        _per_tile(odd3, b0), b0, b1, a10, a11, a12, a13, EMULATE)
-    one = _per_tile(ones, b0)
-    xs0, xs1, xs2, xs3 = mma_16832_u8s8(one, one, one, one, b0, b1, xs0, xs1, xs2, xs3, EMULATE)
+    a00, a01, a02, a03 = mma_16832_u8s8(even0, even1, odd0, odd1, b0, b1, a00, a01, a02, a03, EMULATE)
+    a10, a11, a12, a13 = mma_16832_u8s8(even2, even3, odd2, odd3, b0, b1, a10, a11, a12, a13, EMULATE)
+    xs0, xs1, xs2, xs3 = mma_16832_u8s8(ones, ones, ones, ones, b0, b1, xs0, xs1, xs2, xs3, EMULATE)
     return a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3
 
 
 @triton.jit
 def _load_x(x_ptrs, SUB: tl.constexpr, k_sub, K, EVEN_K: tl.constexpr):
-    """The thread's 8 x bytes of a sub-block in every batch tile (two int32 words: codes 8t..8t+7 of its
-    quad), [T, BT, 2]."""
+    """The thread's 8 x bytes of a sub-block (two int32 words: codes 8t..8t+7 of its quad)."""
     if EVEN_K:
         return tl.load(x_ptrs + SUB * 8, eviction_policy="evict_last")
-    k_x = k_sub[:, None, None] + 4 * tl.arange(0, 2)[None, None, :]
+    k_x = k_sub[:, None] + 4 * tl.arange(0, 2)[None, :]
     return tl.load(x_ptrs + SUB * 8, mask=k_x < K, other=0, eviction_policy="evict_last")
 
 
 @triton.jit
 def _group_sums(a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1):
-    """The group's exact int32 sums x (q - 8) per column, [T, BT, 4] for m = 2t and m = 2t + 1 of each tile."""
-    acc0 = _join4(a00, a02, a10, a12) - 8 * xs0[:, :, None]
-    acc1 = _join4(a01, a03, a11, a13) - 8 * xs1[:, :, None]
+    """The group's exact int32 sums x (q - 8) per column, [T, 4] for m = 2t and m = 2t + 1."""
+    acc0 = _join4(a00, a02, a10, a12) - 8 * xs0[:, None]
+    acc1 = _join4(a01, a03, a11, a13) - 8 * xs1[:, None]
     return acc0, acc1
 
 
@@ -96,7 +91,8 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     T: tl.constexpr = 32 * WARPS_N * WARPS_K
     SUBS: tl.constexpr = BLOCK_K // 32
     GROUP_SUBS: tl.constexpr = SUBS if GROUP_K == 0 else GROUP_K // 32
-    pid_n, m_first = _tile_of(tl.program_id(0), m_tiles, 8 * BATCH_TILES)  # M tiles as in mma_gemv.py
+    tl.static_assert(BATCH_TILES == 1 or BATCH_TILES == 2)
+    pid_n, m_first = _tile_of(tl.program_id(0), m_tiles)  # past M = 16: 16-row M tiles, as in mma_gemv.py
     pid_k = tl.program_id(1)
     wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
 
@@ -107,21 +103,23 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     w_ptrs = w_ptr + ((k_first // 8 + t) * stride_wk)[:, None] + cols  # word row t of each sub-block
     x_col = tl.max_contiguous(tl.multiple_of(((k_first + 8 * t) // 4)[:, None] + tl.arange(0, 2)[None, :],
                                              [1, 2]), [1, 2])
-    # [T, BT, 2]: 8-byte loads, batch row g of each batch tile (T first: mma_gemv.py says why)
-    x_ptrs = x_ptr + (_x_rows(m_first, g, M, BATCH_TILES) * stride_xm)[:, :, None] + x_col[:, None, :]
+    x_ptrs = x_ptr + (tl.minimum(m_first + g, M - 1) * stride_xm)[:, None] + x_col  # [T, 2]: 8-byte loads
+    if BATCH_TILES == 2:
+        x_ptrs2 = x_ptr + (tl.minimum(m_first + g + 8, M - 1) * stride_xm)[:, None] + x_col
     if GROUP_K != 0:
         s_off = ((k_first // GROUP_K) * stride_sg)[:, None] + cols
 
-    z = tl.zeros((T, BATCH_TILES), dtype=tl.int32)
-    # fp32 sums for m = 8 b + 2t, 8 b + 2t + 1, group scales applied; per-channel: int32 sums
-    tot0 = tl.zeros((T, BATCH_TILES, 4), dtype=tl.float32)
-    tot1 = tot0
-    int0 = tl.zeros((T, BATCH_TILES, 4), dtype=tl.int32)
-    int1 = int0
+    zero_f = tl.zeros((T, 4), dtype=tl.float32)
+    zero_i = tl.zeros((T, 4), dtype=tl.int32)
+    z = tl.zeros((T,), dtype=tl.int32)
+    # fp32 sums for m = 2t, 2t + 1 (and + 8), group scales applied; per-channel: int32 sums
+    tot0, tot1, tot0_2, tot1_2 = zero_f, zero_f, zero_f, zero_f
+    int0, int1, int0_2, int1_2 = zero_i, zero_i, zero_i, zero_i
     for step in range(0, steps_per_split):
         k_step = k_first + step * K_STRIDE
         for grp in tl.static_range(SUBS // GROUP_SUBS):
             a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3 = z, z, z, z, z, z, z, z, z, z, z, z
+            b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3 = z, z, z, z, z, z, z, z, z, z, z, z
             for sub in tl.static_range(GROUP_SUBS):
                 sub_i = grp * GROUP_SUBS + sub  # static
                 k_sub = k_step + sub_i * 32 + 8 * t
@@ -133,10 +131,18 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
                 a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3 = _sub_block(
                     words, _load_x(x_ptrs, sub_i, k_sub, K, EVEN_K), a00, a01, a02, a03, a10, a11, a12, a13,
                     xs0, xs1, xs2, xs3, ones, EMULATE)
+                if BATCH_TILES == 2:
+                    b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3 = _sub_block(
+                        words, _load_x(x_ptrs2, sub_i, k_sub, K, EVEN_K), b00, b01, b02, b03, b10, b11, b12, b13,
+                        ys0, ys1, ys2, ys3, ones, EMULATE)
             acc0, acc1 = _group_sums(a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1)
+            acc0_2, acc1_2 = _group_sums(b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1)
             if GROUP_K == 0:
                 int0 += acc0
                 int1 += acc1
+                if BATCH_TILES == 2:
+                    int0_2 += acc0_2
+                    int1_2 += acc1_2
             else:  # the group's scale, once per column
                 s_ptrs = s_off + grp * stride_sg
                 if EVEN_K:
@@ -144,20 +150,30 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
                 else:
                     g_ok = ((k_step + grp * GROUP_K) < K)[:, None]
                     scale = tl.load(w_scale_ptr + s_ptrs, mask=g_ok, other=0.0).to(tl.float32)
-                tot0 += acc0.to(tl.float32) * scale[:, None, :]
-                tot1 += acc1.to(tl.float32) * scale[:, None, :]
+                tot0 += acc0.to(tl.float32) * scale
+                tot1 += acc1.to(tl.float32) * scale
+                if BATCH_TILES == 2:
+                    tot0_2 += acc0_2.to(tl.float32) * scale
+                    tot1_2 += acc1_2.to(tl.float32) * scale
         w_ptrs += (K_STRIDE // 8) * stride_wk
         x_ptrs += K_STRIDE // 4
+        if BATCH_TILES == 2:
+            x_ptrs2 += K_STRIDE // 4
         if GROUP_K != 0:
             s_off += (K_STRIDE // GROUP_K) * stride_sg
 
     if GROUP_K == 0:
-        col_scale = tl.load(w_scale_ptr + cols).to(tl.float32)[:, None, :]
+        col_scale = tl.load(w_scale_ptr + cols).to(tl.float32)
         tot0 = int0.to(tl.float32) * col_scale
         tot1 = int1.to(tl.float32) * col_scale
+        tot0_2 = int0_2.to(tl.float32) * col_scale
+        tot1_2 = int1_2.to(tl.float32) * col_scale
     launch_dependents(PDL and USE_WORKSPACE)  # the split reduction may start
-    _store_rows(tot0, tot1, m_first, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
+    _store_rows(tot0, tot1, 0, m_first, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
                 WARPS_N, WARPS_K, True, HAS_BIAS, USE_WORKSPACE)
+    if BATCH_TILES == 2:
+        _store_rows(tot0_2, tot1_2, 1, m_first, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
+                    WARPS_N, WARPS_K, True, HAS_BIAS, USE_WORKSPACE)
 
 
 _MMA = FastLauncher(dynamic_mma_gemv_kernel)

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import triton
 import triton.language as tl
 
-from .configs import DENSE_MIN_M, LaunchConfig
+from .configs import DENSE_MIN_M, MMA_TILE_M, LaunchConfig
 from .half2 import fma2
 from .launch import cdiv
 from .mma_sync import mma_16816
@@ -55,19 +55,12 @@ class MmaLaunch(NamedTuple):
     meta: dict
 
 
-MMA_ROWS = (8, 16, 32, 64)  # batch rows a CTA may take (block_m): 1, 2, 4 or 8 batch tiles of 8
-
-
 def mma_launch(c: LaunchConfig, m: int, n: int, k: int, group_k: int) -> MmaLaunch:
     """Checks ``c`` and derives the launch: block_n // 32 warps along N and the rest of num_warps along K,
-    block_k codes a warp step, the K split without empty splits, and the batch in 8-row tiles: as many as
-    M needs up to block_m rows a CTA, and past block_m one CTA per block_m rows (M tiles). ``group_k``: the
-    group size, 0 for per-channel."""
+    block_k codes a warp step, the K split without empty splits, one 8-row batch tile up to M = 8, two
+    up to 16, and past 16 one CTA per 16 rows (M tiles). ``group_k``: the group size, 0 for per-channel."""
     if m >= DENSE_MIN_M:  # where prefill starts; also keeps the split-K workspace offsets within int32
         raise ValueError(f"the mma kernels take M < {DENSE_MIN_M}, got M={m}")
-    if c.block_m not in MMA_ROWS:
-        raise ValueError(f"mma config block_m={c.block_m} is not supported: the batch rows a CTA takes, one of "
-                         f"{MMA_ROWS}")
     warps_n = c.block_n // 32
     if not warps_n or c.block_n % 32 or c.num_warps % warps_n or c.block_k % 32 or (group_k and c.block_k % group_k):
         raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
@@ -77,9 +70,8 @@ def mma_launch(c: LaunchConfig, m: int, n: int, k: int, group_k: int) -> MmaLaun
     warp_steps = cdiv(k, c.block_k)
     steps_per_split = cdiv(warp_steps, max(1, c.split_k) * warps_k)
     split = cdiv(warp_steps, steps_per_split * warps_k)  # no empty splits
-    batch_tiles = min(c.block_m, 1 << max(3, (m - 1).bit_length())) // 8
-    m_tiles = cdiv(m, 8 * batch_tiles)
-    meta = dict(BATCH_TILES=batch_tiles, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
+    m_tiles = cdiv(m, MMA_TILE_M)
+    meta = dict(BATCH_TILES=1 if m <= MMA_TILE_M // 2 else 2, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
                 EVEN_K=k == split * steps_per_split * warps_k * c.block_k, EVEN_N=n % c.block_n == 0,
                 USE_WORKSPACE=split > 1, num_warps=c.num_warps)
     return MmaLaunch((cdiv(n, c.block_n) * m_tiles, split), steps_per_split, m_tiles, split, meta)
@@ -96,14 +88,8 @@ def _split4(v):
 
 @triton.jit
 def _join4(v0, v1, v2, v3):
-    """Four [T, BT] accumulators -> [T, BT, 4] (per batch tile, the inverse of _split4)."""
-    return tl.reshape(tl.join(tl.join(v0, v2), tl.join(v1, v3)), (v0.shape[0], v0.shape[1], 4))
-
-
-@triton.jit
-def _per_tile(v, like):
-    """A [T] register broadcast to ``like``'s [T, BT]: every batch tile's MMA reads the same register."""
-    return tl.broadcast_to(v[:, None], like.shape)
+    """Four [T] tensors -> [T, 4] (inverse of _split4)."""
+    return tl.reshape(tl.join(tl.join(v0, v2), tl.join(v1, v3)), (v0.shape[0], 4))
 
 
 @triton.jit
@@ -201,16 +187,16 @@ def _word_pairs(ptrs, rows, k_words, pshift, BITS: tl.constexpr, EVEN_K: tl.cons
 @triton.jit
 def _x_pairs(x_ptrs, SUB: tl.constexpr, k_sub, base, K, X_HI: tl.constexpr, XW: tl.constexpr,
              EVEN_K: tl.constexpr):
-    """The thread's x pairs of one sub-block for every batch tile ([T, BT] each): at k_sub + base (the
-    registers' low lanes) and + X_HI. XW = 4 (X_HI = 4: 8- and 4-bit, the four pairs adjacent): one 16-byte
-    load a tile ([T, BT, 4] pointers); XW = 2: two 8-byte loads ([T, BT, 2] pointers)."""
+    """The thread's x pairs of one sub-block: at k_sub + base (the registers' low lanes) and + X_HI.
+    XW = 4 (X_HI = 4: 8- and 4-bit, the four pairs adjacent): one 16-byte load ([T, 4] pointers); XW = 2:
+    two 8-byte loads ([T, 2] pointers)."""
     if XW == 4:
         if EVEN_K:
             x4 = tl.load(x_ptrs + SUB * 16, eviction_policy="evict_last")
         else:
-            k_x = (k_sub + base)[:, None, None] + 2 * tl.arange(0, 4)[None, None, :]  # [T, 1, 4]
+            k_x = (k_sub + base)[:, None] + 2 * tl.arange(0, 4)[None, :]  # [T, 4]
             x4 = tl.load(x_ptrs + SUB * 16, mask=k_x < K, other=0, eviction_policy="evict_last")
-        even, odd = tl.split(tl.reshape(x4, (x4.shape[0], x4.shape[1], 2, 2)))  # pairs (0, 2) and (1, 3)
+        even, odd = tl.split(tl.reshape(x4, (x4.shape[0], 2, 2)))  # pairs (0, 2) and (1, 3)
         lo0, hi0 = tl.split(even)
         lo1, hi1 = tl.split(odd)
     else:
@@ -218,7 +204,7 @@ def _x_pairs(x_ptrs, SUB: tl.constexpr, k_sub, base, K, X_HI: tl.constexpr, XW: 
             x_lo = tl.load(x_ptrs + SUB * 16, eviction_policy="evict_last")
             x_hi = tl.load(x_ptrs + (SUB * 16 + X_HI // 2), eviction_policy="evict_last")
         else:
-            k_x = (k_sub + base)[:, None, None] + 2 * tl.arange(0, 2)[None, None, :]  # [T, 1, 2]
+            k_x = (k_sub + base)[:, None] + 2 * tl.arange(0, 2)[None, :]  # [T, 2]
             x_lo = tl.load(x_ptrs + SUB * 16, mask=k_x < K, other=0, eviction_policy="evict_last")
             x_hi = tl.load(x_ptrs + (SUB * 16 + X_HI // 2), mask=k_x + X_HI < K, other=0,
                            eviction_policy="evict_last")
@@ -230,9 +216,8 @@ def _x_pairs(x_ptrs, SUB: tl.constexpr, k_sub, base, K, X_HI: tl.constexpr, XW: 
 @triton.jit
 def _sub_block_mmas(R0, R1, R2, R3, lo0, lo1, hi0, hi1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3,
                     ones, BITS: tl.constexpr, X_TERM: tl.constexpr, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
-    """The MMAs of one 32-code sub-block against every 8-row batch tile: per j, both column tiles and the
-    x-sum; returns the 12 accumulators [T, BT] (tile p register e as a_pe, the x-sum as xs). The A
-    registers ([T, 4] pairs) are the same for every batch tile."""
+    """The MMAs of one 32-code sub-block against one 8-row batch tile: per j, both column tiles and the
+    x-sum; returns the 12 accumulators (tile p register e as a_pe, the x-sum as xs)."""
     for j in tl.static_range(2):
         if BITS == 8:
             b0, b1 = _x_fragment(lo0, lo1, EMULATE) if j == 0 else _x_fragment(hi0, hi1, EMULATE)
@@ -240,41 +225,40 @@ def _sub_block_mmas(R0, R1, R2, R3, lo0, lo1, hi0, hi1, a00, a01, a02, a03, a10,
             b0, b1 = _x_fragment(lo0, hi0, EMULATE) if j == 0 else _x_fragment(lo1, hi1, EMULATE)
         ra0, ra1, ra2, ra3 = _split4(R0 if j == 0 else R2)
         rb0, rb1, rb2, rb3 = _split4(R1 if j == 0 else R3)
-        a00, a01, a02, a03 = mma_16816(_per_tile(ra0, b0), _per_tile(ra1, b0), _per_tile(rb0, b0),
-                                       _per_tile(rb1, b0), b0, b1, a00, a01, a02, a03, IS_BF16, EMULATE)
-        a10, a11, a12, a13 = mma_16816(_per_tile(ra2, b0), _per_tile(ra3, b0), _per_tile(rb2, b0),
-                                       _per_tile(rb3, b0), b0, b1, a10, a11, a12, a13, IS_BF16, EMULATE)
+        a00, a01, a02, a03 = mma_16816(ra0, ra1, rb0, rb1, b0, b1, a00, a01, a02, a03, IS_BF16, EMULATE)
+        a10, a11, a12, a13 = mma_16816(ra2, ra3, rb2, rb3, b0, b1, a10, a11, a12, a13, IS_BF16, EMULATE)
         if X_TERM:
-            one = _per_tile(ones, b0)
-            xs0, xs1, xs2, xs3 = mma_16816(one, one, one, one, b0, b1, xs0, xs1, xs2, xs3, IS_BF16, EMULATE)
+            xs0, xs1, xs2, xs3 = mma_16816(ones, ones, ones, ones, b0, b1, xs0, xs1, xs2, xs3, IS_BF16, EMULATE)
     return a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3
 
 
 @triton.jit
 def _add_group(tot0, tot1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, scale, shift,
                HAS_SCALE: tl.constexpr, X_TERM: tl.constexpr):
-    """tot += scale * (the group's sums) + shift * (its x-sums), as [T, BT, 4] per column for m = 2t (tot0)
-    and m = 2t + 1 (tot1) of each batch tile; without HAS_SCALE (per-channel) the plain sums, shift then
-    multiplies the x-sums that the caller keeps in tot's place: see the kernel. scale, shift: [T, 4]."""
+    """tot += scale * (the group's sums) + shift * (its x-sums), as [T, 4] per column for m = 2t (tot0)
+    and m = 2t + 1 (tot1); without HAS_SCALE (per-channel) the plain sums, shift then multiplies the
+    x-sums that the caller keeps in tot's place: see the kernel."""
     acc0 = _join4(a00, a02, a10, a12)
     acc1 = _join4(a01, a03, a11, a13)
     if HAS_SCALE:
-        tot0 += scale[:, None, :] * acc0
-        tot1 += scale[:, None, :] * acc1
+        tot0 += scale * acc0
+        tot1 += scale * acc1
     else:
         tot0 += acc0
         tot1 += acc1
     if X_TERM:
-        tot0 += shift[:, None, :] * xs0[:, :, None]
-        tot1 += shift[:, None, :] * xs1[:, :, None]
+        tot0 += shift * xs0[:, None]
+        tot1 += shift * xs1[:, None]
     return tot0, tot1
 
 
+_TILE_M = tl.constexpr(MMA_TILE_M)
+
+
 @triton.jit
-def _tile_of(pid, m_tiles, ROWS: tl.constexpr):
-    """(column tile, first batch row) of program ``pid``: the M tiles of ROWS rows of a column tile are
-    neighbours."""
-    return pid // m_tiles, (pid % m_tiles) * ROWS
+def _tile_of(pid, m_tiles):
+    """(column tile, first batch row) of program ``pid``: the M tiles of a column tile are neighbours."""
+    return pid // m_tiles, (pid % m_tiles) * _TILE_M
 
 
 @triton.jit
@@ -293,26 +277,18 @@ def _thread_columns(pid_n, N, T: tl.constexpr, WARPS_N: tl.constexpr, EVEN_N: tl
 
 
 @triton.jit
-def _x_rows(m_first, g, M, BATCH_TILES: tl.constexpr):
-    """[T, BT]: the x row of each thread's B column in each batch tile, m_first + 8 b + g (clamped past M:
-    valid addresses, never stored)."""
-    return tl.minimum(m_first + g[:, None] + 8 * tl.arange(0, BATCH_TILES)[None, :], M - 1)
-
-
-@triton.jit
-def _store_rows(tot0, tot1, m_first, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
-                WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, X_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
+def _store_rows(tot0, tot1, U: tl.constexpr, m_first, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr,
+                ws_ptr, WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, X_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
                 USE_WORKSPACE: tl.constexpr):
-    """Sums the WARPS_K partial sums in a fixed order and writes batch rows m0 = m_first + 8 b + 2t (tot0) and
-    m0 + 1 (tot1) of every batch tile b at the thread's columns: x_scale[m] (X_SCALE) and the bias applied,
-    or the raw fp32 partials of a split."""
-    BT: tl.constexpr = tot0.shape[1]
+    """Sums the WARPS_K partial sums in a fixed order and writes batch rows m0 = m_first + 2t + 8U (tot0) and
+    m0 + 1 (tot1) at the thread's columns: x_scale[m] (X_SCALE) and the bias applied, or the raw fp32
+    partials of a split."""
     TN: tl.constexpr = 32 * WARPS_N
     i_n = tl.arange(0, TN)
-    n_out = ((pid_n * TN + (i_n // 32) * 32 + 4 * ((i_n % 32) // 4))[:, None] + tl.arange(0, 4)[None, :])[:, None, :]
-    m0 = (m_first + 2 * (i_n % 4)[:, None] + 8 * tl.arange(0, BT)[None, :])[:, :, None]  # [TN, BT, 1]
-    y0 = tl.sum(tl.reshape(tot0, (WARPS_K, TN, BT, 4)), axis=0)  # [TN, BT, 4]
-    y1 = tl.sum(tl.reshape(tot1, (WARPS_K, TN, BT, 4)), axis=0)
+    n_out = (pid_n * TN + (i_n // 32) * 32 + 4 * ((i_n % 32) // 4))[:, None] + tl.arange(0, 4)[None, :]
+    m0 = (m_first + 2 * (i_n % 4) + 8 * U)[:, None]
+    y0 = tl.sum(tl.reshape(tot0, (WARPS_K, TN, 4)), axis=0)  # [TN, 4]
+    y1 = tl.sum(tl.reshape(tot1, (WARPS_K, TN, 4)), axis=0)
     n_ok = n_out < N
     if USE_WORKSPACE:
         part = ws_ptr + pid_k * M * N + n_out
@@ -342,8 +318,7 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                     EMULATE: tl.constexpr):
     # GROUP_K: the group size (a divisor of BLOCK_K, multiple of 32), 0 for per-channel scales.
     # WIDE_X: 8- and 4-bit codes read a sub-block's x with one 16-byte load (else two 8-byte ones).
-    # BATCH_TILES: 8-row batch tiles of a CTA (1, 2, 4 or 8), a tensor dimension held in each thread's
-    # registers: every tile's MMAs read the same unpacked A registers. A CTA takes 8 * BATCH_TILES rows.
+    # BATCH_TILES: 1 (M <= 8) or 2 (a second B operand, x rows 8..15 of the tile, shares the A registers).
     # EVEN_K: K a multiple of BLOCK_K and every warp's steps inside K (no masks).
     IS_BF16: tl.constexpr = x_ptr.dtype.element_ty == tl.bfloat16
     T: tl.constexpr = 32 * WARPS_N * WARPS_K
@@ -353,7 +328,8 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     SUBS: tl.constexpr = BLOCK_K // 32
     GROUP_SUBS: tl.constexpr = SUBS if GROUP_K == 0 else GROUP_K // 32
     ONES: tl.constexpr = 0x3F803F80 if IS_BF16 else 0x3C003C00  # the pair (1.0, 1.0)
-    pid_n, m_first = _tile_of(tl.program_id(0), m_tiles, 8 * BATCH_TILES)
+    tl.static_assert(BATCH_TILES == 1 or BATCH_TILES == 2)
+    pid_n, m_first = _tile_of(tl.program_id(0), m_tiles)
     pid_k = tl.program_id(1)
 
     g, t, warp_k, cols = _thread_columns(pid_n, N, T, WARPS_N, EVEN_N)  # cols [T, 4]: n0..n0+3, n0 = 4 g
@@ -375,32 +351,39 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     k_first = (pid_k * steps_per_split * WARPS_K + warp_k) * BLOCK_K  # [T]
     K_STRIDE: tl.constexpr = WARPS_K * BLOCK_K
     w_ptrs = w_ptr + ((k_first // E + row0) * stride_wk)[:, None] + cols  # [T, 4]
-    # x as int32 pairs, batch row g of each batch tile: [T, BT, XW] (T first: Triton's load layout then puts
-    # T on the lanes and the batch tiles in registers, like the A registers; [BT, T, XW] spread the lanes
-    # over both and every MMA's A operand went through shared memory)
+    # x as int32 pairs, batch row g (and g + 8); rows past M: clamped, never stored
     XW: tl.constexpr = 4 if X_HI == 4 and WIDE_X else 2  # x pairs a load (_x_pairs)
     x_col = tl.max_contiguous(tl.multiple_of(((k_first + base) // 2)[:, None] + tl.arange(0, XW)[None, :], [1, XW]),
                               [1, XW])
     x_pairs = x_ptr.to(tl.pointer_type(tl.int32))
-    x_ptrs = x_pairs + (_x_rows(m_first, g, M, BATCH_TILES) * (stride_xm // 2))[:, :, None] + x_col[:, None, :]
+    x_ptrs = x_pairs + (tl.minimum(m_first + g, M - 1) * (stride_xm // 2))[:, None] + x_col  # [T, XW]
+    if BATCH_TILES == 2:
+        x_ptrs2 = x_pairs + (tl.minimum(m_first + g + 8, M - 1) * (stride_xm // 2))[:, None] + x_col
     if GROUP_K != 0:
         s_off = ((k_first // GROUP_K) * stride_sg)[:, None] + cols
 
-    zero_f = tl.zeros((T, BATCH_TILES, 4), dtype=tl.float32)
-    zero_t = tl.zeros((T, BATCH_TILES), dtype=tl.float32)
-    # y[m = 8 b + 2t] and y[m = 8 b + 2t + 1] of each batch tile b at the thread's 4 columns; per-channel:
-    # the plain sums, and the x-sums over all of K in xs_tot*
+    zero_f = tl.zeros((T, 4), dtype=tl.float32)
+    zero_t = tl.zeros((T,), dtype=tl.float32)
+    # y[m = 2t] and y[m = 2t + 1] at the thread's 4 columns (tot*_2: m + 8); per-channel: the plain sums,
+    # and the x-sums over all of K in xs_tot*
     tot0 = zero_f
     tot1 = zero_f
+    tot0_2 = zero_f
+    tot1_2 = zero_f
     xs_tot0 = zero_t
     xs_tot1 = zero_t
-    scale = tl.zeros((T, 4), dtype=tl.float32)
-    shift = scale
+    xs_tot0_2 = zero_t
+    xs_tot1_2 = zero_t
+    scale = zero_f
+    shift = zero_f
     for step in tl.range(0, steps_per_split, num_stages=NUM_STAGES):
         k_step = k_first + step * K_STRIDE  # [T]: for the masks of ragged K
         for grp in tl.static_range(SUBS // GROUP_SUBS):
+            # fresh group accumulators for each batch tile
             a00, a01, a02, a03, a10, a11, a12, a13 = zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t
-            xs0, xs1, xs2, xs3 = zero_t, zero_t, zero_t, zero_t  # fresh group accumulators
+            xs0, xs1, xs2, xs3 = zero_t, zero_t, zero_t, zero_t
+            b00, b01, b02, b03, b10, b11, b12, b13 = zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t
+            ys0, ys1, ys2, ys3 = zero_t, zero_t, zero_t, zero_t
             for sub in tl.static_range(GROUP_SUBS):
                 sub_i = grp * GROUP_SUBS + sub  # static
                 rows = (k_step + sub_i * 32) // E + row0
@@ -414,10 +397,18 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                 a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3 = _sub_block_mmas(
                     R0, R1, R2, R3, lo0, lo1, hi0, hi1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3,
                     ones, BITS, X_TERM, IS_BF16, EMULATE)
+                if BATCH_TILES == 2:
+                    lo0, lo1, hi0, hi1 = _x_pairs(x_ptrs2, sub_i, k_step + sub_i * 32, base, K, X_HI, XW, EVEN_K)
+                    b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3 = _sub_block_mmas(
+                        R0, R1, R2, R3, lo0, lo1, hi0, hi1, b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2,
+                        ys3, ones, BITS, X_TERM, IS_BF16, EMULATE)
             if GROUP_K == 0:  # per-channel: sums and x-sums now, scales after the loop
                 if X_TERM:
                     xs_tot0 += xs0
                     xs_tot1 += xs1
+                    if BATCH_TILES == 2:
+                        xs_tot0_2 += ys0
+                        xs_tot1_2 += ys1
             else:  # the group's scale and zero, once per column
                 s_ptrs = s_off + grp * stride_sg
                 if EVEN_K:
@@ -435,22 +426,34 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                         shift = (C - zero.to(tl.float32)) * scale
             tot0, tot1 = _add_group(tot0, tot1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, scale, shift,
                                     GROUP_K != 0, X_TERM and GROUP_K != 0)
+            if BATCH_TILES == 2:
+                tot0_2, tot1_2 = _add_group(tot0_2, tot1_2, b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, scale,
+                                            shift, GROUP_K != 0, X_TERM and GROUP_K != 0)
 
         w_ptrs += (K_STRIDE // E) * stride_wk
         x_ptrs += K_STRIDE // 2
+        if BATCH_TILES == 2:
+            x_ptrs2 += K_STRIDE // 2
         if GROUP_K != 0:
             s_off += (K_STRIDE // GROUP_K) * stride_sg
 
     if GROUP_K == 0:  # per-channel scales (and zeros) on the finished sums
-        col_scale = tl.load(scale_ptr + cols).to(tl.float32)[:, None, :]
+        col_scale = tl.load(scale_ptr + cols).to(tl.float32)
+        if SYMMETRIC:
+            col_shift = (C - SYM_ZERO) * col_scale
+        else:
+            col_shift = (C - tl.load(zero_ptr + cols).to(tl.float32)) * col_scale
         tot0 = tot0 * col_scale
         tot1 = tot1 * col_scale
+        tot0_2 = tot0_2 * col_scale
+        tot1_2 = tot1_2 * col_scale
         if X_TERM:
-            if SYMMETRIC:
-                col_shift = (C - SYM_ZERO) * col_scale
-            else:
-                col_shift = (C - tl.load(zero_ptr + cols).to(tl.float32)[:, None, :]) * col_scale
-            tot0 += col_shift * xs_tot0[:, :, None]
-            tot1 += col_shift * xs_tot1[:, :, None]
-    _store_rows(tot0, tot1, m_first, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N,
+            tot0 += col_shift * xs_tot0[:, None]
+            tot1 += col_shift * xs_tot1[:, None]
+            tot0_2 += col_shift * xs_tot0_2[:, None]
+            tot1_2 += col_shift * xs_tot1_2[:, None]
+    _store_rows(tot0, tot1, 0, m_first, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N,
                 WARPS_K, False, HAS_BIAS, USE_WORKSPACE)
+    if BATCH_TILES == 2:
+        _store_rows(tot0_2, tot1_2, 1, m_first, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
+                    WARPS_N, WARPS_K, False, HAS_BIAS, USE_WORKSPACE)

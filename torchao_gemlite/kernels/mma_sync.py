@@ -15,11 +15,9 @@ through inline PTX, one per thread. Fragments (PTX ISA, lane = 4 g + t, g = lane
 m16n8k32 with 8-bit inputs: four bytes a register, a0: row g, cols 4t..4t+3; a1: row g + 8, the same
 cols; a2, a3: cols 4t+16..4t+19; b0: rows 4t..4t+3 of col g; b1: rows 4t+16..4t+19; C and D as above.
 
-Operands may also be [32 * num_warps, BT] (BT batch tiles in each thread's registers): the instruction is
-issued once per element a thread holds.
 Under Triton's interpreter (EMULATE) the instructions are rebuilt from the same registers with
 reshapes and a multiply-sum per warp (fp32 for fp16, int32 for bytes; fp16 only: the interpreter
-computes bf16 wrongly); the batch tiles are folded into the warps.
+computes bf16 wrongly).
 """
 
 import triton
@@ -52,26 +50,14 @@ def _fragment(d, T: tl.constexpr):
 
 
 @triton.jit
-def _flat(v):
-    """Emulation: [T, BT] -> [BT * T], tile b's registers as warps b * T / 32 ...: more warps."""
-    return tl.reshape(tl.trans(v), (v.numel,))
-
-
-@triton.jit
-def _unflat(d, like):
-    """Emulation: the inverse of _flat, in ``like``'s shape [T, BT]."""
-    return tl.trans(tl.reshape(d, (like.shape[1], like.shape[0])))
-
-
-@triton.jit
 def mma_16816(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
-    """D = A @ B + C for one m16n8k16 tile per warp (and per leading index); returns (d0, d1, d2, d3)."""
+    """D = A @ B + C for one m16n8k16 tile per warp; returns (d0, d1, d2, d3)."""
     if EMULATE:
         tl.static_assert(not IS_BF16, "the emulation is fp16 only (the interpreter computes bf16 wrongly)")
-        T: tl.constexpr = c0.numel
-        d0, d1 = _fragment(_rows(_flat(a0), _flat(a2), _flat(b0), _flat(b1)), T)
-        d2, d3 = _fragment(_rows(_flat(a1), _flat(a3), _flat(b0), _flat(b1)), T)
-        return _unflat(d0, c0) + c0, _unflat(d1, c0) + c1, _unflat(d2, c0) + c2, _unflat(d3, c0) + c3
+        T: tl.constexpr = a0.shape[0]
+        d0, d1 = _fragment(_rows(a0, a2, b0, b1), T)
+        d2, d3 = _fragment(_rows(a1, a3, b0, b1), T)
+        return d0 + c0, d1 + c1, d2 + c2, d3 + c3
     elif IS_BF16:
         return tl.inline_asm_elementwise(
             "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {$0, $1, $2, $3}, {$4, $5, $6, $7}, {$8, $9}, "
@@ -106,13 +92,12 @@ def _byte_rows(a_lo, a_hi, b_lo, b_hi):
 
 @triton.jit
 def mma_16832_u8s8(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3, EMULATE: tl.constexpr):
-    """D = A @ B + C for one m16n8k32 tile per warp (and per leading index), A unsigned bytes, B signed bytes,
-    int32 C and D."""
+    """D = A @ B + C for one m16n8k32 tile per warp, A unsigned bytes, B signed bytes, int32 C and D."""
     if EMULATE:
-        T: tl.constexpr = c0.numel
-        d0, d1 = _fragment(_byte_rows(_flat(a0), _flat(a2), _flat(b0), _flat(b1)), T)
-        d2, d3 = _fragment(_byte_rows(_flat(a1), _flat(a3), _flat(b0), _flat(b1)), T)
-        return _unflat(d0, c0) + c0, _unflat(d1, c0) + c1, _unflat(d2, c0) + c2, _unflat(d3, c0) + c3
+        T: tl.constexpr = a0.shape[0]
+        d0, d1 = _fragment(_byte_rows(a0, a2, b0, b1), T)
+        d2, d3 = _fragment(_byte_rows(a1, a3, b0, b1), T)
+        return d0 + c0, d1 + c1, d2 + c2, d3 + c3
     else:
         return tl.inline_asm_elementwise(
             "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {$0, $1, $2, $3}, {$4, $5, $6, $7}, {$8, $9}, "
