@@ -139,3 +139,17 @@ def test_docs_with_measurements(tmp_path):
     assert "broken: RuntimeError: no kernel" in text
     if plots:
         assert "](benchmarks/fp16_4096x14336_a16w4.png)" in text
+
+
+def test_the_benchmarks_page_is_the_harness_output_of_its_saved_runs():
+    """docs/benchmarks.md is what `--from-json docs/benchmarks/results/*.json --write-docs` writes: the page
+    is regenerated from the runs behind it, never edited by hand."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    runs = sorted((root / "docs" / "benchmarks" / "results").glob("*.json"))
+    assert runs, "the JSON of the runs behind docs/benchmarks.md is kept in docs/benchmarks/results/"
+    doc = report.merge_runs([report.load_json(path) for path in runs])
+    plots = sorted((root / "docs" / "benchmarks").glob("*.png"))
+    page = report.render_markdown(doc, plots, docs_dir=root / "docs") + "\n"
+    assert (root / "docs" / "benchmarks.md").read_text() == page

@@ -374,6 +374,8 @@ torchao-gemlite-bench --e2e --json bench/all.json --write-docs
 # ... or from saved results, without re-running (a kernel run and end-to-end runs may be separate files;
 # end-to-end runs of the same settings but other configs join into one table):
 torchao-gemlite-bench --from-json bench/kernels.json bench/e2e.json --write-docs
+# this page, from the runs behind it (their JSON is kept in docs/benchmarks/results/):
+torchao-gemlite-bench --from-json docs/benchmarks/results/*.json --write-docs
 ```
 `python -m torchao_gemlite.bench` is the same command. `--help` lists every flag
 (`--formats`, `--shapes 4096x14336,...`, `--m 1,16,256`, `--dtypes fp16,bf16`, `--eager`, ...)."""
