@@ -61,7 +61,8 @@ def test_without_the_mma_kernel_decode_falls_back_to_gemv_and_gemm(m, kernel):
 def test_mma_config_follows_the_h100_sweep():
     """M <= 8: 16 warps, 128-code steps, the widest CTA that still gives 0.8 CTAs an SM; two batch tiles
     (M > 8): 64 columns, 8 warps, 128-code steps, a K split to fill (1.5 CTAs an SM past M = 16, one CTA
-    per 16-row M tile); 8-bit codes: 32 columns, 4 warps, about three CTAs an SM (docs/kernels.md)."""
+    per 16-row M tile); 8-bit codes, and bf16 past M = 16: 32 columns, 4 warps, about three CTAs an SM
+    (docs/kernels.md)."""
     cfgs = {(k, n): configs.mma_config(n, k, 128, 132) for k, n in LLAMA}
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in cfgs.items()} == {
         (4096, 4096): (32, 128, 1, 16), (4096, 14336): (128, 128, 1, 16), (14336, 4096): (32, 128, 1, 16),
@@ -75,6 +76,11 @@ def test_mma_config_follows_the_h100_sweep():
         (4096, 4096): (64, 128, 2, 8), (4096, 14336): (64, 128, 1, 8), (14336, 4096): (64, 128, 2, 8),
         (8192, 8192): (64, 128, 1, 8)}
     assert configs.mma_config(2048, 4096, 128, 132, m=32).split_k == 4  # 64 CTAs: 1.5 an SM wants a split of 4
+    bf16 = {(k, n): configs.mma_config(n, k, 128, 132, m=32, bf16=True) for k, n in LLAMA + [(4096, 6144)]}
+    assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in bf16.items()} == {
+        (4096, 4096): (32, 128, 2, 4), (4096, 14336): (32, 128, 1, 4), (14336, 4096): (32, 128, 2, 4),
+        (8192, 8192): (32, 128, 1, 4), (4096, 6144): (32, 128, 1, 4)}
+    assert configs.mma_config(4096, 4096, 128, 132, m=16, bf16=True).block_n == 64  # one M tile: as fp16
     eight_bit = {(k, n): configs.mma_config(n, k, 128, 132, m=16, bits=8) for k, n in LLAMA}
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in eight_bit.items()} == {
         (4096, 4096): (32, 128, 3, 4), (4096, 14336): (32, 128, 1, 4), (14336, 4096): (32, 128, 3, 4),

@@ -151,7 +151,7 @@ def _fill_split(programs: int, k_tiles: int, target_programs: float, k: int = 0,
 
 
 def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT, m: int = 1,
-               bits: int = 4) -> LaunchConfig:
+               bits: int = 4, bf16: bool = False) -> LaunchConfig:
     """The tensor-core decode kernel's launch (H100 sweeps, test/kernels/gpu_probe_mma_gemv.py). Up to M = 8:
     128-code steps (or one group), 16 warps and the widest CTA (32, 64 or 128 columns) that still gives 0.8
     CTAs an SM. Two batch tiles (M > 8): 128-code steps, 64 columns and 8 warps (the M = 16 sweep: 1.25x the
@@ -161,12 +161,15 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     where the CTAs do not fill the SMs (0.8 CTAs an SM; 1.5 past M = 16, where each 16-row M tile is a CTA:
     the M = 24, 32 sweep), and fewer warps along K when K is short. 8-bit codes with two tiles: 32 columns,
     4 warps and a K split up to about three CTAs an SM (the g128 M = 16 sweep: 1.0 / 1.0 / 1.21 / 1.31x the
-    64-column launch on the four Llama shapes)."""
+    64-column launch on the four Llama shapes); so do bf16 activations past M = 16 (4-bit g128 at M = 24, 32,
+    the Llama shapes and the fused q/k/v 4096x6144 and gate/up 4096x28672: within 1% of each shape's best
+    launch, where the 64-column one was 0.74-1.0x of it; fp16 keeps 64 columns, 0.82-1.0x of the best)."""
     two_tiles = m > MMA_TILE_M // 2
     m_tiles = -(-m // MMA_TILE_M)
     block_k = max(128, group_size if group_size < k else 0)
     block_n, warps = (64, 8) if two_tiles else (32, 16)
-    if two_tiles and bits == 8:
+    small_ctas = two_tiles and (bits == 8 or (bf16 and m_tiles > 1))
+    if small_ctas:
         block_n, warps = 32, 4
     for wide in (128, 64):
         if not two_tiles and -(-n // wide) >= 0.8 * sm_count:
@@ -176,7 +179,7 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     warps_k = min(warps // (block_n // 32), 1 << (steps.bit_length() - 1))  # no idle warps for a short K
     split = 1
     ctas = -(-n // block_n) * m_tiles
-    if two_tiles and bits == 8:  # about three CTAs an SM
+    if small_ctas:  # about three CTAs an SM
         while ctas * split < 2.9 * sm_count and warps_k * (split + 1) <= steps and split < 16:
             split += 1
     fill = 0.8 if m_tiles == 1 else 1.5
@@ -186,16 +189,16 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
 
 
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,
-                     mma: bool = True) -> LaunchConfig:
+                     mma: bool = True, bf16: bool = False) -> LaunchConfig:
     """A sound default for any shape, from the H100 tuning runs (docs/kernels.md). ``mma``: whether the
-    tensor-core decode kernel takes the format (``mma_supported``).
+    tensor-core decode kernel takes the format (``mma_supported``); ``bf16``: bf16 activations.
 
     BLOCK_K is a whole number of word rows per step; steps that span several groups load
     one scale row per word row.
     """
     per_word = 32 // bits
     if mma and MMA_MIN_M <= m <= (MMA_W4_MAX_M if bits == 4 else MMA_MAX_M):
-        return mma_config(n, k, group_size, sm_count, m, bits=bits)
+        return mma_config(n, k, group_size, sm_count, m, bits=bits, bf16=bf16)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word
         block_n, warps, stages = (32, 4, 4) if m <= 2 else (64, 8, 3)
@@ -228,7 +231,8 @@ def choose_config(m: int, n: int, k: int, bits: int, group_size: int, dtype_name
             cfg = LaunchConfig.from_dict(table[key])
             if cfg.kernel != "gemv" or cfg.block_m >= m:
                 return cfg
-    return heuristic_config(m, n, k, bits, group_size, sm_count, mma=mma_supported(bits, dtype_name))
+    return heuristic_config(m, n, k, bits, group_size, sm_count, mma=mma_supported(bits, dtype_name),
+                            bf16=dtype_name == "bfloat16")
 
 
 def write_table_atomically(path: Path, configs: dict, device_name: str) -> None:

@@ -80,15 +80,15 @@ GEMV_CANDIDATES = ((16, 32, 2, 3), (16, 64, 4, 3), (32, 16, 4, 3), (32, 32, 4, 3
 
 
 # mma decode kernel (block_n, num_warps): the H100 sweep's field (test/kernels/gpu_probe_mma_gemv.py)
-MMA_CANDIDATES = ((32, 8), (32, 16), (64, 16), (128, 16))
+MMA_CANDIDATES = ((32, 4), (32, 8), (32, 16), (64, 16), (128, 16))
 
 
 def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int,
-                      mma: bool = True) -> list[LaunchConfig]:
+                      mma: bool = True, bf16: bool = False) -> list[LaunchConfig]:
     """Candidates around the heuristic choice (BLOCK_K = word rows per step * codes per word); ``mma``:
     whether the tensor-core decode kernel takes the format (a candidate for every bit width up to the M where
     4-bit codes use it by default: its sweep found shapes where it beat the GEMM there for the others too)."""
-    base = heuristic_config(m, n, k, bits, group_size, sm_count, mma=mma)
+    base = heuristic_config(m, n, k, bits, group_size, sm_count, mma=mma, bf16=bf16)
     per_word = 32 // bits
     out = [base]
     if mma and m <= MMA_W4_MAX_M:
@@ -149,7 +149,7 @@ def tune_shape(n: int, k: int, m_values, bits: int, group_size, symmetric: bool,
         fp16_us = graph_time_us([lambda w=w: F.linear(x, w) for w in dense])
         best = None
         for cfg in candidate_configs(m, n, k, bits, group, props.multi_processor_count,
-                                     mma=mma_supported(bits, str(dtype)[6:])):
+                                     mma=mma_supported(bits, str(dtype)[6:]), bf16=dtype == torch.bfloat16):
             launches = [lambda c=c, cfg=cfg: launch_weight_only(x, c[0], c[1], c[2], None, bits, group, symmetric, cfg)
                         for c in copies]
             try:
