@@ -144,15 +144,18 @@ def test_from_json_joins_end_to_end_runs_split_by_config():
     assert merged["e2e"]["results"][0]["decode_tok_s"] == {1: 1.5}
     assert merged["e2e"]["settings"]["layers"] == 32
     assert merged["e2e"]["results"][1]["error"] is None
-    assert merged["e2e"]["env"]["command"] == "run 1 ; run 2 ; run 3"
+    assert merged["e2e"]["env"]["command"] == "run 1 ; run 2"  # run 3 supplied no row
     assert "git_commit" not in merged["e2e"]["results"][0]  # one commit: no commit column
     assert "| config | weights GiB |" in report.render_markdown(merged)
     # a part from another commit joins, in the config order, and every row names its commit
     older["env"]["gemlite"] = None  # the kernel benchmark's peer: not part of what the end-to-end rows share
-    mixed = report.merge_runs([kernels_run, other, older, first, second])
+    replaced = e2e_part(["gemlite-w2-g64"], "run 5")  # its only row is measured again later: no commit, no command
+    replaced["env"]["git_commit"] = "2222222"
+    mixed = report.merge_runs([kernels_run, other, replaced, older, first, second])
     assert [row["config"] for row in mixed["e2e"]["results"]] == ["bf16", "gemlite-int4-g128", "gemlite-w8-pc",
                                                                     "gemlite-w2-g64"]
     assert [row["git_commit"] for row in mixed["e2e"]["results"]] == ["1111111"] * 3 + ["0000000"]
     assert mixed["e2e"]["env"]["git_commit"] == "0000000, 1111111"
+    assert "run 5" not in mixed["e2e"]["env"]["command"]
     text = report.render_markdown(mixed)
     assert "| config | commit | weights GiB |" in text and "| gemlite-w2-g64 | 0000000 |" in text

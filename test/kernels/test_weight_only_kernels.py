@@ -45,7 +45,7 @@ def _case(bits, symmetric, group, m, k, n, dtype, bias=True, seed=0):
 def _run(qw, x, b, config=None):
     out = torch.full((x.shape[0], qw.shape[0]), float("nan"), dtype=x.dtype, device=x.device)
     cfg = config or heuristic_config(x.shape[0], qw.shape[0], qw.shape[1], qw.fmt.bits, qw.fmt.group_size,
-                                     mma=mma_supported(qw.fmt.bits, str(x.dtype)[6:]))
+                                     mma=mma_supported(qw.fmt.bits, str(x.dtype)[6:]), bf16=x.dtype == torch.bfloat16)
     return launch_weight_only(x, qw.qdata, qw.scale, qw.zero, b, qw.fmt.bits, qw.fmt.group_size, qw.fmt.symmetric,
                               cfg, out=out)
 

@@ -260,7 +260,7 @@ def merge_runs(docs: Sequence[dict]) -> dict:
     runs; a config measured twice keeps its later row unless only the earlier one has no error). Rows joined
     from runs of several commits each carry their commit (``row["git_commit"]``, a column of the table).
     When the rows come from other runs than the kernels, their environment goes with them (``e2e["env"]``,
-    its command and commit joining the runs': the page names them)."""
+    its command and commit joining those of the runs that supplied a row: the page names them)."""
     if not docs:
         raise ValueError("merge_runs needs at least one run")
     with_kernels = [d for d in docs if d.get("kernels")]
@@ -268,15 +268,18 @@ def merge_runs(docs: Sequence[dict]) -> dict:
     base["kernels"] = [r for d in with_kernels for r in d["kernels"]]
     e2e_runs = [d for d in docs if (d.get("e2e") or {}).get("results")]
     if e2e_runs:
-        sources = [d for d in e2e_runs if _e2e_part_key(d) == _e2e_part_key(e2e_runs[-1])]
-        envs = [d.get("env") or {} for d in sources]
-        commits = list(dict.fromkeys(env.get("git_commit") for env in envs))
-        rows = {}
-        for d, env in zip(sources, envs):
+        parts = [d for d in e2e_runs if _e2e_part_key(d) == _e2e_part_key(e2e_runs[-1])]
+        rows, source = {}, {}  # config -> kept row, and the index of the part it came from
+        for i, d in enumerate(parts):
             for row in d["e2e"]["results"]:
                 kept = rows.get(row["config"])
                 if kept is None or row.get("error") is None or kept.get("error") is not None:
-                    rows[row["config"]] = dict(row, git_commit=env.get("git_commit")) if len(commits) > 1 else row
+                    rows[row["config"]], source[row["config"]] = row, i
+        envs = [parts[i].get("env") or {} for i in sorted(set(source.values()))]  # the parts that kept a row
+        commits = list(dict.fromkeys(env.get("git_commit") for env in envs))
+        if len(commits) > 1:
+            rows = {c: dict(row, git_commit=(parts[source[c]].get("env") or {}).get("git_commit"))
+                    for c, row in rows.items()}
         results = sorted(rows.values(), key=lambda row: _config_order(row["config"]))
         settings = dict(e2e_runs[-1]["e2e"].get("settings") or {}, configs=[row["config"] for row in results])
         base["e2e"] = dict(e2e_runs[-1]["e2e"], settings=settings, results=results)
