@@ -227,6 +227,35 @@ def test_int8_fused_and_swapped(variant, split):
     assert torch.equal(y, int8_dynamic_linear(x, wq, ws, b, DynamicGemmConfig(16, 64, 64, 1)))
 
 
+@pytest.mark.parametrize("kind", ["int8", "fp8"])
+@pytest.mark.parametrize("m", [3, 40, 100])
+def test_tma_gemm(m, kind):
+    """The TMA-descriptor GEMM (dynamic_tma_gemm.py): ragged M, N = 200 and K = 272 (zero-filled past the
+    descriptors' edges), several tiles a program (two programs under the interpreter), bias; int8 is
+    bit-identical to the pointer kernel (exact int32 sums, the same epilogue)."""
+    x, w, b = _data(m, 272, N, torch.float16, True, seed=9)
+    quant = quantize_rowwise_fp8 if kind == "fp8" else quantize_rowwise_int8
+    wq, ws = quant(w)
+    xq, xs = quant(x)  # the reference quantizer's codes (the interpreter's in-kernel fp8 cast is wrong)
+    cfg = DynamicGemmConfig(32, 64, 64, 1, 4, 3, TMA=True)
+    y = dynamic_gemm(xq, xs, wq, ws, b, torch.float16, cfg, out=_poisoned((m, N), torch.float16))
+    _check_codes(y, _ref_on_codes(x, kind, wq, ws, bias=b, codes=(xq, xs)), kind, torch.float16)
+    if kind == "int8":
+        assert torch.equal(y, dynamic_gemm(xq, xs, wq, ws, b, torch.float16, DynamicGemmConfig(32, 64, 64, 1)))
+
+
+def test_tma_config_falls_back_without_descriptor_layout():
+    """A weight view whose rows are not 16-byte aligned cannot back a TMA descriptor: the pointer kernel runs."""
+    x, w, b = _data(5, 256, N + 1, torch.float16, False, seed=10)
+    wq, ws = quantize_rowwise_int8(w)
+    wq_odd = torch.empty(N * 256 + 8, dtype=torch.int8, device=DEVICE)[8:].view(N, 256)
+    wq_odd.copy_(wq[1:])
+    xq, xs = quantize_rowwise_int8(x)
+    cfg = DynamicGemmConfig(32, 64, 64, 1, 4, 3, TMA=True)
+    y = dynamic_gemm(xq, xs, wq_odd, ws[1:], None, torch.float16, cfg, out=_poisoned((5, N), torch.float16))
+    assert torch.equal(y, dynamic_gemm(xq, xs, wq[1:], ws[1:], None, torch.float16, DynamicGemmConfig(32, 64, 64, 1)))
+
+
 @pytest.mark.parametrize("group", [64, None])
 @pytest.mark.parametrize("fuse", [False, True])
 def test_a8w4_fused(fuse, group):

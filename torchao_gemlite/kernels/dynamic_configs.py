@@ -25,6 +25,10 @@ class DynamicGemmConfig:
     num_stages: int = 3
     SWAP_AB: bool = False  # A8W8: y^T = W x^T, the weight tile is the MMA's M operand (ignored for A8W4)
     FUSE_ACT: bool = False  # *_dynamic_linear: quantize x inside the GEMM (one launch); ignored on prequantized xq
+    # A8W8 (and per-channel A8W4 codes): operands through TMA descriptors, at most one program an SM looping
+    # over the output tiles (dynamic_tma_gemm.py); SPLIT_K and SWAP_AB do not apply. Where the operands
+    # cannot back a descriptor, or with FUSE_ACT or packed A8W4 words, the pointer kernel runs the tile.
+    TMA: bool = False
 
     def __post_init__(self):
         for name in ("BLOCK_M", "BLOCK_N", "BLOCK_K"):
@@ -39,8 +43,8 @@ class DynamicGemmConfig:
             raise ValueError(f"num_warps={self.num_warps!r} must be one of 1, 2, 4, 8, 16")
         if not isinstance(self.num_stages, int) or self.num_stages < 1:
             raise ValueError(f"num_stages={self.num_stages!r} must be an int >= 1")
-        if not isinstance(self.SWAP_AB, bool) or not isinstance(self.FUSE_ACT, bool):
-            raise ValueError("SWAP_AB and FUSE_ACT must be bools")
+        if not all(isinstance(v, bool) for v in (self.SWAP_AB, self.FUSE_ACT, self.TMA)):
+            raise ValueError("SWAP_AB, FUSE_ACT and TMA must be bools")
 
 
 def _regime(m: int) -> str:

@@ -69,6 +69,7 @@ from .dynamic_configs import DynamicGemmConfig, pick_config
 from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
 from .dynamic_mma_gemv import dynamic_mma_call, dynamic_mma_gemv
+from .dynamic_tma_gemm import TmaGemmCall, sm_count, tma_ready
 from .launch import FastLauncher, KernelCall, PlanCache, cdiv, tensor_key
 from .pdl import pdl_for
 from .reduce import tile_coordinates
@@ -309,6 +310,19 @@ def _gemm_call(m: int, n: int, k: int, xq_strides: tuple, b_strides_kn: tuple, s
     return KernelCall(_DYNAMIC_GEMM, grid, ints, meta), splits, torch.int32 if int_acc else torch.float32
 
 
+def _tma_call(m: int, n: int, k: int, stride_bs_n: int, out_strides: tuple, config: DynamicGemmConfig, fp8: bool,
+              has_bias: bool, device) -> TmaGemmCall:
+    c = config
+    return TmaGemmCall(m, n, k, stride_bs_n, out_strides, fp8, has_bias, c.BLOCK_M, c.BLOCK_N, c.BLOCK_K,
+                       c.num_warps, c.num_stages, sm_count(device))
+
+
+def _tma_route(config: DynamicGemmConfig, w4: bool, group_k: int, fuse: bool, xq, b) -> bool:
+    """config.TMA on operands that can back TMA descriptors: int8/fp8 [M, K] and [N, K] (A8W8 or A8W4 per-channel
+    codes), not packed words, group scales or the fused quantization."""
+    return config.TMA and not (w4 or group_k or fuse) and tma_ready(xq) and tma_ready(b)
+
+
 def _b_strides_kn(b: torch.Tensor, w4: bool) -> tuple[int, int]:
     """(stride along K, stride along N) of the weight: [N, K] for A8W8, words [K/8, N] for A8W4."""
     return (b.stride(0), b.stride(1)) if w4 else (b.stride(1), b.stride(0))
@@ -323,6 +337,10 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
     if bias is not None and not bias.is_contiguous():  # the kernels index the bias as bias[n]
         bias = bias.contiguous()
     x_scale = x_scale.reshape(m)
+    if _tma_route(config, w4, group_k, fuse, xq, b):
+        _tma_call(m, n, k, stride_bs_n, out.stride(), config, fp8, bias is not None, xq.device)(
+            (xq, x_scale, b, b_scale, bias if bias is not None else x_scale, out, out))
+        return out
     gemm, splits, ws_dtype = _gemm_call(m, n, k, xq.stride(), _b_strides_kn(b, w4), stride_bs_g, stride_bs_n,
                                         out.stride(), config, fp8, w4, group_k, fuse, bias is not None, xq.device)
     ws = torch.empty((splits, m, n), dtype=ws_dtype, device=xq.device) if splits > 1 else None
@@ -520,9 +538,15 @@ class DynamicPlan:
             b_scale = w_scale if kind == "a8w4" else w_scale.reshape(n)
             stride_bs_g, stride_bs_n = (0 if not group_k else b_scale.stride(0), b_scale.stride(-1))
             b_strides = (1, k) if self.route == "codes" else _b_strides_kn(weight, w4)
-            self.main, self.split, self.ws_dtype = _gemm_call(
-                m, n, k, (k, 1), b_strides, stride_bs_g, stride_bs_n, (n, 1), self.config,
-                kind == "fp8", w4, group_k, False, has_bias, x.device)
+            # the codes route's weight is a fresh contiguous [N, K] int8 tensor; xq is one too
+            b_tma = self.route == "codes" or tma_ready(weight)
+            if self.config.TMA and not (w4 or group_k) and b_tma and k % 16 == 0:
+                self.main, self.ws_dtype = _tma_call(m, n, k, stride_bs_n, (n, 1), self.config, kind == "fp8",
+                                                     has_bias, x.device), None
+            else:
+                self.main, self.split, self.ws_dtype = _gemm_call(
+                    m, n, k, (k, 1), b_strides, stride_bs_g, stride_bs_n, (n, 1), self.config,
+                    kind == "fp8", w4, group_k, False, has_bias, x.device)
             b_scale_applied = bool(group_k)
             if self.route == "codes":
                 self.unpack = w4_codes_call(n, k, weight.stride(0))

@@ -20,6 +20,7 @@ import os
 import torch
 from triton import knobs
 from triton.runtime import driver
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from .triton_key import use_saved_triton_key
 
@@ -50,6 +51,8 @@ def _hooked(hook) -> bool:
 def _specialization(arg) -> tuple:
     if isinstance(arg, torch.Tensor):
         return arg.dtype, arg.data_ptr() % 16 == 0
+    if isinstance(arg, TensorDescriptor):  # Triton passes its shape and strides as ints beside it
+        return (arg.base.dtype, tuple(arg.block_shape), *map(_specialization, (*arg.shape, *arg.strides)))
     if arg is None:
         return (None,)
     return type(arg), arg == 1, arg % 16 == 0, _INT32[0] <= arg <= _INT32[1]
