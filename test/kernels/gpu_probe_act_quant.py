@@ -6,13 +6,23 @@ IEEE division x / scale costs. Variants of the one-pass kernel (act_quant.py), D
 with the codes of 1 and 2 compared against 0 on the same rows.
 
     python test/kernels/gpu_probe_act_quant.py
+    python test/kernels/gpu_probe_act_quant.py --launches    (act_quant.py's launch parameters)
+
+--launches times act_quant.py's kernel for M = 1..4096 and K = 4096, 8192, 14336 with the launch of
+``_launch_params`` and with one pass over whole rows (one row a program, 8 / 16 / 32 warps) or two passes of
+4096- or 8192-code chunks (8 / 16 warps); codes and scales must equal the current launch's.
 """
+
+import sys
+
 
 import torch
 import triton
 import triton.language as tl
 
-from torchao_gemlite.kernels.act_quant import INT8_MAX, _launch_params, act_quant_call, inv_qmax, row_scale
+from torchao_gemlite.kernels.act_quant import (
+    _ACT_QUANT, INT8_MAX, _launch_params, act_quant_call, inv_qmax, row_scale)
+from torchao_gemlite.kernels.launch import KernelCall, next_power_of_2
 from torchao_gemlite.kernels.tuning import graph_time_us
 
 _ROUND_MAGIC = tl.constexpr(12582912.0)
@@ -67,5 +77,32 @@ def main() -> None:
         print(f"{m:5d} x {k:5d}: {cells}   differing codes: {diffs}", flush=True)
 
 
+def launches() -> None:
+    print("M x K: us for the current launch, then each variant (one/two pass, BLOCK_K, warps); * = codes differ")
+    for k in (4096, 8192, 14336):
+        for m in (1, 4, 16, 64, 256, 1024, 4096):
+            x = torch.randn(m, k, dtype=torch.half, device="cuda") * torch.rand(m, 1, device="cuda").half() * 10
+            s = torch.empty(m, dtype=torch.float32, device="cuda")
+            q = torch.empty(m, k, dtype=torch.int8, device="cuda")
+            call = act_quant_call(m, k, k, 1, torch.int8, x.device)
+            call((x, q, s))
+            cells = [f"current {_launch_params(m, k)} {graph_time_us([lambda: call((x, q, s))] * 10):.1f}"]
+            variants = [(True, next_power_of_2(k), w) for w in (8, 16, 32)]
+            variants += [(False, bk, w) for bk in (4096, 8192) for w in (8, 16) if bk < k]
+            for one_pass, block_k, warps in variants:
+                q2, s2 = torch.empty_like(q), torch.empty_like(s)
+                v = KernelCall(_ACT_QUANT, (m,), (m, k, k, 1, k), dict(
+                    QMAX=INT8_MAX, INV_QMAX=inv_qmax(INT8_MAX), RECIP=True, FP8=False, ONE_PASS=one_pass, ROWS=1,
+                    BLOCK_K=block_k, PDL=False, num_warps=warps))
+                v((x, q2, s2))
+                same = torch.equal(q2, q) and torch.equal(s2, s)
+                t = graph_time_us([lambda v=v, q2=q2, s2=s2: v((x, q2, s2))] * 10)
+                cells.append(f"{'one' if one_pass else 'two'} {block_k} w{warps} {t:.1f}{'' if same else '*'}")
+            print(f"{m:5d} x {k:5d}: " + " | ".join(cells), flush=True)
+
+
 if __name__ == "__main__":
-    main()
+    if "--launches" in sys.argv:
+        launches()
+    else:
+        main()

@@ -19,13 +19,16 @@ import torch
 
 from torchao_gemlite.kernels.act_quant import quantize_per_token
 from torchao_gemlite.kernels.dynamic_configs import DynamicGemmConfig, candidate_configs, pick_config
+from torchao_gemlite.kernels.dequant import w4_codes
 from torchao_gemlite.kernels.dynamic_gemm import (
+    _launch,
     a8w4_dynamic_linear,
     a8w4_gemm,
     dynamic_gemm,
     fp8_dynamic_linear,
     int8_dynamic_linear,
 )
+from torchao_gemlite.kernels.dynamic_tma_gemm import TmaGemmCall
 from torchao_gemlite.quant import (
     FP8_DTYPE,
     dequantize_weight,
@@ -242,6 +245,26 @@ def test_tma_gemm(m, kind):
     _check_codes(y, _ref_on_codes(x, kind, wq, ws, bias=b, codes=(xq, xs)), kind, torch.float16)
     if kind == "int8":
         assert torch.equal(y, dynamic_gemm(xq, xs, wq, ws, b, torch.float16, DynamicGemmConfig(32, 64, 64, 1)))
+
+
+@pytest.mark.parametrize("lag", [False, True])
+@pytest.mark.parametrize("m", [3, 40])
+def test_tma_gemm_groups(m, lag):
+    """A8W4's int8 codes [N, K] (dequant.w4_codes) with g64 scales on the TMA GEMM, one group a step, the
+    group's int32 sums scaled in the same step or the next (LAG): bit-identical to the pointer kernel."""
+    x, w, b = _data(m, 256, N, torch.float16, True, seed=11)
+    qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
+    codes = w4_codes(qw.qdata)
+    xq, xs = quantize_rowwise_int8(x)
+    xs1 = xs.reshape(m)
+    y = _poisoned((m, N), torch.float16)
+    TmaGemmCall(m, N, 256, qw.scale.stride(0), qw.scale.stride(1), (N, 1), False, 64, True, 32, 64, 64, 4, 3,
+                lag=lag)((xq, xs1, codes, qw.scale, b, y))
+    _check_codes(y, _ref_on_codes(x, "a8w4", qw=qw, bias=b, codes=(xq, xs)), "a8w4", torch.float16)
+    ptr = _poisoned((m, N), torch.float16)
+    _launch(xq, xs1, codes, qw.scale, qw.scale.stride(0), qw.scale.stride(1), b, ptr, N, 256,
+            DynamicGemmConfig(32, 64, 64, 1), fp8=False, w4=False, group_k=64)
+    assert torch.equal(y, ptr)
 
 
 def test_tma_config_falls_back_without_descriptor_layout():

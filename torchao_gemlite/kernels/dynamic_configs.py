@@ -57,8 +57,12 @@ def _regime(m: int) -> str:
     return "prefill"
 
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages, SWAP_AB, FUSE_ACT); the first entry is the
-# heuristic's choice, picked from the H200 config search (test/kernels/gpu_bench_dynamic.py).
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages, SWAP_AB, FUSE_ACT[, TMA]); the first entry is the
+# heuristic's choice, picked from the H200 config search (test/kernels/gpu_bench_dynamic.py); A8W8 prefill
+# from the H100 sweep of test/kernels/gpu_probe_tma_gemm.py: the TMA GEMM with 128x256x128 tiles, one program
+# a tile, was within 3% of the best of 27 TMA and 5 pointer launches at M = 1024 and 4096 on the four Llama
+# shapes, and 1.0-1.8x the pointer GEMM it replaced (whose K split at 128 tiles cost most, 4096x4096 M = 1024:
+# 55.1 -> 31.0 us).
 # Decode swaps A and B for A8W8, so that the weight tile [BN, BK] is the wgmma's 64-row
 # operand and the 16 padded batch rows are its N. FUSE_ACT (act quant inside the GEMM) is
 # only a candidate: measured 2.5-4.7x SLOWER than act_quant.py + GEMM at M = 1 (the per-step
@@ -81,8 +85,8 @@ _TILES = {
                         (128, 128, 128, 8, 4, False, False), (64, 256, 128, 8, 3, False, False)],
     ("medium", True): [(128, 64, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, False),
                        (128, 128, 128, 8, 3, False, False), (64, 256, 128, 8, 3, False, False)],
-    ("prefill", False): [(128, 256, 128, 8, 3, False, False), (256, 128, 128, 8, 3, False, False),
-                         (128, 128, 128, 8, 4, False, False), (128, 128, 128, 4, 4, False, False)],
+    ("prefill", False): [(128, 256, 128, 8, 3, False, False, True), (256, 128, 128, 8, 3, False, False, True),
+                         (128, 256, 128, 8, 3, False, False), (128, 128, 128, 8, 4, False, False, True)],
     ("prefill", True): [(128, 128, 128, 8, 3, False, False), (128, 128, 128, 8, 4, False, False),
                         (64, 128, 128, 4, 4, False, False), (128, 128, 128, 4, 4, False, False)],
 }
@@ -112,11 +116,19 @@ def pick_config(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) 
     decode (M <= 16): BLOCK_M=16, wide N tiles, long K tiles, split-K to fill the SMs,
     A and B swapped for A8W8;
     small (M <= 64) and medium (M <= 256): 64-row tiles with split-K when tiles are few;
-    prefill: 128x128x128, 8 warps, 3-4 stages.
+    prefill: A8W8 the TMA GEMM with 128x256x128 tiles, 8 warps, 3 stages; A8W4 128x128x128.
     """
     _check_kind(kind)
-    bm, bn, bk, warps, stages, swap, fuse = _TILES[(_regime(M), kind == "a8w4")][0]
-    return DynamicGemmConfig(bm, bn, bk, auto_split_k(M, N, K, bm, bn, bk, num_sms), warps, stages, swap, fuse)
+    return _config(_TILES[(_regime(M), kind == "a8w4")][0], M, N, K, num_sms)
+
+
+def _config(tile: tuple, M: int, N: int, K: int, num_sms: int, split: int | None = None) -> DynamicGemmConfig:
+    """A _TILES entry as a config, with the automatic K split (none for the TMA GEMM) unless one is given."""
+    bm, bn, bk, warps, stages, swap, fuse, *tma = tile
+    tma = bool(tma and tma[0])
+    if split is None:
+        split = 1 if tma else auto_split_k(M, N, K, bm, bn, bk, num_sms)
+    return DynamicGemmConfig(bm, bn, bk, split, warps, stages, swap, fuse, tma)
 
 
 def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) -> list[DynamicGemmConfig]:
@@ -124,10 +136,11 @@ def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_
     no-split and double-split variants. The heuristic's pick comes first."""
     _check_kind(kind)
     out = []
-    for bm, bn, bk, warps, stages, swap, fuse in _TILES[(_regime(M), kind == "a8w4")]:
-        split = auto_split_k(M, N, K, bm, bn, bk, num_sms)
-        for s in (split, 1, split * 2):
-            cfg = DynamicGemmConfig(bm, bn, bk, s, warps, stages, swap, fuse)
-            if cfg not in out and (s == 1 or cdiv(K, bk) >= 2 * s):
+    for tile in _TILES[(_regime(M), kind == "a8w4")]:
+        auto = _config(tile, M, N, K, num_sms)
+        splits = (1,) if auto.TMA else (auto.SPLIT_K, 1, auto.SPLIT_K * 2)
+        for s in splits:
+            cfg = _config(tile, M, N, K, num_sms, s)
+            if cfg not in out and (s == 1 or cdiv(K, cfg.BLOCK_K) >= 2 * s):
                 out.append(cfg)
     return out

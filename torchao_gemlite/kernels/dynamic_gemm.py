@@ -69,7 +69,7 @@ from .dynamic_configs import DynamicGemmConfig, pick_config
 from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
 from .dynamic_mma_gemv import dynamic_mma_call, dynamic_mma_gemv
-from .dynamic_tma_gemm import TmaGemmCall, sm_count, tma_ready
+from .dynamic_tma_gemm import TmaGemmCall, tma_ready
 from .launch import FastLauncher, KernelCall, PlanCache, cdiv, tensor_key
 from .pdl import pdl_for
 from .reduce import tile_coordinates
@@ -310,17 +310,17 @@ def _gemm_call(m: int, n: int, k: int, xq_strides: tuple, b_strides_kn: tuple, s
     return KernelCall(_DYNAMIC_GEMM, grid, ints, meta), splits, torch.int32 if int_acc else torch.float32
 
 
-def _tma_call(m: int, n: int, k: int, stride_bs_n: int, out_strides: tuple, config: DynamicGemmConfig, fp8: bool,
-              has_bias: bool, device) -> TmaGemmCall:
+def _tma_call(m: int, n: int, k: int, stride_bs_g: int, stride_bs_n: int, out_strides: tuple,
+              config: DynamicGemmConfig, fp8: bool, group_k: int, has_bias: bool) -> TmaGemmCall:
     c = config
-    return TmaGemmCall(m, n, k, stride_bs_n, out_strides, fp8, has_bias, c.BLOCK_M, c.BLOCK_N, c.BLOCK_K,
-                       c.num_warps, c.num_stages, sm_count(device))
+    return TmaGemmCall(m, n, k, stride_bs_g, stride_bs_n, out_strides, fp8, group_k, has_bias, c.BLOCK_M, c.BLOCK_N,
+                       group_k or c.BLOCK_K, c.num_warps, c.num_stages)
 
 
-def _tma_route(config: DynamicGemmConfig, w4: bool, group_k: int, fuse: bool, xq, b) -> bool:
-    """config.TMA on operands that can back TMA descriptors: int8/fp8 [M, K] and [N, K] (A8W8 or A8W4 per-channel
-    codes), not packed words, group scales or the fused quantization."""
-    return config.TMA and not (w4 or group_k or fuse) and tma_ready(xq) and tma_ready(b)
+def _tma_fits(config: DynamicGemmConfig, w4: bool, group_k: int, fuse: bool) -> bool:
+    """config.TMA for a kernel the TMA GEMM can run: int8/fp8 operands (A8W8, or A8W4's int8 codes with groups
+    of at most BLOCK_K codes, one group a step), not packed words or the fused quantization."""
+    return config.TMA and not (w4 or fuse) and group_k <= config.BLOCK_K
 
 
 def _b_strides_kn(b: torch.Tensor, w4: bool) -> tuple[int, int]:
@@ -337,8 +337,8 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
     if bias is not None and not bias.is_contiguous():  # the kernels index the bias as bias[n]
         bias = bias.contiguous()
     x_scale = x_scale.reshape(m)
-    if _tma_route(config, w4, group_k, fuse, xq, b):
-        _tma_call(m, n, k, stride_bs_n, out.stride(), config, fp8, bias is not None, xq.device)(
+    if _tma_fits(config, w4, group_k, fuse) and tma_ready(xq) and tma_ready(b):
+        _tma_call(m, n, k, stride_bs_g, stride_bs_n, out.stride(), config, fp8, group_k, bias is not None)(
             (xq, x_scale, b, b_scale, bias if bias is not None else x_scale, out, out))
         return out
     gemm, splits, ws_dtype = _gemm_call(m, n, k, xq.stride(), _b_strides_kn(b, w4), stride_bs_g, stride_bs_n,
@@ -420,8 +420,8 @@ def a8w4_gemm(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scal
     _check_same_device(xq, "xq", x_scale=x_scale, qdata=qdata, scale=scale, bias=bias, out=out)
     out = _check_out(out, m, n, out_dtype, xq.device)
     codes = _codes_route(m, config, qdata)
-    config = config or pick_config(m, n, k, "a8w4")
     per_channel = group == k
+    config = config or pick_config(m, n, k, "int8" if codes and per_channel else "a8w4")
     return _launch(xq, x_scale, w4_codes(qdata) if codes else qdata, scale, 0 if per_channel else scale.stride(0),
                    scale.stride(1), bias, out, n, k, config, fp8=False, w4=not codes,
                    group_k=0 if per_channel else group)
@@ -540,9 +540,9 @@ class DynamicPlan:
             b_strides = (1, k) if self.route == "codes" else _b_strides_kn(weight, w4)
             # the codes route's weight is a fresh contiguous [N, K] int8 tensor; xq is one too
             b_tma = self.route == "codes" or tma_ready(weight)
-            if self.config.TMA and not (w4 or group_k) and b_tma and k % 16 == 0:
-                self.main, self.ws_dtype = _tma_call(m, n, k, stride_bs_n, (n, 1), self.config, kind == "fp8",
-                                                     has_bias, x.device), None
+            if _tma_fits(self.config, w4, group_k, False) and b_tma and k % 16 == 0:
+                self.main, self.ws_dtype = _tma_call(m, n, k, stride_bs_g, stride_bs_n, (n, 1), self.config,
+                                                     kind == "fp8", group_k, has_bias), None
             else:
                 self.main, self.split, self.ws_dtype = _gemm_call(
                     m, n, k, (k, 1), b_strides, stride_bs_g, stride_bs_n, (n, 1), self.config,
@@ -559,8 +559,8 @@ class DynamicPlan:
         if self.kind == "a8w4":
             if _mma_route(m, None, weight):
                 return "mma"
-            if _codes_route(m, None, weight):
-                self.config = pick_config(m, n, k, self.kind)
+            if _codes_route(m, None, weight):  # per-channel codes are an A8W8 int8 GEMM
+                self.config = pick_config(m, n, k, "int8" if group == k else self.kind)
                 return "codes"
         elif _scaled_mm_route(m, n, x, self.qdtype, None):
             return "scaled_mm"
