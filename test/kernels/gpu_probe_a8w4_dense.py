@@ -25,7 +25,7 @@ M_VALUES = [int(v) for v in sys.argv[1].split(",")] if len(sys.argv) > 1 else [6
 def candidates(m, n, k):
     tiles = _TILES[(_regime(m), True)] + _TILES[(_regime(m), False)]
     out = []
-    for bm, bn, bk, warps, stages, _, _ in tiles:
+    for bm, bn, bk, warps, stages, *_ in tiles:
         cfg = DynamicGemmConfig(bm, bn, bk, auto_split_k(m, n, k, bm, bn, min(bk, 128)), warps, stages)
         if cfg not in out:
             out.append(cfg)

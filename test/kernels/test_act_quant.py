@@ -20,9 +20,9 @@ DEVICE = "cuda" if CUDA else "cpu"
 DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float16]
 cuda_only = pytest.mark.skipif(not CUDA, reason="needs CUDA (the interpreter gets bf16 / fp32->fp8 wrong)")
 
-# (shape, description): one-pass with several rows per program, 3-D input, odd K, and
-# K > ONE_PASS_MAX_K (the two-pass path: the Llama down projection's 14336, and 20000).
-SHAPES = [(1, 64), (3, 256), (5, 7, 96), (2, 33), (17, 512), (2, 14336), (3, 20000)]
+# one pass with several rows a program, 3-D input, odd K; K > ONE_PASS_MAX_K: one pass over a whole row at
+# small M (the Llama down projection's 14336), two passes of 2048 (20000) and, past M = 1024, 4096 codes (9000).
+SHAPES = [(1, 64), (3, 256), (5, 7, 96), (2, 33), (17, 512), (2, 14336), (3, 20000), (1030, 9000)]
 
 
 def _inputs(shape, dtype, seed=0):

@@ -16,9 +16,17 @@ inside a kernel wrongly, see test_act_quant.py). Every output is poisoned with N
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from torchao_gemlite.kernels.act_quant import quantize_per_token
-from torchao_gemlite.kernels.dynamic_configs import DynamicGemmConfig, candidate_configs, pick_config
+from torchao_gemlite.kernels.dynamic_configs import (
+    DynamicGemmConfig,
+    candidate_configs,
+    pick_codes_config,
+    pick_config,
+)
+from torchao_gemlite.kernels.dynamic_epilogue import small_int_to_float
 from torchao_gemlite.kernels.dequant import w4_codes
 from torchao_gemlite.kernels.dynamic_gemm import (
     _launch,
@@ -44,6 +52,12 @@ DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float16]
 M_VALUES = [1, 2, 3, 8, 16, 33, 64] + ([256, 1024] if CUDA else [])
 K, N = 256, 200  # ragged N: not a multiple of any BLOCK_N
 cuda_only = pytest.mark.skipif(not CUDA, reason="needs CUDA")
+
+
+@triton.jit
+def _small_int_kernel(v_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    o = tl.arange(0, BLOCK)
+    tl.store(out_ptr + o, small_int_to_float(tl.load(v_ptr + o, mask=o < n)), mask=o < n)
 
 
 def _poisoned(shape, dtype):
@@ -247,19 +261,18 @@ def test_tma_gemm(m, kind):
         assert torch.equal(y, dynamic_gemm(xq, xs, wq, ws, b, torch.float16, DynamicGemmConfig(32, 64, 64, 1)))
 
 
-@pytest.mark.parametrize("lag", [False, True])
 @pytest.mark.parametrize("m", [3, 40])
-def test_tma_gemm_groups(m, lag):
-    """A8W4's int8 codes [N, K] (dequant.w4_codes) with g64 scales on the TMA GEMM, one group a step, the
-    group's int32 sums scaled in the same step or the next (LAG): bit-identical to the pointer kernel."""
+def test_tma_gemm_groups(m):
+    """A8W4's int8 codes [N, K] (dequant.w4_codes) with g64 scales on the TMA GEMM, one group a step:
+    bit-identical to the pointer kernel."""
     x, w, b = _data(m, 256, N, torch.float16, True, seed=11)
     qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
     codes = w4_codes(qw.qdata)
     xq, xs = quantize_rowwise_int8(x)
     xs1 = xs.reshape(m)
     y = _poisoned((m, N), torch.float16)
-    TmaGemmCall(m, N, 256, qw.scale.stride(0), qw.scale.stride(1), (N, 1), False, 64, True, 32, 64, 64, 4, 3,
-                lag=lag)((xq, xs1, codes, qw.scale, b, y))
+    TmaGemmCall(m, N, 256, qw.scale.stride(0), qw.scale.stride(1), (N, 1), False, 64, True, 32, 64, 64, 4, 3)(
+        (xq, xs1, codes, qw.scale, b, y))
     _check_codes(y, _ref_on_codes(x, "a8w4", qw=qw, bias=b, codes=(xq, xs)), "a8w4", torch.float16)
     ptr = _poisoned((m, N), torch.float16)
     _launch(xq, xs1, codes, qw.scale, qw.scale.stride(0), qw.scale.stride(1), b, ptr, N, 256,
@@ -387,6 +400,35 @@ def test_pick_config_regimes():
             assert cands[0] == pick_config(m, 4096, 4096, kind) and len(cands) == len(set(cands)) >= 4
     with pytest.raises(ValueError, match="kind"):
         pick_config(1, 64, 64, "int4")
+
+
+def _tile(cfg):
+    return cfg.BLOCK_M, cfg.BLOCK_N, cfg.SPLIT_K, cfg.TMA
+
+
+def test_large_m_rule():
+    """Past M = 64, A8W8 takes the TMA GEMM with 128x256 tiles where they fill 0.75 of the 132 SMs, else
+    64x128 tiles, or the pointer GEMM's K split where 64x128 tiles are few (< 0.75 of two an SM) and K > 8192;
+    A8W4's int8 codes take the same rule without the wide tile."""
+    assert _tile(pick_config(1024, 4096, 4096, "int8")) == (128, 256, 1, True)  # 128 tiles
+    assert _tile(pick_config(512, 4096, 4096, "int8")) == (64, 128, 1, True)  # 64 wide tiles
+    assert _tile(pick_config(256, 4096, 4096, "int8")) == (64, 128, 1, True)  # K = 4096: no split
+    assert _tile(pick_config(256, 4096, 14336, "int8")) == (64, 128, 2, False)  # 128 narrow tiles, K = 14336
+    assert _tile(pick_config(512, 4096, 14336, "int8")) == (64, 128, 1, True)  # 256 narrow tiles
+    assert _tile(pick_codes_config(4096, 4096, 4096)) == (64, 128, 1, True)
+    assert _tile(pick_codes_config(256, 4096, 14336))[3] is False
+    assert _tile(pick_config(64, 4096, 4096, "int8"))[3] is False  # small M: unchanged pointer tiles
+    cands = candidate_configs(1024, 4096, 4096, "int8")
+    assert all(c.SPLIT_K == 1 for c in cands if c.TMA) and any(not c.TMA for c in cands)
+
+
+def test_small_int_to_float_is_exact():
+    """The A8W4 group sums' int32 -> fp32 conversion by the 1.5 * 2^23 bias, over |v| < 2^22."""
+    v = torch.cat([torch.arange(-2048, 2048), torch.tensor([2**22 - 1, -(2**22) + 1, 130048, -130048]),
+                   torch.randint(-(2**22) + 1, 2**22, (4096,))]).to(torch.int32).to(DEVICE)
+    out = torch.empty(v.shape, dtype=torch.float32, device=DEVICE)
+    _small_int_kernel[(1,)](v, out, v.numel(), BLOCK=triton.next_power_of_2(v.numel()))
+    assert torch.equal(out, v.float())
 
 
 def test_empty_batch():

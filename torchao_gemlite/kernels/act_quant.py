@@ -24,18 +24,18 @@ in fp32 after the load, so magnitudes up to the bf16 maximum are safe.
 The jit helpers ``row_scale`` and ``quantize_tile`` are shared with the fused GEMM prologue
 (dynamic_gemm.py), so both paths give the same codes.
 
-Grid: (cdiv(M, ROWS),): one program per block of ROWS rows, 4 warps.
-  * one pass (K <= ONE_PASS_MAX_K): the ROWS x next_pow2(K) tile is loaded once (at most
-    ROW_TILE_ELEMENTS elements, <= 32 fp32 registers a thread), reduced, quantized, stored.
+Grid: (cdiv(M, ROWS),): one program per block of ROWS rows (``_launch_params``).
+  * one pass (K <= ONE_PASS_MAX_K, or K <= SMALL_M_ONE_PASS_MAX_K when M <= SMALL_M): the
+    ROWS x next_pow2(K) tile is loaded once (ROWS rows of short K at 4-8 warps, or one whole
+    row at 8-16 warps: at most 32 fp32 registers a thread), reduced, quantized, stored.
     HBM bytes per row: 2K read + K written + 4.
-  * two passes (larger K): pass 1 streams the rows in BLOCK_K chunks for the absmax, pass 2
-    reads them again (from L2: the rows were just read) and quantizes.
+  * two passes (larger K): pass 1 streams the row in BLOCK_K chunks for the absmax, pass 2
+    reads them again (from L2: the row was just read) and quantizes.
     HBM bytes per row: 2K (+2K from L2) + K + 4.
-Many small programs keep enough loads in flight for large M; at M = 1 it is one tiny program
-(launch bound). The previous version loaded whole 16K-element rows per program (64 fp32
-registers a thread at 8 warps): spills and few programs per SM. One pass with 16 warps (32 values
-a thread) for K = 14336 was measured too (H100, test/kernels/gpu_probe_act_quant.py): 88 instead of
-101 us at M = 4096 but 27 instead of 20 at M = 1024, so the two-pass loop stays.
+Many small programs keep enough loads in flight for large M; at small M a whole row a program in
+one pass is a single round of loads instead of the two passes' chain of chunk loads (K = 14336,
+M <= 64: 5.4 instead of 8.1 us on the H100). At K = 14336 and M = 1024 the one pass took 27 us
+against the two passes' 20 (fewer programs an SM), so from M > 256 long rows take two passes.
 x may have any strides (the row and column strides are kernel arguments); q is contiguous.
 """
 
@@ -58,6 +58,8 @@ FP8_MAX = 448.0
 ONE_PASS_MAX_K = 8192
 TWO_PASS_BLOCK_K = 2048
 ROW_TILE_ELEMENTS = 4096  # elements per program tile: 32 fp32 values a thread at 4 warps
+SMALL_M = 256  # up to this many rows, rows of up to SMALL_M_ONE_PASS_MAX_K codes are quantized in one pass
+SMALL_M_ONE_PASS_MAX_K = 16384  # 32 fp32 values a thread at 16 warps
 _FLT_MIN = tl.constexpr(1.1754943508222875e-38)  # torch.finfo(torch.float32).tiny: the reference scale floor
 _ROUND_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2^23: v + this rounds v to an integer (|v| < 2^22)
 _ROUND_MAGIC_BITS = tl.constexpr(0x4B400000)  # its fp32 bit pattern
@@ -154,11 +156,19 @@ def scale_by_reciprocal(device: torch.device) -> bool:
 
 
 def _launch_params(m: int, k: int) -> tuple[bool, int, int, int]:
-    """(one_pass, BLOCK_K, ROWS, num_warps) for m rows of length k."""
-    if k <= ONE_PASS_MAX_K:
+    """(one_pass, BLOCK_K, ROWS, num_warps) for m rows of length k. Rows of 4096 codes and more take one row a
+    program with 16 warps up to M = 256 (H100, test/kernels/gpu_probe_act_quant.py --launches: 2.2-2.9 instead
+    of 3.0-3.4 us at K = 4096; at K = 14336 one pass over the whole row, 5.4 / 7.3 instead of the two passes'
+    8.1 / 8.9 us at M = 1..64 / 256), then 8; long rows at M > 1024 stream in 4096-code chunks with 8 warps
+    (M = 4096, K = 14336: 78.5 instead of 97.5 us)."""
+    if k <= ONE_PASS_MAX_K or (m <= SMALL_M and k <= SMALL_M_ONE_PASS_MAX_K):
         block_k = next_power_of_2(k)
         rows = max(1, min(16, ROW_TILE_ELEMENTS // block_k, next_power_of_2(m)))
+        if block_k >= ROW_TILE_ELEMENTS:
+            return True, block_k, 1, 16 if m <= SMALL_M or block_k > ROW_TILE_ELEMENTS else 8
         return True, block_k, rows, 8 if rows * block_k > ROW_TILE_ELEMENTS else 4
+    if m > 1024:
+        return False, 2 * TWO_PASS_BLOCK_K, 1, 8
     return False, TWO_PASS_BLOCK_K, 1, 4
 
 

@@ -58,20 +58,19 @@ def _regime(m: int) -> str:
 
 
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages, SWAP_AB, FUSE_ACT[, TMA]); the first entry is the
-# heuristic's choice, picked from the H200 config search (test/kernels/gpu_bench_dynamic.py); A8W8 prefill
-# from the H100 sweep of test/kernels/gpu_probe_tma_gemm.py: the TMA GEMM with 128x256x128 tiles, one program
-# a tile, was within 3% of the best of 27 TMA and 5 pointer launches at M = 1024 and 4096 on the four Llama
-# shapes, and 1.0-1.8x the pointer GEMM it replaced (whose K split at 128 tiles cost most, 4096x4096 M = 1024:
-# 55.1 -> 31.0 us).
+# heuristic's choice up to M = 64 (from the H200 config search, test/kernels/gpu_bench_dynamic.py), past it
+# the rule of ``_large_m_tile`` picks among the regime's entries.
 # Decode swaps A and B for A8W8, so that the weight tile [BN, BK] is the wgmma's 64-row
 # operand and the 16 padded batch rows are its N. FUSE_ACT (act quant inside the GEMM) is
 # only a candidate: measured 2.5-4.7x SLOWER than act_quant.py + GEMM at M = 1 (the per-step
 # div_rn quantization of a 16-row x tile in every program stalls the weight pipeline). 8-bit K tiles: 128 B (prefill,
 # 128x128x128 int8 = 32 KB of smem per stage) up to 256 B per weight row at decode, where the
 # weight stream is all that matters. A8W4 K tiles are capped by the group size (128 for the
-# usual g128), so A8W4 widens BLOCK_N instead; A8W4 never swaps. A8W4 prefill runs the int8 codes
-# (dynamic_gemm.A8W4_CODES_MIN_M): there 8 warps for the 128x128 tile were 3x faster than 4 on the H100
-# (the fp32 and the per-group int32 accumulators of 4 warps spill; test/kernels/gpu_probe_a8w4_dense.py).
+# usual g128), so A8W4 widens BLOCK_N instead; A8W4 never swaps. A8W4 from M = 256 runs on int8 codes
+# (dynamic_gemm.A8W4_CODES_MIN_M, the "codes" tiles).
+_TMA_WIDE = (128, 256, 128, 8, 3, False, False, True)
+_TMA_NARROW = (64, 128, 128, 4, 4, False, False, True)
+_SPLIT_TILE = (64, 128, 128, 4, 4, False, False)
 _TILES = {
     ("decode", False): [(16, 128, 256, 4, 4, True, False), (16, 64, 256, 4, 4, False, False),
                         (16, 256, 128, 8, 3, True, False), (16, 128, 256, 4, 4, True, True)],
@@ -81,15 +80,44 @@ _TILES = {
                        (32, 128, 256, 4, 3, True, False), (64, 128, 128, 4, 4, False, True)],
     ("small", True): [(64, 128, 128, 4, 4, False, False), (32, 128, 128, 4, 4, False, False),
                       (64, 64, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, True)],
-    ("medium", False): [(64, 128, 128, 4, 4, False, False), (128, 64, 128, 4, 4, False, False),
-                        (128, 128, 128, 8, 4, False, False), (64, 256, 128, 8, 3, False, False)],
+    ("medium", False): [_SPLIT_TILE, _TMA_NARROW, _TMA_WIDE, (128, 64, 128, 4, 4, False, False)],
     ("medium", True): [(128, 64, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, False),
                        (128, 128, 128, 8, 3, False, False), (64, 256, 128, 8, 3, False, False)],
-    ("prefill", False): [(128, 256, 128, 8, 3, False, False, True), (256, 128, 128, 8, 3, False, False, True),
-                         (128, 256, 128, 8, 3, False, False), (128, 128, 128, 8, 4, False, False, True)],
+    ("prefill", False): [_TMA_WIDE, (256, 128, 128, 8, 3, False, False, True), _TMA_NARROW, _SPLIT_TILE,
+                         (128, 256, 128, 8, 3, False, False)],
     ("prefill", True): [(128, 128, 128, 8, 3, False, False), (128, 128, 128, 8, 4, False, False),
                         (64, 128, 128, 4, 4, False, False), (128, 128, 128, 4, 4, False, False)],
+    # A8W4 on int8 codes with group scales (the TMA GEMM takes groups of at most BLOCK_K codes)
+    ("codes", True): [_TMA_NARROW, (128, 256, 128, 8, 3, False, False, True), (128, 64, 128, 4, 4, False, False),
+                      (128, 128, 128, 8, 3, False, False)],
 }
+# Past M = 64 (H100 sweep of test/kernels/gpu_probe_tma_gemm.py, four Llama shapes, M = 128..4096): the TMA
+# GEMM with 128x256 tiles (one CTA an SM) wherever they give 0.75 of a wave (1.0-1.8x the pointer GEMM with
+# its K split, e.g. 4096x4096 M = 1024: 55.1 -> 31.0 us), else with 64x128 tiles (two CTAs an SM), unless
+# those fill less than 0.75 of two CTAs an SM and K is long (> SPLIT_MIN_K), where the pointer GEMM's K
+# split wins (14336x4096 M = 256: 40.9 against 45.9 us).
+TILES_FILL = 0.75
+SPLIT_MIN_K = 8192
+
+
+def _large_m_tile(M: int, N: int, K: int, num_sms: int, split_tile: tuple, wide: bool) -> tuple:
+    if wide and cdiv(M, 128) * cdiv(N, 256) >= TILES_FILL * num_sms:
+        return _TMA_WIDE
+    if cdiv(M, 64) * cdiv(N, 128) >= 2 * TILES_FILL * num_sms or K <= SPLIT_MIN_K:
+        return _TMA_NARROW
+    return split_tile
+
+
+def _tiles(M: int, N: int, K: int, table: str, a8w4: bool, num_sms: int) -> list[tuple]:
+    """The tiles of a regime's table, the heuristic's first."""
+    tiles = _TILES[(table, a8w4)]
+    if table == "codes":
+        first = _large_m_tile(M, N, K, num_sms, tiles[2], wide=False)
+    elif not a8w4 and M > 64:
+        first = _large_m_tile(M, N, K, num_sms, _SPLIT_TILE, wide=True)
+    else:
+        return tiles
+    return [first] + [t for t in tiles if t != first]
 
 
 def _check_kind(kind: str) -> None:
@@ -115,11 +143,19 @@ def pick_config(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) 
 
     decode (M <= 16): BLOCK_M=16, wide N tiles, long K tiles, split-K to fill the SMs,
     A and B swapped for A8W8;
-    small (M <= 64) and medium (M <= 256): 64-row tiles with split-K when tiles are few;
-    prefill: A8W8 the TMA GEMM with 128x256x128 tiles, 8 warps, 3 stages; A8W4 128x128x128.
+    small (M <= 64): 64-row tiles with split-K when tiles are few;
+    past M = 64, A8W8: the TMA GEMM (``_large_m_tile``); A8W4 on packed words: 128x64 tiles
+    (medium), 128x128x128 with 8 warps (prefill).
     """
     _check_kind(kind)
-    return _config(_TILES[(_regime(M), kind == "a8w4")][0], M, N, K, num_sms)
+    return _config(_tiles(M, N, K, _regime(M), kind == "a8w4", num_sms)[0], M, N, K, num_sms)
+
+
+@lru_cache(maxsize=1024)
+def pick_codes_config(M: int, N: int, K: int, num_sms: int = NUM_SMS_H100) -> DynamicGemmConfig:
+    """A8W4 with groups on int8 codes [N, K] (dynamic_gemm's codes route, M >= 256): the TMA GEMM with
+    64x128 tiles, or the pointer GEMM's K split where those tiles are few and K is long."""
+    return _config(_tiles(M, N, K, "codes", True, num_sms)[0], M, N, K, num_sms)
 
 
 def _config(tile: tuple, M: int, N: int, K: int, num_sms: int, split: int | None = None) -> DynamicGemmConfig:
@@ -133,10 +169,10 @@ def _config(tile: tuple, M: int, N: int, K: int, num_sms: int, split: int | None
 
 def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) -> list[DynamicGemmConfig]:
     """A short list for a tuner: each tile of M's regime with its automatic split-K, plus the
-    no-split and double-split variants. The heuristic's pick comes first."""
+    no-split and double-split variants (the TMA GEMM has no split). The heuristic's pick comes first."""
     _check_kind(kind)
     out = []
-    for tile in _TILES[(_regime(M), kind == "a8w4")]:
+    for tile in _tiles(M, N, K, _regime(M), kind == "a8w4", num_sms):
         auto = _config(tile, M, N, K, num_sms)
         splits = (1,) if auto.TMA else (auto.SPLIT_K, 1, auto.SPLIT_K * 2)
         for s in splits:

@@ -65,8 +65,8 @@ from .act_quant import (
 )
 from .configs import MMA_MAX_M, register_derived_cache
 from .dequant import w4_codes, w4_codes_call
-from .dynamic_configs import DynamicGemmConfig, pick_config
-from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call
+from .dynamic_configs import DynamicGemmConfig, pick_codes_config, pick_config
+from .dynamic_epilogue import SMALL_SUM_MAX_GROUP, epilogue, reduce_splits, reduce_splits_call, small_int_to_float
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
 from .dynamic_mma_gemv import dynamic_mma_call, dynamic_mma_gemv
 from .dynamic_tma_gemm import TmaGemmCall, tma_ready
@@ -215,12 +215,15 @@ def _dynamic_gemm_kernel(
         elif GROUP_STEPS == 1:
             b_s = tl.load(b_scale_ptr + (k0 // GROUP_K) * stride_bs_g + r_n * stride_bs_n).to(tl.float32)
             b_p = tl.dot(b_a, b_b, out_dtype=tl.int32)  # [BM, BK] @ [BK, BN] -> [BM, BN]
-            acc += b_p.to(tl.float32) * b_s[None, :]
+            acc += small_int_to_float(b_p) * b_s[None, :]  # exact: GROUP_K <= SMALL_SUM_MAX_GROUP
         else:
             acc_g = tl.dot(b_a, b_b, acc_g, out_dtype=tl.int32)  # [BM, BK] @ [BK, BN] -> [BM, BN]
             if (k0 + BLOCK_K) % GROUP_K == 0:  # last step of a group: scale it into the fp32 sum
                 b_s = tl.load(b_scale_ptr + (k0 // GROUP_K) * stride_bs_g + r_n * stride_bs_n).to(tl.float32)
-                acc += acc_g.to(tl.float32) * b_s[None, :]
+                if GROUP_K <= SMALL_SUM_MAX_GROUP:
+                    acc += small_int_to_float(acc_g) * b_s[None, :]
+                else:
+                    acc += acc_g.to(tl.float32) * b_s[None, :]
                 acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
 
     if SWAP_AB:
@@ -421,7 +424,9 @@ def a8w4_gemm(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scal
     out = _check_out(out, m, n, out_dtype, xq.device)
     codes = _codes_route(m, config, qdata)
     per_channel = group == k
-    config = config or pick_config(m, n, k, "int8" if codes and per_channel else "a8w4")
+    if config is None and codes:  # per-channel codes are an A8W8 int8 GEMM
+        config = pick_config(m, n, k, "int8") if per_channel else pick_codes_config(m, n, k)
+    config = config or pick_config(m, n, k, "a8w4")
     return _launch(xq, x_scale, w4_codes(qdata) if codes else qdata, scale, 0 if per_channel else scale.stride(0),
                    scale.stride(1), bias, out, n, k, config, fp8=False, w4=not codes,
                    group_k=0 if per_channel else group)
@@ -560,7 +565,7 @@ class DynamicPlan:
             if _mma_route(m, None, weight):
                 return "mma"
             if _codes_route(m, None, weight):  # per-channel codes are an A8W8 int8 GEMM
-                self.config = pick_config(m, n, k, "int8" if group == k else self.kind)
+                self.config = pick_config(m, n, k, "int8") if group == k else pick_codes_config(m, n, k)
                 return "codes"
         elif _scaled_mm_route(m, n, x, self.qdtype, None):
             return "scaled_mm"

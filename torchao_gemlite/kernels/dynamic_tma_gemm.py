@@ -16,7 +16,9 @@ neighbours share weight tiles in L2. Each runs cdiv(K, BLOCK_K) steps of
   groups: one scale row [BLOCK_N] (BLOCK_K == GROUP_K, one group a step)
 and one tl.dot [BM, BK] @ [BK, BN]: into an int32 accumulator (int8 per-channel: exact), an fp32
 one (fp8, promoted after every step as in dynamic_gemm.py), or for groups a fresh int32 product
-scaled into the fp32 accumulator. The epilogue (dynamic_epilogue.epilogue) applies the scales and
+converted exactly (dynamic_epilogue.small_int_to_float) and scaled into the fp32 accumulator. Scaling
+the previous group's product while the next group's wgmma runs (a one-step lag) was 1.1-8x slower on
+the H100: the extra [BM, BN] int32 tile spilled. The epilogue (dynamic_epilogue.epilogue) applies the scales and
 bias and stores [BM, BN] in the output dtype.
 HBM bytes: K * N (weight, once per band of GROUP_M row tiles while it stays in L2) + M * K
 (x, from L2 for every column tile) + M * N * out bytes. No split-K: this kernel is for M large
@@ -31,7 +33,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from .dynamic_epilogue import epilogue
+from .dynamic_epilogue import epilogue, small_int_to_float
 from .launch import FastLauncher, KernelCall, cdiv
 from .reduce import tile_coordinates
 
@@ -42,7 +44,7 @@ GROUP_M = 8
 def _tma_gemm_kernel(
     a_desc, b_desc, a_scale_ptr, b_scale_ptr, bias_ptr, c_ptr,
     M, N, K, stride_bs_g, stride_bs_n, stride_cm, stride_cn,
-    FP8: tl.constexpr, GROUP_K: tl.constexpr, LAG: tl.constexpr, HAS_BIAS: tl.constexpr,
+    FP8: tl.constexpr, GROUP_K: tl.constexpr, HAS_BIAS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):
     i_m, i_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -54,8 +56,6 @@ def _tma_gemm_kernel(
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     else:
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)  # exact
-    b_prev = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)  # LAG: the previous group's int32 sums
-    b_sprev = tl.zeros((BLOCK_N,), dtype=tl.float32)
     for i_k in range(tl.cdiv(K, BLOCK_K)):
         b_a = a_desc.load([off_m, i_k * BLOCK_K])  # [BM, BK]
         b_b = b_desc.load([off_n, i_k * BLOCK_K])  # [BN, BK]
@@ -66,13 +66,7 @@ def _tma_gemm_kernel(
         else:
             b_p = tl.dot(b_a, tl.trans(b_b), out_dtype=tl.int32)
             b_s = tl.load(b_scale_ptr + i_k * stride_bs_g + r_n * stride_bs_n).to(tl.float32)
-            if LAG:  # scale the previous group's sums while this group's wgmma runs
-                acc += b_prev.to(tl.float32) * b_sprev[None, :]
-                b_prev, b_sprev = b_p, b_s
-            else:
-                acc += b_p.to(tl.float32) * b_s[None, :]
-    if LAG:
-        acc += b_prev.to(tl.float32) * b_sprev[None, :]
+            acc += small_int_to_float(b_p) * b_s[None, :]
     o_m = off_m + tl.arange(0, BLOCK_M)
     b_sa = tl.load(a_scale_ptr + o_m, mask=o_m < M, other=0.0)
     epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
@@ -97,10 +91,10 @@ class TmaGemmCall:
 
     def __init__(self, m: int, n: int, k: int, stride_bs_g: int, stride_bs_n: int, out_strides: tuple, fp8: bool,
                  group_k: int, has_bias: bool, block_m: int, block_n: int, block_k: int, num_warps: int,
-                 num_stages: int, lag: bool = False):
+                 num_stages: int):
         if group_k and block_k != group_k:
             raise ValueError(f"the TMA GEMM takes one group a step: BLOCK_K={block_k} must equal the group {group_k}")
-        meta = dict(FP8=fp8, GROUP_K=group_k, LAG=lag and bool(group_k), HAS_BIAS=has_bias, BLOCK_M=block_m,
+        meta = dict(FP8=fp8, GROUP_K=group_k, HAS_BIAS=has_bias, BLOCK_M=block_m,
                     BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=GROUP_M, num_warps=num_warps, num_stages=num_stages)
         grid = (cdiv(m, block_m) * cdiv(n, block_n),)
         self.call = KernelCall(_TMA_GEMM, grid, (m, n, k, stride_bs_g, stride_bs_n, *out_strides), meta)
