@@ -16,8 +16,6 @@ inside a kernel wrongly, see test_act_quant.py). Every output is poisoned with N
 
 import pytest
 import torch
-import triton
-import triton.language as tl
 
 from torchao_gemlite.kernels.act_quant import quantize_per_token
 from torchao_gemlite.kernels.dynamic_configs import (
@@ -26,7 +24,6 @@ from torchao_gemlite.kernels.dynamic_configs import (
     pick_codes_config,
     pick_config,
 )
-from torchao_gemlite.kernels.dynamic_epilogue import small_int_to_float
 from torchao_gemlite.kernels.dequant import w4_codes
 from torchao_gemlite.kernels.dynamic_gemm import (
     _launch,
@@ -52,12 +49,6 @@ DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float16]
 M_VALUES = [1, 2, 3, 8, 16, 33, 64] + ([256, 1024] if CUDA else [])
 K, N = 256, 200  # ragged N: not a multiple of any BLOCK_N
 cuda_only = pytest.mark.skipif(not CUDA, reason="needs CUDA")
-
-
-@triton.jit
-def _small_int_kernel(v_ptr, out_ptr, n, BLOCK: tl.constexpr):
-    o = tl.arange(0, BLOCK)
-    tl.store(out_ptr + o, small_int_to_float(tl.load(v_ptr + o, mask=o < n)), mask=o < n)
 
 
 def _poisoned(shape, dtype):
@@ -420,15 +411,6 @@ def test_large_m_rule():
     assert _tile(pick_config(64, 4096, 4096, "int8"))[3] is False  # small M: unchanged pointer tiles
     cands = candidate_configs(1024, 4096, 4096, "int8")
     assert all(c.SPLIT_K == 1 for c in cands if c.TMA) and any(not c.TMA for c in cands)
-
-
-def test_small_int_to_float_is_exact():
-    """The A8W4 group sums' int32 -> fp32 conversion by the 1.5 * 2^23 bias, over |v| < 2^22."""
-    v = torch.cat([torch.arange(-2048, 2048), torch.tensor([2**22 - 1, -(2**22) + 1, 130048, -130048]),
-                   torch.randint(-(2**22) + 1, 2**22, (4096,))]).to(torch.int32).to(DEVICE)
-    out = torch.empty(v.shape, dtype=torch.float32, device=DEVICE)
-    _small_int_kernel[(1,)](v, out, v.numel(), BLOCK=triton.next_power_of_2(v.numel()))
-    assert torch.equal(out, v.float())
 
 
 def test_empty_batch():

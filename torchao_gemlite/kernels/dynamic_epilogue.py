@@ -16,20 +16,6 @@ from .launch import FastLauncher, KernelCall, cdiv, next_power_of_2
 from .pdl import dependent_meta, wait_for_prior
 
 
-# int32 -> fp32 by the 1.5 * 2^23 bias: exact for |v| < 2^22
-_BIAS_F = tl.constexpr(12582912.0)
-_BIAS_BITS = tl.constexpr(0x4B400000)
-# groups up to this many codes keep their int32 sums below 2^22 (|x code| <= 127, |q - 8| <= 8)
-SMALL_SUM_MAX_GROUP = 4096
-
-
-@triton.jit
-def small_int_to_float(v):
-    """int32 values with |v| < 2^22 (A8W4 group sums) -> exactly the same fp32 values, in two full-rate
-    instructions (IADD, FADD) instead of the quarter-rate I2F conversion that held up every group step."""
-    return (v + _BIAS_BITS).to(tl.float32, bitcast=True) - _BIAS_F
-
-
 @triton.jit
 def epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
              B_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr):

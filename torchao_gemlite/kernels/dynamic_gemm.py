@@ -66,7 +66,7 @@ from .act_quant import (
 from .configs import MMA_MAX_M, register_derived_cache
 from .dequant import w4_codes, w4_codes_call
 from .dynamic_configs import DynamicGemmConfig, pick_codes_config, pick_config
-from .dynamic_epilogue import SMALL_SUM_MAX_GROUP, epilogue, reduce_splits, reduce_splits_call, small_int_to_float
+from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
 from .dynamic_mma_gemv import dynamic_mma_call, dynamic_mma_gemv
 from .dynamic_tma_gemm import TmaGemmCall, tma_ready
@@ -215,15 +215,12 @@ def _dynamic_gemm_kernel(
         elif GROUP_STEPS == 1:
             b_s = tl.load(b_scale_ptr + (k0 // GROUP_K) * stride_bs_g + r_n * stride_bs_n).to(tl.float32)
             b_p = tl.dot(b_a, b_b, out_dtype=tl.int32)  # [BM, BK] @ [BK, BN] -> [BM, BN]
-            acc += small_int_to_float(b_p) * b_s[None, :]  # exact: GROUP_K <= SMALL_SUM_MAX_GROUP
+            acc += b_p.to(tl.float32) * b_s[None, :]
         else:
             acc_g = tl.dot(b_a, b_b, acc_g, out_dtype=tl.int32)  # [BM, BK] @ [BK, BN] -> [BM, BN]
             if (k0 + BLOCK_K) % GROUP_K == 0:  # last step of a group: scale it into the fp32 sum
                 b_s = tl.load(b_scale_ptr + (k0 // GROUP_K) * stride_bs_g + r_n * stride_bs_n).to(tl.float32)
-                if GROUP_K <= SMALL_SUM_MAX_GROUP:
-                    acc += small_int_to_float(acc_g) * b_s[None, :]
-                else:
-                    acc += acc_g.to(tl.float32) * b_s[None, :]
+                acc += acc_g.to(tl.float32) * b_s[None, :]
                 acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
 
     if SWAP_AB:

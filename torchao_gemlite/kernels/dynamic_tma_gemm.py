@@ -16,7 +16,7 @@ neighbours share weight tiles in L2. Each runs cdiv(K, BLOCK_K) steps of
   groups: one scale row [BLOCK_N] (BLOCK_K == GROUP_K, one group a step)
 and one tl.dot [BM, BK] @ [BK, BN]: into an int32 accumulator (int8 per-channel: exact), an fp32
 one (fp8, promoted after every step as in dynamic_gemm.py), or for groups a fresh int32 product
-converted exactly (dynamic_epilogue.small_int_to_float) and scaled into the fp32 accumulator. Scaling
+scaled into the fp32 accumulator. Scaling
 the previous group's product while the next group's wgmma runs (a one-step lag) was 1.1-8x slower on
 the H100: the extra [BM, BN] int32 tile spilled. The epilogue (dynamic_epilogue.epilogue) applies the scales and
 bias and stores [BM, BN] in the output dtype.
@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from .dynamic_epilogue import epilogue, small_int_to_float
+from .dynamic_epilogue import epilogue
 from .launch import FastLauncher, KernelCall, cdiv
 from .reduce import tile_coordinates
 
@@ -66,7 +66,7 @@ def _tma_gemm_kernel(
         else:
             b_p = tl.dot(b_a, tl.trans(b_b), out_dtype=tl.int32)
             b_s = tl.load(b_scale_ptr + i_k * stride_bs_g + r_n * stride_bs_n).to(tl.float32)
-            acc += small_int_to_float(b_p) * b_s[None, :]
+            acc += b_p.to(tl.float32) * b_s[None, :]
     o_m = off_m + tl.arange(0, BLOCK_M)
     b_sa = tl.load(a_scale_ptr + o_m, mask=o_m < M, other=0.0)
     epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
