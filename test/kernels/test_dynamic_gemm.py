@@ -400,7 +400,7 @@ def _tile(cfg):
 def test_large_m_rule():
     """Past M = 64, A8W8 takes the TMA GEMM with 128x256 tiles where they fill 0.75 of the 132 SMs, else
     64x128 tiles, or the pointer GEMM's K split where 64x128 tiles are few (< 0.75 of two an SM) and K > 8192;
-    A8W4's int8 codes take the same rule without the wide tile."""
+    A8W4's int8 codes take the same rule without the wide tile, and split few tiles at any K."""
     assert _tile(pick_config(1024, 4096, 4096, "int8")) == (128, 256, 1, True)  # 128 tiles
     assert _tile(pick_config(512, 4096, 4096, "int8")) == (64, 128, 1, True)  # 64 wide tiles
     assert _tile(pick_config(256, 4096, 4096, "int8")) == (64, 128, 1, True)  # K = 4096: no split
@@ -408,6 +408,7 @@ def test_large_m_rule():
     assert _tile(pick_config(512, 4096, 14336, "int8")) == (64, 128, 1, True)  # 256 narrow tiles
     assert _tile(pick_codes_config(4096, 4096, 4096)) == (64, 128, 1, True)
     assert _tile(pick_codes_config(256, 4096, 14336))[3] is False
+    assert _tile(pick_codes_config(256, 4096, 4096))[3] is False  # codes: few tiles split at any K
     assert _tile(pick_config(64, 4096, 4096, "int8"))[3] is False  # small M: unchanged pointer tiles
     cands = candidate_configs(1024, 4096, 4096, "int8")
     assert all(c.SPLIT_K == 1 for c in cands if c.TMA) and any(not c.TMA for c in cands)
