@@ -55,6 +55,7 @@ from .act_quant import (
     FP8_DTYPE,
     FP8_MAX,
     INT8_MAX,
+    ONE_PASS_MAX_K,
     inv_qmax,
     act_quant_call,
     quantize_per_token,
@@ -516,8 +517,9 @@ class DynamicPlan:
             return
         x2 = x.reshape(m, k)  # what every call's reshape gives: the same view, or a contiguous copy
         # the decode kernels after the quantization, and their split reduction, start early (pdl.py; the
-        # tensor-core GEMM does not: H100, int8 at M = 256 0.88x with it, M = 64 1.06x)
-        pdl = pdl_for(x) and self.route in ("gemv", "mma")
+        # tensor-core GEMM does not: H100, int8 at M = 256 0.88x with it, M = 64 1.06x; nor A8W4's two-tile
+        # mma kernel after the whole-row quantization of long rows: 14336x4096 M = 16, 31.8 us with, 27.2 without)
+        pdl = pdl_for(x) and (self.route == "gemv" or (self.route == "mma" and (m <= 8 or k <= ONE_PASS_MAX_K)))
         self.quant = act_quant_call(m, k, x2.stride(0), x2.stride(1), self.qdtype, x.device, pdl)
         if self.route == "scaled_mm":
             return
