@@ -6,7 +6,8 @@ dynamic_gemm.py, torch._int_mm / torch._scaled_mm and cuBLAS fp16, on quantized 
 For each kind, shape and M (time in us per call, CUDA-graph replay over weight copies that exceed the
 L2 cache):
   * int8 / fp8: the heuristic's launch (pick_config), the pointer GEMM unsplit for a few tiles, the TMA
-    GEMM for each candidate tile, the torch anchor and the activation quantization alone;
+    GEMM for each candidate tile (M <= 64: swapped and plain tiles, each with the automatic K split,
+    none and twice that), the torch anchor and the activation quantization alone;
   * a8w4 (g128): the GEMM on int8 codes [N, K] with group scales (what dequant.w4_codes gives; the unpack is
     not timed): the pointer GEMM with the heuristic's words tile and the TMA GEMM for each tile.
 Every output is checked against the heuristic's (int8, and a8w4 where the heuristic does not split K:
@@ -23,15 +24,18 @@ import torch
 
 from torchao_gemlite.kernels.act_quant import quantize_per_token
 from torchao_gemlite.kernels.dequant import w4_codes
-from torchao_gemlite.kernels.dynamic_configs import DynamicGemmConfig, pick_config
+from torchao_gemlite.kernels.dynamic_configs import DynamicGemmConfig, auto_split_k, pick_config
 from torchao_gemlite.kernels.dynamic_gemm import _launch, dynamic_gemm
-from torchao_gemlite.kernels.dynamic_tma_gemm import TmaGemmCall
 from torchao_gemlite.kernels.tuning import graph_time_us
 from torchao_gemlite.quant import quantize_rowwise_fp8, quantize_rowwise_int8, quantize_weight
 
 POINTER_TILES = [(128, 256, 128, 8, 3), (128, 128, 128, 8, 4), (64, 128, 128, 4, 4)]
 TMA_TILES = [(128, 256, 128, 8, 3), (256, 128, 128, 8, 3), (128, 128, 128, 8, 4), (128, 128, 128, 4, 4),
              (64, 256, 128, 4, 4), (64, 128, 128, 4, 4)]
+# M <= 64 (--small): (BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, swapped), each with the automatic split,
+# none and twice the automatic one; the pointer kernel's decode and small tiles are the reference
+SMALL_TMA_TILES = [(16, 128, 256, 4, 4, True), (16, 64, 256, 4, 4, True), (16, 256, 128, 8, 3, True),
+                   (32, 128, 256, 4, 3, True), (64, 64, 256, 4, 3, False), (64, 128, 128, 4, 4, False)]
 GROUP = 128
 
 
@@ -103,12 +107,21 @@ def main() -> None:
                     say(f"  {kind} {shape} M={m} {name}: {t:8.2f} us err={err:.2e} same={same}{'' if ok else ' WRONG'}")
 
                 timed("heur " + _name(heur), lambda c: gemm(c, heur))
-                for bm, bn, bk, wp, st in POINTER_TILES:
+                for bm, bn, bk, wp, st in POINTER_TILES if m > 64 else ():
                     cfg = DynamicGemmConfig(bm, bn, bk, 1, wp, st)
                     timed(_name(cfg), lambda c, cfg=cfg: gemm(c, cfg))
-                for bm, bn, bk, wp, st in TMA_TILES:
-                    call = TmaGemmCall(m, n, k, sg, sn, (n, 1), kind == "fp8", group_k, False, bm, bn, bk, wp, st)
-                    timed(f"tma {bm}x{bn}x{bk} w{wp} s{st}", lambda c, call=call: lambda: call((xq, xs1, c, ws, xs1, out)))
+                if m <= 64:
+                    for bm, bn, bk, wp, st, swap in SMALL_TMA_TILES:
+                        if bm < m and not swap:
+                            continue
+                        auto = auto_split_k(m, n, k, bm, bn, bk)
+                        for split in dict.fromkeys((auto, 1, 2 * auto)):
+                            cfg = DynamicGemmConfig(bm, bn, bk, split, wp, st, SWAP_AB=swap, TMA=True)
+                            timed(_name(cfg) + (" swap" if swap else ""), lambda c, cfg=cfg: gemm(c, cfg))
+                else:
+                    for bm, bn, bk, wp, st in TMA_TILES:
+                        cfg = DynamicGemmConfig(bm, bn, bk, 1, wp, st, TMA=True)
+                        timed(_name(cfg), lambda c, cfg=cfg: gemm(c, cfg))
                 if kind == "int8":
                     timed("torch._int_mm (int32 out, no scaling)", lambda c: lambda: torch._int_mm(xq, c.t()))
                 if kind == "fp8":

@@ -33,7 +33,6 @@ from torchao_gemlite.kernels.dynamic_gemm import (
     fp8_dynamic_linear,
     int8_dynamic_linear,
 )
-from torchao_gemlite.kernels.dynamic_tma_gemm import TmaGemmCall
 from torchao_gemlite.quant import (
     FP8_DTYPE,
     dequantize_weight,
@@ -235,40 +234,42 @@ def test_int8_fused_and_swapped(variant, split):
     assert torch.equal(y, int8_dynamic_linear(x, wq, ws, b, DynamicGemmConfig(16, 64, 64, 1)))
 
 
+@pytest.mark.parametrize("variant", [(32, 1, False), (32, 3, False), (16, 2, True)], ids=lambda v: f"bm{v[0]}-split{v[1]}-swap{int(v[2])}")
 @pytest.mark.parametrize("kind", ["int8", "fp8"])
 @pytest.mark.parametrize("m", [3, 40, 100])
-def test_tma_gemm(m, kind):
+def test_tma_gemm(m, kind, variant):
     """The TMA-descriptor GEMM (dynamic_tma_gemm.py): ragged M, N = 200 and K = 272 (zero-filled past the
-    descriptors' edges), several tiles a program (two programs under the interpreter), bias; int8 is
+    descriptors' edges), bias, K splits (a last split of one partial step) and swapped operands; int8 is
     bit-identical to the pointer kernel (exact int32 sums, the same epilogue)."""
+    block_m, split, swap = variant
     x, w, b = _data(m, 272, N, torch.float16, True, seed=9)
     quant = quantize_rowwise_fp8 if kind == "fp8" else quantize_rowwise_int8
     wq, ws = quant(w)
     xq, xs = quant(x)  # the reference quantizer's codes (the interpreter's in-kernel fp8 cast is wrong)
-    cfg = DynamicGemmConfig(32, 64, 64, 1, 4, 3, TMA=True)
+    cfg = DynamicGemmConfig(block_m, 64, 64, split, 4, 3, SWAP_AB=swap, TMA=True)
     y = dynamic_gemm(xq, xs, wq, ws, b, torch.float16, cfg, out=_poisoned((m, N), torch.float16))
     _check_codes(y, _ref_on_codes(x, kind, wq, ws, bias=b, codes=(xq, xs)), kind, torch.float16)
     if kind == "int8":
         assert torch.equal(y, dynamic_gemm(xq, xs, wq, ws, b, torch.float16, DynamicGemmConfig(32, 64, 64, 1)))
 
 
+@pytest.mark.parametrize("split", [1, 2])
 @pytest.mark.parametrize("m", [3, 40])
-def test_tma_gemm_groups(m):
-    """A8W4's int8 codes [N, K] (dequant.w4_codes) with g64 scales on the TMA GEMM, one group a step:
-    bit-identical to the pointer kernel."""
+def test_tma_gemm_groups(m, split):
+    """A8W4's int8 codes [N, K] (dequant.w4_codes) with g64 scales on the TMA GEMM, one group a step, with and
+    without a K split: bit-identical to the pointer kernel with the same split."""
     x, w, b = _data(m, 256, N, torch.float16, True, seed=11)
     qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
     codes = w4_codes(qw.qdata)
     xq, xs = quantize_rowwise_int8(x)
-    xs1 = xs.reshape(m)
-    y = _poisoned((m, N), torch.float16)
-    TmaGemmCall(m, N, 256, qw.scale.stride(0), qw.scale.stride(1), (N, 1), False, 64, True, 32, 64, 64, 4, 3)(
-        (xq, xs1, codes, qw.scale, b, y))
-    _check_codes(y, _ref_on_codes(x, "a8w4", qw=qw, bias=b, codes=(xq, xs)), "a8w4", torch.float16)
-    ptr = _poisoned((m, N), torch.float16)
-    _launch(xq, xs1, codes, qw.scale, qw.scale.stride(0), qw.scale.stride(1), b, ptr, N, 256,
-            DynamicGemmConfig(32, 64, 64, 1), fp8=False, w4=False, group_k=64)
-    assert torch.equal(y, ptr)
+    outs = []
+    for tma in (True, False):
+        y = _poisoned((m, N), torch.float16)
+        _launch(xq, xs.reshape(m), codes, qw.scale, qw.scale.stride(0), qw.scale.stride(1), b, y, N, 256,
+                DynamicGemmConfig(32, 64, 64, split, 4, 3, TMA=tma), fp8=False, w4=False, group_k=64)
+        outs.append(y)
+    _check_codes(outs[0], _ref_on_codes(x, "a8w4", qw=qw, bias=b, codes=(xq, xs)), "a8w4", torch.float16)
+    assert torch.equal(outs[0], outs[1])
 
 
 def test_tma_config_falls_back_without_descriptor_layout():

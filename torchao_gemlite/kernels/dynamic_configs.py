@@ -25,9 +25,8 @@ class DynamicGemmConfig:
     num_stages: int = 3
     SWAP_AB: bool = False  # A8W8: y^T = W x^T, the weight tile is the MMA's M operand (ignored for A8W4)
     FUSE_ACT: bool = False  # *_dynamic_linear: quantize x inside the GEMM (one launch); ignored on prequantized xq
-    # A8W8 (and per-channel A8W4 codes): operands through TMA descriptors, at most one program an SM looping
-    # over the output tiles (dynamic_tma_gemm.py); SPLIT_K and SWAP_AB do not apply. Where the operands
-    # cannot back a descriptor, or with FUSE_ACT or packed A8W4 words, the pointer kernel runs the tile.
+    # int8/fp8 operands (A8W8, A8W4's int8 codes) through TMA descriptors (dynamic_tma_gemm.py). Where the
+    # operands cannot back a descriptor, or with FUSE_ACT or packed A8W4 words, the pointer kernel runs the tile.
     TMA: bool = False
 
     def __post_init__(self):
@@ -161,11 +160,12 @@ def pick_codes_config(M: int, N: int, K: int, num_sms: int = NUM_SMS_H100) -> Dy
 
 
 def _config(tile: tuple, M: int, N: int, K: int, num_sms: int, split: int | None = None) -> DynamicGemmConfig:
-    """A _TILES entry as a config, with the automatic K split (none for the TMA GEMM) unless one is given."""
+    """A _TILES entry as a config, with the automatic K split (none for the TMA GEMM past M = 64) unless one
+    is given."""
     bm, bn, bk, warps, stages, swap, fuse, *tma = tile
     tma = bool(tma and tma[0])
     if split is None:
-        split = 1 if tma else auto_split_k(M, N, K, bm, bn, bk, num_sms)
+        split = 1 if tma and M > 64 else auto_split_k(M, N, K, bm, bn, bk, num_sms)
     return DynamicGemmConfig(bm, bn, bk, split, warps, stages, swap, fuse, tma)
 
 
@@ -176,7 +176,7 @@ def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_
     out = []
     for tile in _tiles(M, N, K, _regime(M), kind == "a8w4", num_sms):
         auto = _config(tile, M, N, K, num_sms)
-        splits = (1,) if auto.TMA else (auto.SPLIT_K, 1, auto.SPLIT_K * 2)
+        splits = (1,) if auto.TMA and M > 64 else (auto.SPLIT_K, 1, auto.SPLIT_K * 2)
         for s in splits:
             cfg = _config(tile, M, N, K, num_sms, s)
             if cfg not in out and (s == 1 or cdiv(K, cfg.BLOCK_K) >= 2 * s):

@@ -313,14 +313,15 @@ def _gemm_call(m: int, n: int, k: int, xq_strides: tuple, b_strides_kn: tuple, s
 
 def _tma_call(m: int, n: int, k: int, stride_bs_g: int, stride_bs_n: int, out_strides: tuple,
               config: DynamicGemmConfig, fp8: bool, group_k: int, has_bias: bool) -> TmaGemmCall:
+    """The TMA GEMM's launch; its ``splits`` and ``ws_dtype`` say what workspace a split needs."""
     c = config
     return TmaGemmCall(m, n, k, stride_bs_g, stride_bs_n, out_strides, fp8, group_k, has_bias, c.BLOCK_M, c.BLOCK_N,
-                       group_k or c.BLOCK_K, c.num_warps, c.num_stages)
+                       group_k or c.BLOCK_K, c.num_warps, c.num_stages, c.SPLIT_K, c.SWAP_AB and not group_k)
 
 
 def _tma_fits(config: DynamicGemmConfig, w4: bool, group_k: int, fuse: bool) -> bool:
     """config.TMA for a kernel the TMA GEMM can run: int8/fp8 operands (A8W8, or A8W4's int8 codes with groups
-    of at most BLOCK_K codes, one group a step), not packed words or the fused quantization."""
+    of at most BLOCK_K codes, one group a step, never swapped), not packed words or the fused quantization."""
     return config.TMA and not (w4 or fuse) and group_k <= config.BLOCK_K
 
 
@@ -339,11 +340,12 @@ def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, 
         bias = bias.contiguous()
     x_scale = x_scale.reshape(m)
     if _tma_fits(config, w4, group_k, fuse) and tma_ready(xq) and tma_ready(b):
-        _tma_call(m, n, k, stride_bs_g, stride_bs_n, out.stride(), config, fp8, group_k, bias is not None)(
-            (xq, x_scale, b, b_scale, bias if bias is not None else x_scale, out, out))
-        return out
-    gemm, splits, ws_dtype = _gemm_call(m, n, k, xq.stride(), _b_strides_kn(b, w4), stride_bs_g, stride_bs_n,
-                                        out.stride(), config, fp8, w4, group_k, fuse, bias is not None, xq.device)
+        gemm = _tma_call(m, n, k, stride_bs_g, stride_bs_n, out.stride(), config, fp8, group_k, bias is not None)
+        splits, ws_dtype = gemm.splits, gemm.ws_dtype
+    else:
+        gemm, splits, ws_dtype = _gemm_call(m, n, k, xq.stride(), _b_strides_kn(b, w4), stride_bs_g, stride_bs_n,
+                                            out.stride(), config, fp8, w4, group_k, fuse, bias is not None,
+                                            xq.device)
     ws = torch.empty((splits, m, n), dtype=ws_dtype, device=xq.device) if splits > 1 else None
     gemm((xq, x_scale, b, b_scale, bias if bias is not None else x_scale, out, ws if ws is not None else out))
     if ws is not None:
@@ -545,8 +547,9 @@ class DynamicPlan:
             # the codes route's weight is a fresh contiguous [N, K] int8 tensor; xq is one too
             b_tma = self.route == "codes" or tma_ready(weight)
             if _tma_fits(self.config, w4, group_k, False) and b_tma and k % 16 == 0:
-                self.main, self.ws_dtype = _tma_call(m, n, k, stride_bs_g, stride_bs_n, (n, 1), self.config,
-                                                     kind == "fp8", group_k, has_bias), None
+                self.main = _tma_call(m, n, k, stride_bs_g, stride_bs_n, (n, 1), self.config, kind == "fp8",
+                                      group_k, has_bias)
+                self.split, self.ws_dtype = self.main.splits, self.main.ws_dtype
             else:
                 self.main, self.split, self.ws_dtype = _gemm_call(
                     m, n, k, (k, 1), b_strides, stride_bs_g, stride_bs_n, (n, 1), self.config,
