@@ -234,7 +234,8 @@ def test_int8_fused_and_swapped(variant, split):
     assert torch.equal(y, int8_dynamic_linear(x, wq, ws, b, DynamicGemmConfig(16, 64, 64, 1)))
 
 
-@pytest.mark.parametrize("variant", [(32, 1, False), (32, 3, False), (16, 2, True)], ids=lambda v: f"bm{v[0]}-split{v[1]}-swap{int(v[2])}")
+@pytest.mark.parametrize("variant", [(32, 1, False), (32, 3, False), (16, 2, True)],
+                         ids=lambda v: f"bm{v[0]}-split{v[1]}-swap{int(v[2])}")
 @pytest.mark.parametrize("kind", ["int8", "fp8"])
 @pytest.mark.parametrize("m", [3, 40, 100])
 def test_tma_gemm(m, kind, variant):
@@ -380,8 +381,8 @@ def test_fp8_scaled_mm_route_takes_an_unaligned_bias():
 # ---------------------------------------------------------------------------------------------
 
 def test_pick_config_regimes():
-    decode = pick_config(1, 4096, 4096, "int8")
-    assert decode.BLOCK_M == 16 and decode.SPLIT_K > 1
+    decode = pick_config(1, 4096, 14336, "int8")
+    assert decode.BLOCK_M == 16 and decode.SPLIT_K > 1 and decode.SWAP_AB and decode.TMA
     assert pick_config(1, 14336, 4096, "a8w4").BLOCK_M == 16
     prefill = pick_config(4096, 4096, 4096, "fp8")
     assert (prefill.BLOCK_M, prefill.BLOCK_N, prefill.BLOCK_K, prefill.SPLIT_K) == (128, 256, 128, 1)
@@ -399,8 +400,10 @@ def _tile(cfg):
 
 
 def test_large_m_rule():
-    """Past M = 64, A8W8 takes the TMA GEMM with 128x256 tiles where they fill 0.75 of the 132 SMs, else
-    64x128 tiles, or the pointer GEMM's K split where 64x128 tiles are few (< 0.75 of two an SM) and K > 8192;
+    """Up to M = 64, A8W8 takes the TMA GEMM with swapped 16x64 tiles while they are at most two an SM, else
+    64x64, split only for K > 8192. Past M = 64, the TMA GEMM with 128x256 tiles where they fill 0.75 of the
+    132 SMs, else 64x128 tiles, or the pointer GEMM's K split where 64x128 tiles are few (< 0.75 of two an SM)
+    and K > 8192;
     A8W4's int8 codes take the same rule without the wide tile, and split few tiles at any K."""
     assert _tile(pick_config(1024, 4096, 4096, "int8")) == (128, 256, 1, True)  # 128 tiles
     assert _tile(pick_config(512, 4096, 4096, "int8")) == (64, 128, 1, True)  # 64 wide tiles
@@ -410,7 +413,12 @@ def test_large_m_rule():
     assert _tile(pick_codes_config(4096, 4096, 4096)) == (64, 128, 1, True)
     assert _tile(pick_codes_config(256, 4096, 14336))[3] is False
     assert _tile(pick_codes_config(256, 4096, 4096))[3] is False  # codes: few tiles split at any K
-    assert _tile(pick_config(64, 4096, 4096, "int8"))[3] is False  # small M: unchanged pointer tiles
+    assert _tile(pick_config(16, 4096, 4096, "int8")) == (16, 64, 1, True)  # swapped, K = 4096: no split
+    assert _tile(pick_config(16, 4096, 14336, "int8")) == (16, 64, 4, True)  # K > 8192: the automatic split
+    assert _tile(pick_config(64, 4096, 4096, "int8")) == (16, 64, 1, True)  # 256 swapped tiles
+    assert _tile(pick_config(64, 8192, 8192, "int8")) == (64, 64, 1, True)  # 512 would be: 64x64
+    assert pick_config(64, 4096, 4096, "int8").SWAP_AB and not pick_config(64, 8192, 8192, "int8").SWAP_AB
+    assert _tile(pick_config(16, 4096, 4096, "a8w4"))[3] is False  # A8W4 words: pointer tiles
     cands = candidate_configs(1024, 4096, 4096, "int8")
     assert all(c.SPLIT_K == 1 for c in cands if c.TMA) and any(not c.TMA for c in cands)
 

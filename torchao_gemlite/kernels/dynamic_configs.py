@@ -67,15 +67,17 @@ def _regime(m: int) -> str:
 # weight stream is all that matters. A8W4 K tiles are capped by the group size (128 for the
 # usual g128), so A8W4 widens BLOCK_N instead; A8W4 never swaps. A8W4 from M = 256 runs on int8 codes
 # (dynamic_gemm.A8W4_CODES_MIN_M, the "codes" tiles).
+_TMA_SWAPPED = (16, 64, 256, 4, 4, True, False, True)
+_TMA_SMALL = (64, 64, 256, 4, 3, False, False, True)
 _TMA_WIDE = (128, 256, 128, 8, 3, False, False, True)
 _TMA_NARROW = (64, 128, 128, 4, 4, False, False, True)
 _SPLIT_TILE = (64, 128, 128, 4, 4, False, False)
 _TILES = {
-    ("decode", False): [(16, 128, 256, 4, 4, True, False), (16, 64, 256, 4, 4, False, False),
+    ("decode", False): [_TMA_SWAPPED, (16, 128, 256, 4, 4, True, False), (16, 64, 256, 4, 4, False, False),
                         (16, 256, 128, 8, 3, True, False), (16, 128, 256, 4, 4, True, True)],
     ("decode", True): [(16, 128, 128, 4, 4, False, False), (16, 64, 128, 4, 4, False, False),
                        (16, 256, 128, 4, 3, False, False), (16, 128, 128, 4, 4, False, True)],
-    ("small", False): [(64, 64, 256, 4, 3, False, False), (64, 128, 128, 4, 4, False, False),
+    ("small", False): [_TMA_SWAPPED, _TMA_SMALL, (64, 64, 256, 4, 3, False, False), (64, 128, 128, 4, 4, False, False),
                        (32, 128, 256, 4, 3, True, False), (64, 128, 128, 4, 4, False, True)],
     ("small", True): [(64, 128, 128, 4, 4, False, False), (32, 128, 128, 4, 4, False, False),
                       (64, 64, 128, 4, 4, False, False), (64, 128, 128, 4, 4, False, True)],
@@ -97,6 +99,18 @@ _TILES = {
 # split wins (14336x4096 M = 256: 41.0 against 46.0 us).
 TILES_FILL = 0.75
 SPLIT_MIN_K = 8192
+# Up to M = 64 (same sweep, M = 16 / 32 / 64, int8 and fp8): the TMA GEMM with swapped 16x64 tiles (the weight
+# tile is the wgmma's 64-row operand; M = 64 runs four row tiles that share each weight tile in L2) while
+# they are at most two an SM (M <= 16 always), else 64x64 tiles; a K split (the automatic one) only for
+# K > SPLIT_MIN_K. Against the pointer GEMM's decode and small tiles: int8 4096x4096 11.1 / 13.7 / 13.7 ->
+# 9.7 / 9.8 / 9.6 us, 14336x4096 31.6 / 29.9 / 31.4 -> 26.6 / 27.4 / 28.3, 8192x8192 32.1 / 31.3 / 32.7 ->
+# 27.6 / 27.7 / 30.8, 4096x14336 28.0 / 25.3 / 25.2 -> 24.2 / 25.0 / 24.9.
+
+
+def _small_m_tile(M: int, N: int, num_sms: int) -> tuple:
+    if M <= 16 or cdiv(M, 16) * cdiv(N, 64) <= 2 * num_sms:
+        return _TMA_SWAPPED
+    return _TMA_SMALL
 
 
 def _large_m_tile(M: int, N: int, K: int, num_sms: int, split_tile: tuple, wide: bool) -> tuple:
@@ -114,10 +128,12 @@ def _tiles(M: int, N: int, K: int, table: str, a8w4: bool, num_sms: int) -> list
     tiles = _TILES[(table, a8w4)]
     if table == "codes":
         first = _large_m_tile(M, N, K, num_sms, tiles[2], wide=False)
-    elif not a8w4 and M > 64:
+    elif a8w4:
+        return tiles
+    elif M > 64:
         first = _large_m_tile(M, N, K, num_sms, _SPLIT_TILE, wide=True)
     else:
-        return tiles
+        first = _small_m_tile(M, N, num_sms)
     return [first] + [t for t in tiles if t != first]
 
 
@@ -142,11 +158,10 @@ def auto_split_k(m: int, n: int, k: int, block_m: int, block_n: int, block_k: in
 def pick_config(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) -> DynamicGemmConfig:
     """Heuristic launch configuration for an H100-class GPU (132 SMs by default).
 
-    decode (M <= 16): BLOCK_M=16, wide N tiles, long K tiles, split-K to fill the SMs,
-    A and B swapped for A8W8;
-    small (M <= 64): 64-row tiles with split-K when tiles are few;
-    past M = 64, A8W8: the TMA GEMM (``_large_m_tile``); A8W4 on packed words: 128x64 tiles
-    (medium), 128x128x128 with 8 warps (prefill).
+    A8W8: the TMA GEMM, up to M = 64 with swapped 16x64 or 64x64 tiles (``_small_m_tile``), past it
+    with 128x256 or 64x128 tiles or the pointer GEMM's K split (``_large_m_tile``);
+    A8W4 on packed words: decode (M <= 16) 16x128 tiles, long K tiles, split-K to fill the SMs;
+    small (M <= 64) 64x128 tiles; medium 128x64; prefill 128x128x128 with 8 warps.
     """
     _check_kind(kind)
     return _config(_tiles(M, N, K, _regime(M), kind == "a8w4", num_sms)[0], M, N, K, num_sms)
@@ -160,12 +175,12 @@ def pick_codes_config(M: int, N: int, K: int, num_sms: int = NUM_SMS_H100) -> Dy
 
 
 def _config(tile: tuple, M: int, N: int, K: int, num_sms: int, split: int | None = None) -> DynamicGemmConfig:
-    """A _TILES entry as a config, with the automatic K split (none for the TMA GEMM past M = 64) unless one
-    is given."""
+    """A _TILES entry as a config, with the automatic K split unless one is given (for the TMA GEMM: none past
+    M = 64 or for K <= SPLIT_MIN_K)."""
     bm, bn, bk, warps, stages, swap, fuse, *tma = tile
     tma = bool(tma and tma[0])
     if split is None:
-        split = 1 if tma and M > 64 else auto_split_k(M, N, K, bm, bn, bk, num_sms)
+        split = 1 if tma and (M > 64 or K <= SPLIT_MIN_K) else auto_split_k(M, N, K, bm, bn, bk, num_sms)
     return DynamicGemmConfig(bm, bn, bk, split, warps, stages, swap, fuse, tma)
 
 
