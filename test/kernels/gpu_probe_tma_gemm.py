@@ -7,7 +7,8 @@ For each kind, shape and M (time in us per call, CUDA-graph replay over weight c
 L2 cache):
   * int8 / fp8: the heuristic's launch (pick_config), the pointer GEMM unsplit for a few tiles, the TMA
     GEMM for each candidate tile (M <= 64: swapped and plain tiles, each with the automatic K split,
-    none and twice that), the torch anchor and the activation quantization alone;
+    none and twice that; up to M = 512 also split in two), the torch anchor and the activation
+    quantization alone;
   * a8w4 (g128): the GEMM on int8 codes [N, K] with group scales (what dequant.w4_codes gives; the unpack is
     not timed): the pointer GEMM with the heuristic's words tile and the TMA GEMM for each tile.
 Every output is checked against the heuristic's (int8, and a8w4 where the heuristic does not split K:
@@ -120,8 +121,9 @@ def main() -> None:
                             timed(_name(cfg) + (" swap" if swap else ""), lambda c, cfg=cfg: gemm(c, cfg))
                 else:
                     for bm, bn, bk, wp, st in TMA_TILES:
-                        cfg = DynamicGemmConfig(bm, bn, bk, 1, wp, st, TMA=True)
-                        timed(_name(cfg), lambda c, cfg=cfg: gemm(c, cfg))
+                        for split in (1, 2) if m <= 512 else (1,):
+                            cfg = DynamicGemmConfig(bm, bn, bk, split, wp, st, TMA=True)
+                            timed(_name(cfg), lambda c, cfg=cfg: gemm(c, cfg))
                 if kind == "int8":
                     timed("torch._int_mm (int32 out, no scaling)", lambda c: lambda: torch._int_mm(xq, c.t()))
                 if kind == "fp8":
