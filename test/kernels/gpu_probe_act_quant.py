@@ -15,7 +15,6 @@ with the codes of 1 and 2 compared against 0 on the same rows.
 
 import sys
 
-
 import torch
 import triton
 import triton.language as tl

@@ -12,7 +12,7 @@ computes bf16 wrongly and casts fp32 -> fp8 wrongly, so bf16 and fp8 run on CUDA
 import pytest
 import torch
 
-from torchao_gemlite.kernels.act_quant import FP8_DTYPE, inv_qmax, quantize_per_token
+from torchao_gemlite.kernels.act_quant import FP8_DTYPE, _launch_params, inv_qmax, quantize_per_token, whole_row_pass
 from torchao_gemlite.quant import quantize_rowwise_fp8, quantize_rowwise_int8
 
 CUDA = torch.cuda.is_available()
@@ -153,6 +153,20 @@ def test_errors():
         quantize_per_token(x, torch.int8, out=torch.empty(2, 32, dtype=torch.int8, device=DEVICE))
     with pytest.raises(ValueError, match="out_scale must be"):
         quantize_per_token(x, torch.int8, out_scale=torch.empty(2, device=DEVICE))
+
+
+def test_launch_params():
+    """(one_pass, BLOCK_K, ROWS, num_warps): rows of short K several to a program; 4096 codes at 16 warps up to
+    M = 256, then 8; a whole row of up to 16384 codes in one pass at M <= 256; two passes beyond, in 4096-code
+    chunks past M = 1024."""
+    assert _launch_params(64, 512) == (True, 512, 8, 4)
+    assert _launch_params(256, 4096) == (True, 4096, 1, 16)
+    assert _launch_params(257, 4096) == (True, 4096, 1, 8)
+    assert _launch_params(4096, 8192) == (True, 8192, 1, 16)
+    assert _launch_params(256, 14336) == (True, 16384, 1, 16) and whole_row_pass(256, 14336)
+    assert _launch_params(257, 14336) == (False, 2048, 1, 4) and not whole_row_pass(257, 14336)
+    assert _launch_params(1025, 14336) == (False, 4096, 1, 8)
+    assert _launch_params(1, 20000) == (False, 2048, 1, 4)
 
 
 def test_inv_qmax_is_the_fp32_quotient():

@@ -33,6 +33,7 @@ from torchao_gemlite.kernels.dynamic_gemm import (
     fp8_dynamic_linear,
     int8_dynamic_linear,
 )
+from torchao_gemlite.kernels.dynamic_tma_gemm import TmaGemmCall
 from torchao_gemlite.quant import (
     FP8_DTYPE,
     dequantize_weight,
@@ -285,6 +286,45 @@ def test_tma_config_falls_back_without_descriptor_layout():
     assert torch.equal(y, dynamic_gemm(xq, xs, wq[1:], ws[1:], None, torch.float16, DynamicGemmConfig(32, 64, 64, 1)))
 
 
+def test_tma_config_falls_back_for_activations_and_long_groups():
+    """Activation codes whose rows are not 16-byte strided, and groups longer than BLOCK_K, run the pointer
+    kernel with the TMA config's tile; the TMA launch itself refuses what it cannot compute."""
+    x, w, b = _data(5, 272, N, torch.float16, True, seed=12)
+    wq, ws = quantize_rowwise_int8(w)
+    xq, xs = quantize_rowwise_int8(x)
+    xq_wide = torch.zeros(5, 280, dtype=torch.int8, device=DEVICE)
+    xq_wide[:, :272] = xq
+    ragged = xq_wide[:, :272]  # row stride 280 bytes
+    tma, ptr = DynamicGemmConfig(32, 64, 64, 1, 4, 3, TMA=True), DynamicGemmConfig(32, 64, 64, 1, 4, 3)
+    y = dynamic_gemm(ragged, xs, wq, ws, b, torch.float16, tma, out=_poisoned((5, N), torch.float16))
+    assert torch.equal(y, dynamic_gemm(xq, xs, wq, ws, b, torch.float16, ptr))
+    qw = quantize_weight(w.half()[:, :256], bits=4, group_size=128, symmetric=True)
+    codes, xq2 = w4_codes(qw.qdata), xq[:, :256].contiguous()
+    outs = []
+    for cfg in (tma, ptr):  # BLOCK_K = 64 < group 128
+        outs.append(_poisoned((5, N), torch.float16))
+        _launch(xq2, xs.reshape(5), codes, qw.scale, qw.scale.stride(0), qw.scale.stride(1), None, outs[-1], N, 256,
+                cfg, fp8=False, w4=False, group_k=128)
+    assert torch.equal(outs[0], outs[1])
+    with pytest.raises(ValueError, match="BLOCK_K=64 must equal the group 128"):
+        TmaGemmCall(5, N, 256, 1, 1, (N, 1), False, 128, False, 32, 64, 64, 4, 3)
+    with pytest.raises(ValueError, match="does not swap"):
+        TmaGemmCall(5, N, 256, 1, 1, (N, 1), False, 64, False, 32, 64, 64, 4, 3, swap_ab=True)
+
+
+@cuda_only
+@pytest.mark.parametrize("group", [32, 64, 128, 256])
+def test_a8w4_codes_route_on_tma_gpu(group):
+    """A8W4 at M = 1024 with enough 64x128 tiles for the TMA GEMM on int8 codes (groups up to 128; 256 takes the
+    pointer GEMM), through the planned linear, against the float64 reference on the same activation codes."""
+    x, w, b = _data(1024, 512, 2048, torch.bfloat16, True, seed=13)
+    qw = quantize_weight(w.bfloat16(), bits=4, group_size=group, symmetric=True)
+    assert pick_codes_config(1024, 2048, 512, group).TMA == (group <= 128)
+    y = a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, group)
+    _check_codes(y, _ref_on_codes(x, "a8w4", qw=qw, bias=b), "a8w4", torch.bfloat16)
+    assert torch.equal(y, a8w4_dynamic_linear(x, qw.qdata, qw.scale, b, group, out=_poisoned((1024, 2048), torch.bfloat16)))
+
+
 @pytest.mark.parametrize("group", [64, None])
 @pytest.mark.parametrize("fuse", [False, True])
 def test_a8w4_fused(fuse, group):
@@ -410,9 +450,11 @@ def test_large_m_rule():
     assert _tile(pick_config(256, 4096, 4096, "int8")) == (64, 128, 1, True)  # K = 4096: no split
     assert _tile(pick_config(256, 4096, 14336, "int8")) == (64, 128, 2, False)  # 128 narrow tiles, K = 14336
     assert _tile(pick_config(512, 4096, 14336, "int8")) == (64, 128, 1, True)  # 256 narrow tiles
-    assert _tile(pick_codes_config(4096, 4096, 4096)) == (64, 128, 1, True)
-    assert _tile(pick_codes_config(256, 4096, 14336))[3] is False
-    assert _tile(pick_codes_config(256, 4096, 4096))[3] is False  # codes: few tiles split at any K
+    assert _tile(pick_config(320, 4096, 14336, "int8")) == (64, 128, 1, True)  # 160 tiles: no split to take
+    assert _tile(pick_codes_config(4096, 4096, 4096, 128)) == (64, 128, 1, True)
+    assert _tile(pick_codes_config(256, 4096, 14336, 128)) == (128, 64, 2, False)
+    assert _tile(pick_codes_config(256, 4096, 4096, 128)) == (128, 64, 2, False)  # codes: few tiles split at any K
+    assert pick_codes_config(4096, 4096, 4096, 256) == pick_config(4096, 4096, 4096, "a8w4")  # groups > 128
     assert _tile(pick_config(16, 4096, 4096, "int8")) == (16, 64, 1, True)  # swapped, K = 4096: no split
     assert _tile(pick_config(16, 4096, 14336, "int8")) == (16, 64, 4, True)  # K > 8192: the automatic split
     assert _tile(pick_config(64, 4096, 4096, "int8")) == (16, 64, 1, True)  # 256 swapped tiles

@@ -3,6 +3,7 @@
 import torch
 
 from triton import knobs
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from torchao_gemlite.kernels import launch
 from torchao_gemlite.kernels.launch import FastLauncher, _hooked, _specialization
@@ -17,6 +18,15 @@ def test_key_separates_what_triton_specializes_on():
     assert _specialization(2**31) != _specialization(16)  # 64-bit ints
     assert _specialization(None) == (None,)
     assert _specialization(48) == _specialization(4096)
+
+
+def test_key_separates_tensor_descriptors():
+    """TMA descriptors (dynamic_tma_gemm.py): by dtype and block shape, which Triton specializes on."""
+    a = torch.zeros(64, 256, dtype=torch.int8)
+    desc = TensorDescriptor.from_tensor(a, [16, 64])
+    assert _specialization(desc) == _specialization(TensorDescriptor.from_tensor(a.clone(), [16, 64]))
+    assert _specialization(desc) != _specialization(TensorDescriptor.from_tensor(a, [32, 64]))
+    assert _specialization(desc) != _specialization(TensorDescriptor.from_tensor(a.view(torch.uint8), [16, 64]))
 
 
 def test_launch_hooks_send_calls_through_triton():

@@ -26,7 +26,7 @@ The jit helpers ``row_scale`` and ``quantize_tile`` are shared with the fused GE
 
 Grid: (cdiv(M, ROWS),): one program per block of ROWS rows (``_launch_params``).
   * one pass (K <= ONE_PASS_MAX_K, or K <= SMALL_M_ONE_PASS_MAX_K when M <= SMALL_M): the
-    ROWS x next_pow2(K) tile is loaded once (ROWS rows of short K at 4-8 warps, or one whole
+    ROWS x next_pow2(K) tile is loaded once (ROWS rows of short K at 4 warps, or one whole
     row at 8-16 warps: at most 32 fp32 registers a thread), reduced, quantized, stored.
     HBM bytes per row: 2K read + K written + 4.
   * two passes (larger K): pass 1 streams the row in BLOCK_K chunks for the absmax, pass 2
@@ -155,18 +155,24 @@ def scale_by_reciprocal(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+def whole_row_pass(m: int, k: int) -> bool:
+    """Whether m rows of k > ONE_PASS_MAX_K codes are quantized in one pass over whole rows (small M)."""
+    return m <= SMALL_M and ONE_PASS_MAX_K < k <= SMALL_M_ONE_PASS_MAX_K
+
+
 def _launch_params(m: int, k: int) -> tuple[bool, int, int, int]:
-    """(one_pass, BLOCK_K, ROWS, num_warps) for m rows of length k. Rows of 4096 codes and more take one row a
-    program with 16 warps up to M = 256 (H100, test/kernels/gpu_probe_act_quant.py --launches: 2.2-2.9 instead
-    of 3.0-3.4 us at K = 4096; at K = 14336 one pass over the whole row, 5.4 / 7.3 instead of the two passes'
-    8.1 / 8.9 us at M = 1..64 / 256), then 8; long rows at M > 1024 stream in 4096-code chunks with 8 warps
-    (M = 4096, K = 14336: 78.5 instead of 97.5 us)."""
-    if k <= ONE_PASS_MAX_K or (m <= SMALL_M and k <= SMALL_M_ONE_PASS_MAX_K):
+    """(one_pass, BLOCK_K, ROWS, num_warps) for m rows of length k. Rows padded to fewer than 4096 codes: several
+    rows a program, 4 warps. Longer rows: one row a program; 4096 codes with 16 warps up to M = 256, then 8
+    (H100, test/kernels/gpu_probe_act_quant.py --launches: 2.2-2.9 instead of 3.0-3.4 us at K = 4096),
+    8192 with 16 warps (2.8-4.1 instead of 3.3-4.3 us up to M = 256, 36.3 instead of 36.7 at M = 4096);
+    up to 16384 codes at M <= 256 in one pass over the whole row (``whole_row_pass``; K = 14336: 5.4 / 7.3
+    instead of the two passes' 8.1 / 8.9 us at M = 1..64 / 256); beyond, two passes, in 4096-code chunks
+    with 8 warps at M > 1024 (M = 4096, K = 14336: 78.5 instead of 97.5 us)."""
+    if k <= ONE_PASS_MAX_K or whole_row_pass(m, k):
         block_k = next_power_of_2(k)
-        rows = max(1, min(16, ROW_TILE_ELEMENTS // block_k, next_power_of_2(m)))
         if block_k >= ROW_TILE_ELEMENTS:
             return True, block_k, 1, 16 if m <= SMALL_M or block_k > ROW_TILE_ELEMENTS else 8
-        return True, block_k, rows, 8 if rows * block_k > ROW_TILE_ELEMENTS else 4
+        return True, block_k, max(1, min(16, ROW_TILE_ELEMENTS // block_k, next_power_of_2(m))), 4
     if m > 1024:
         return False, 2 * TWO_PASS_BLOCK_K, 1, 8
     return False, TWO_PASS_BLOCK_K, 1, 4

@@ -1,5 +1,5 @@
-"""Launch configurations of the dynamic-activation GEMM (dynamic_gemm.py): the config type,
-the per-regime tile tables measured on the H200, the split-K rule and the heuristic choice."""
+"""Launch configurations of the dynamic-activation GEMMs (dynamic_gemm.py, dynamic_tma_gemm.py): the config
+type, the per-regime tile tables (H200 and H100 sweeps), the split-K rule and the heuristic choice."""
 
 from __future__ import annotations
 
@@ -56,14 +56,15 @@ def _regime(m: int) -> str:
     return "prefill"
 
 
-# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages, SWAP_AB, FUSE_ACT[, TMA]); the first entry is the
-# heuristic's choice up to M = 64 (from the H200 config search, test/kernels/gpu_bench_dynamic.py), past it
-# the rule of ``_large_m_tile`` picks among the regime's entries.
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages, SWAP_AB, FUSE_ACT[, TMA]): a regime's candidates for a
+# tuner. For A8W4 packed words the first entry is the heuristic's choice (H200 config search,
+# test/kernels/gpu_bench_dynamic.py); for A8W8 and A8W4 codes ``_small_m_tile`` / ``_large_m_tile`` choose
+# (H100 sweeps, below).
 # Decode swaps A and B for A8W8, so that the weight tile [BN, BK] is the wgmma's 64-row
 # operand and the 16 padded batch rows are its N. FUSE_ACT (act quant inside the GEMM) is
 # only a candidate: measured 2.5-4.7x SLOWER than act_quant.py + GEMM at M = 1 (the per-step
-# div_rn quantization of a 16-row x tile in every program stalls the weight pipeline). 8-bit K tiles: 128 B (prefill,
-# 128x128x128 int8 = 32 KB of smem per stage) up to 256 B per weight row at decode, where the
+# div_rn quantization of a 16-row x tile in every program stalls the weight pipeline). 8-bit K tiles: 128 B
+# (prefill, 128x256x128 int8 = 48 KB of smem per stage) up to 256 B per weight row at decode, where the
 # weight stream is all that matters. A8W4 K tiles are capped by the group size (128 for the
 # usual g128), so A8W4 widens BLOCK_N instead; A8W4 never swaps. A8W4 from M = 256 runs on int8 codes
 # (dynamic_gemm.A8W4_CODES_MIN_M, the "codes" tiles).
@@ -72,6 +73,7 @@ _TMA_SMALL = (64, 64, 256, 4, 3, False, False, True)
 _TMA_WIDE = (128, 256, 128, 8, 3, False, False, True)
 _TMA_NARROW = (64, 128, 128, 4, 4, False, False, True)
 _SPLIT_TILE = (64, 128, 128, 4, 4, False, False)
+_CODES_SPLIT_TILE = (128, 64, 128, 4, 4, False, False)
 _TILES = {
     ("decode", False): [_TMA_SWAPPED, (16, 128, 256, 4, 4, True, False), (16, 64, 256, 4, 4, False, False),
                         (16, 256, 128, 8, 3, True, False), (16, 128, 256, 4, 4, True, True)],
@@ -89,7 +91,7 @@ _TILES = {
     ("prefill", True): [(128, 128, 128, 8, 3, False, False), (128, 128, 128, 8, 4, False, False),
                         (64, 128, 128, 4, 4, False, False), (128, 128, 128, 4, 4, False, False)],
     # A8W4 on int8 codes with group scales (the TMA GEMM takes groups of at most BLOCK_K codes)
-    ("codes", True): [_TMA_NARROW, (128, 256, 128, 8, 3, False, False, True), (128, 64, 128, 4, 4, False, False),
+    ("codes", True): [_TMA_NARROW, _CODES_SPLIT_TILE, (128, 256, 128, 8, 3, False, False, True),
                       (128, 128, 128, 8, 3, False, False)],
 }
 # Past M = 64 (H100 sweep of test/kernels/gpu_probe_tma_gemm.py, four Llama shapes, M = 128..4096): the TMA
@@ -115,19 +117,21 @@ def _small_m_tile(M: int, N: int, num_sms: int) -> tuple:
 
 def _large_m_tile(M: int, N: int, K: int, num_sms: int, split_tile: tuple, wide: bool) -> tuple:
     """wide=False (A8W4 codes): never the 128x256 tile, and few 64x128 tiles take the split at any K
-    (4096x4096 M = 256: 31.0 against 34.6 us for the whole layer)."""
+    (4096x4096 M = 256: 31.0 against 34.6 us for the whole layer). The split tile only where its automatic
+    split is more than one (between one and 1.5 waves of tiles it is not: 64x128 TMA then)."""
     if wide and cdiv(M, 128) * cdiv(N, 256) >= TILES_FILL * num_sms:
         return _TMA_WIDE
     if cdiv(M, 64) * cdiv(N, 128) >= 2 * TILES_FILL * num_sms or (wide and K <= SPLIT_MIN_K):
         return _TMA_NARROW
-    return split_tile
+    bm, bn, bk = split_tile[:3]
+    return split_tile if auto_split_k(M, N, K, bm, bn, bk, num_sms) > 1 else _TMA_NARROW
 
 
 def _tiles(M: int, N: int, K: int, table: str, a8w4: bool, num_sms: int) -> list[tuple]:
     """The tiles of a regime's table, the heuristic's first."""
     tiles = _TILES[(table, a8w4)]
     if table == "codes":
-        first = _large_m_tile(M, N, K, num_sms, tiles[2], wide=False)
+        first = _large_m_tile(M, N, K, num_sms, _CODES_SPLIT_TILE, wide=False)
     elif a8w4:
         return tiles
     elif M > 64:
@@ -168,9 +172,12 @@ def pick_config(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) 
 
 
 @lru_cache(maxsize=1024)
-def pick_codes_config(M: int, N: int, K: int, num_sms: int = NUM_SMS_H100) -> DynamicGemmConfig:
+def pick_codes_config(M: int, N: int, K: int, group: int, num_sms: int = NUM_SMS_H100) -> DynamicGemmConfig:
     """A8W4 with groups on int8 codes [N, K] (dynamic_gemm's codes route, M >= 256): the TMA GEMM with
-    64x128 tiles, or the pointer GEMM's K split where those tiles are few and K is long."""
+    64x128 tiles, or the pointer GEMM's K split where those tiles are few. Groups longer than the TMA GEMM's
+    128-code steps take the packed words' heuristic tiles on the pointer GEMM."""
+    if group > _TMA_NARROW[2]:
+        return pick_config(M, N, K, "a8w4", num_sms)
     return _config(_tiles(M, N, K, "codes", True, num_sms)[0], M, N, K, num_sms)
 
 
@@ -186,7 +193,8 @@ def _config(tile: tuple, M: int, N: int, K: int, num_sms: int, split: int | None
 
 def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) -> list[DynamicGemmConfig]:
     """A short list for a tuner: each tile of M's regime with its automatic split-K, plus the
-    no-split and double-split variants (the TMA GEMM has no split). The heuristic's pick comes first."""
+    no-split and double-split variants (the TMA GEMM past M = 64: no split). The heuristic's pick comes
+    first."""
     _check_kind(kind)
     out = []
     for tile in _tiles(M, N, K, _regime(M), kind == "a8w4", num_sms):

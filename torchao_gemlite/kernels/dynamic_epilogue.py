@@ -1,5 +1,5 @@
 """Epilogue and deterministic split-K reduction shared by the dynamic-activation kernels
-(dynamic_gemm.py, dynamic_gemv.py).
+(dynamic_gemm.py, dynamic_tma_gemm.py, dynamic_gemv.py, dynamic_mma_gemv.py).
 
 A split-K program writes its raw partial tile (int32 when the whole accumulation is integer,
 else fp32) to a workspace [SPLIT_K, M, N]; ``reduce_splits`` sums the partials in the fixed

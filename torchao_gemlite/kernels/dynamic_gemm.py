@@ -55,7 +55,6 @@ from .act_quant import (
     FP8_DTYPE,
     FP8_MAX,
     INT8_MAX,
-    ONE_PASS_MAX_K,
     inv_qmax,
     act_quant_call,
     quantize_per_token,
@@ -63,6 +62,7 @@ from .act_quant import (
     row_scale,
     scale_by_reciprocal,
     triton_can_run_on,
+    whole_row_pass,
 )
 from .configs import MMA_MAX_M, register_derived_cache
 from .dequant import w4_codes, w4_codes_call
@@ -305,7 +305,8 @@ def _gemm_call(m: int, n: int, k: int, xq_strides: tuple, b_strides_kn: tuple, s
     ints = (m, n, k, k_per_split, *xq_strides, *b_strides_kn, stride_bs_g, stride_bs_n, *out_strides)
     meta = dict(FP8=fp8, W4=w4, GROUP_K=group_k, GROUP_STEPS=group_k // block_k if group_k else 0,
                 HAS_BIAS=has_bias, USE_WS=splits > 1, EVEN_K=k % block_k == 0, FUSE_ACT=fuse,
-                SWAP_AB=c.SWAP_AB and not w4, QMAX=qmax, INV_QMAX=inv_qmax(qmax), RECIP=scale_by_reciprocal(device),
+                SWAP_AB=c.SWAP_AB and not (w4 or group_k), QMAX=qmax, INV_QMAX=inv_qmax(qmax),
+                RECIP=scale_by_reciprocal(device),
                 BLOCK_M=c.BLOCK_M, BLOCK_N=c.BLOCK_N, BLOCK_K=block_k, GROUP_M=GROUP_M,
                 num_warps=c.num_warps, num_stages=c.num_stages)
     return KernelCall(_DYNAMIC_GEMM, grid, ints, meta), splits, torch.int32 if int_acc else torch.float32
@@ -332,7 +333,8 @@ def _b_strides_kn(b: torch.Tensor, w4: bool) -> tuple[int, int]:
 
 def _launch(xq, x_scale, b, b_scale, stride_bs_g, stride_bs_n, bias, out, n, k, config: DynamicGemmConfig,
             fp8: bool, w4: bool, group_k: int, fuse: bool = False) -> torch.Tensor:
-    """Runs _gemm_call's launch (and the split-K reduction) on checked inputs."""
+    """Runs the GEMM on checked inputs: the TMA GEMM where the config asks for it and the operands can back its
+    descriptors (``_tma_fits``, ``tma_ready``), else the pointer GEMM (``_gemm_call``); then the split-K reduction."""
     m = xq.shape[0]
     if m == 0 or n == 0:
         return out
@@ -425,7 +427,7 @@ def a8w4_gemm(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scal
     codes = _codes_route(m, config, qdata)
     per_channel = group == k
     if config is None and codes:  # per-channel codes are an A8W8 int8 GEMM
-        config = pick_config(m, n, k, "int8") if per_channel else pick_codes_config(m, n, k)
+        config = pick_config(m, n, k, "int8") if per_channel else pick_codes_config(m, n, k, group)
     config = config or pick_config(m, n, k, "a8w4")
     return _launch(xq, x_scale, w4_codes(qdata) if codes else qdata, scale, 0 if per_channel else scale.stride(0),
                    scale.stride(1), bias, out, n, k, config, fp8=False, w4=not codes,
@@ -521,7 +523,7 @@ class DynamicPlan:
         # the decode kernels after the quantization, and their split reduction, start early (pdl.py; the
         # tensor-core GEMM does not: H100, int8 at M = 256 0.88x with it, M = 64 1.06x; nor A8W4's two-tile
         # mma kernel after the whole-row quantization of long rows: 14336x4096 M = 16, 31.8 us with, 27.2 without)
-        pdl = pdl_for(x) and (self.route == "gemv" or (self.route == "mma" and (m <= 8 or k <= ONE_PASS_MAX_K)))
+        pdl = pdl_for(x) and (self.route == "gemv" or (self.route == "mma" and (m <= 8 or not whole_row_pass(m, k))))
         self.quant = act_quant_call(m, k, x2.stride(0), x2.stride(1), self.qdtype, x.device, pdl)
         if self.route == "scaled_mm":
             return
@@ -567,7 +569,7 @@ class DynamicPlan:
             if _mma_route(m, None, weight):
                 return "mma"
             if _codes_route(m, None, weight):  # per-channel codes are an A8W8 int8 GEMM
-                self.config = pick_config(m, n, k, "int8") if group == k else pick_codes_config(m, n, k)
+                self.config = pick_config(m, n, k, "int8") if group == k else pick_codes_config(m, n, k, group)
                 return "codes"
         elif _scaled_mm_route(m, n, x, self.qdtype, None):
             return "scaled_mm"

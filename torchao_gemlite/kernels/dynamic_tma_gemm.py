@@ -116,9 +116,10 @@ class TmaGemmCall:
     def __init__(self, m: int, n: int, k: int, stride_bs_g: int, stride_bs_n: int, out_strides: tuple, fp8: bool,
                  group_k: int, has_bias: bool, block_m: int, block_n: int, block_k: int, num_warps: int,
                  num_stages: int, split_k: int = 1, swap_ab: bool = False):
-        if group_k and (block_k != group_k or swap_ab):
-            raise ValueError(f"the TMA GEMM takes one group a step, unswapped: BLOCK_K={block_k} must equal "
-                             f"the group {group_k}")
+        if group_k and block_k != group_k:
+            raise ValueError(f"the TMA GEMM takes one group a step: BLOCK_K={block_k} must equal the group {group_k}")
+        if group_k and swap_ab:
+            raise ValueError("the TMA GEMM does not swap operands for group-wise scales: use swap_ab=False")
         k_steps = cdiv(k, block_k)
         k_per_split = cdiv(k_steps, max(1, min(split_k, k_steps))) * block_k  # a whole number of steps (groups)
         self.splits = cdiv(k, k_per_split)  # never an empty split

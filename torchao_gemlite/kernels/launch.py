@@ -51,7 +51,8 @@ def _hooked(hook) -> bool:
 def _specialization(arg) -> tuple:
     if isinstance(arg, torch.Tensor):
         return arg.dtype, arg.data_ptr() % 16 == 0
-    if isinstance(arg, TensorDescriptor):  # Triton passes its shape and strides as ints beside it
+    if isinstance(arg, TensorDescriptor):  # Triton specializes on the dtype and block shape; shape and strides
+        # travel as ints beside it and are keyed too, conservatively
         return (arg.base.dtype, tuple(arg.block_shape), *map(_specialization, (*arg.shape, *arg.strides)))
     if arg is None:
         return (None,)
