@@ -58,9 +58,10 @@ def _with_and_without_pdl(monkeypatch, module, fn):
 
 
 @gpu_only
-@pytest.mark.parametrize("m", [1, 3, 16, 64])
-def test_dynamic_linears_with_pdl_are_bit_identical(monkeypatch, m):
-    k, n = 4096, 1024
+@pytest.mark.parametrize("m,k", [(1, 4096), (3, 4096), (16, 4096), (64, 4096), (16, 14336)])
+def test_dynamic_linears_with_pdl_are_bit_identical(monkeypatch, m, k):
+    """GEMV, A8W4 mma and (M = 16, 64) the TMA GEMM, with (K = 14336) its K split and reduction."""
+    n = 1024
     gen = torch.Generator().manual_seed(100 + m)
     x = torch.randn(m, k, generator=gen).half().cuda()
     wq, ws = quantize_rowwise_int8(torch.randn(n, k, generator=gen).cuda())

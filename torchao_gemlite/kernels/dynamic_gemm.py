@@ -313,11 +313,12 @@ def _gemm_call(m: int, n: int, k: int, xq_strides: tuple, b_strides_kn: tuple, s
 
 
 def _tma_call(m: int, n: int, k: int, stride_bs_g: int, stride_bs_n: int, out_strides: tuple,
-              config: DynamicGemmConfig, fp8: bool, group_k: int, has_bias: bool) -> TmaGemmCall:
-    """The TMA GEMM's launch; its ``splits`` and ``ws_dtype`` say what workspace a split needs."""
+              config: DynamicGemmConfig, fp8: bool, group_k: int, has_bias: bool, pdl: bool = False) -> TmaGemmCall:
+    """The TMA GEMM's launch; its ``splits`` and ``ws_dtype`` say what workspace a split needs. ``pdl``: launched
+    as the dependent of the activation quantization (pdl.py)."""
     c = config
     return TmaGemmCall(m, n, k, stride_bs_g, stride_bs_n, out_strides, fp8, group_k, has_bias, c.BLOCK_M, c.BLOCK_N,
-                       group_k or c.BLOCK_K, c.num_warps, c.num_stages, c.SPLIT_K, c.SWAP_AB and not group_k)
+                       group_k or c.BLOCK_K, c.num_warps, c.num_stages, c.SPLIT_K, c.SWAP_AB and not group_k, pdl)
 
 
 def _tma_fits(config: DynamicGemmConfig, w4: bool, group_k: int, fuse: bool) -> bool:
@@ -520,10 +521,13 @@ class DynamicPlan:
         if self.route in ("empty", "fused"):
             return
         x2 = x.reshape(m, k)  # what every call's reshape gives: the same view, or a contiguous copy
-        # the decode kernels after the quantization, and their split reduction, start early (pdl.py; the
-        # tensor-core GEMM does not: H100, int8 at M = 256 0.88x with it, M = 64 1.06x; nor A8W4's two-tile
-        # mma kernel after the whole-row quantization of long rows: 14336x4096 M = 16, 31.8 us with, 27.2 without)
-        pdl = pdl_for(x) and (self.route == "gemv" or (self.route == "mma" and (m <= 8 or not whole_row_pass(m, k))))
+        # the decode kernels after the quantization, and their split reduction, start early (pdl.py): the GEMV,
+        # A8W4's mma kernel (not its two-tile form after the whole-row quantization of long rows: 14336x4096
+        # M = 16, 31.8 us with, 27.2 without) and the A8W8 TMA GEMM up to M = 64 (1.02-1.09x); not larger GEMMs
+        # (the pointer GEMM at M = 256: int8 0.88x with it)
+        tma_decode = (self.route == "gemm" and kind != "a8w4" and m <= 64 and self.config.TMA and tma_ready(weight))
+        pdl = pdl_for(x) and (self.route == "gemv" or tma_decode
+                              or (self.route == "mma" and (m <= 8 or not whole_row_pass(m, k))))
         self.quant = act_quant_call(m, k, x2.stride(0), x2.stride(1), self.qdtype, x.device, pdl)
         if self.route == "scaled_mm":
             return
@@ -550,7 +554,7 @@ class DynamicPlan:
             b_tma = self.route == "codes" or tma_ready(weight)
             if _tma_fits(self.config, w4, group_k, False) and b_tma and k % 16 == 0:
                 self.main = _tma_call(m, n, k, stride_bs_g, stride_bs_n, (n, 1), self.config, kind == "fp8",
-                                      group_k, has_bias)
+                                      group_k, has_bias, pdl)
                 self.split, self.ws_dtype = self.main.splits, self.main.ws_dtype
             else:
                 self.main, self.split, self.ws_dtype = _gemm_call(

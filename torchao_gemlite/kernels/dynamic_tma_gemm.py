@@ -39,6 +39,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from .dynamic_epilogue import epilogue
 from .launch import FastLauncher, KernelCall, cdiv
+from .pdl import dependent_meta, launch_dependents, wait_for_prior
 from .reduce import tile_coordinates
 
 GROUP_M = 8
@@ -50,7 +51,9 @@ def _tma_gemm_kernel(
     M, N, K, K_PER_SPLIT, stride_bs_g, stride_bs_n, stride_cm, stride_cn,
     FP8: tl.constexpr, GROUP_K: tl.constexpr, HAS_BIAS: tl.constexpr, USE_WS: tl.constexpr, SWAP_AB: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
+    wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
     i_m, i_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
     off_m = i_m * BLOCK_M
     off_n = i_n * BLOCK_N
@@ -84,6 +87,7 @@ def _tma_gemm_kernel(
             b_p = tl.dot(b_a, tl.trans(b_b), out_dtype=tl.int32)
             b_s = tl.load(b_scale_ptr + (k0 // GROUP_K) * stride_bs_g + r_n * stride_bs_n).to(tl.float32)
             acc += b_p.to(tl.float32) * b_s[None, :]
+    launch_dependents(PDL and USE_WS)  # the split reduction may start
     if SWAP_AB:
         acc = tl.trans(acc)  # [BN, BM] -> [BM, BN]
     if USE_WS:
@@ -115,7 +119,7 @@ class TmaGemmCall:
 
     def __init__(self, m: int, n: int, k: int, stride_bs_g: int, stride_bs_n: int, out_strides: tuple, fp8: bool,
                  group_k: int, has_bias: bool, block_m: int, block_n: int, block_k: int, num_warps: int,
-                 num_stages: int, split_k: int = 1, swap_ab: bool = False):
+                 num_stages: int, split_k: int = 1, swap_ab: bool = False, pdl: bool = False):
         if group_k and block_k != group_k:
             raise ValueError(f"the TMA GEMM takes one group a step: BLOCK_K={block_k} must equal the group {group_k}")
         if group_k and swap_ab:
@@ -126,7 +130,7 @@ class TmaGemmCall:
         self.ws_dtype = torch.int32 if not (fp8 or group_k) else torch.float32
         meta = dict(FP8=fp8, GROUP_K=group_k, HAS_BIAS=has_bias, USE_WS=self.splits > 1, SWAP_AB=swap_ab,
                     BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GROUP_M=GROUP_M, num_warps=num_warps,
-                    num_stages=num_stages)
+                    num_stages=num_stages, **dependent_meta(pdl))
         grid = (cdiv(m, block_m) * cdiv(n, block_n), self.splits)
         self.call = KernelCall(_TMA_GEMM, grid, (m, n, k, k_per_split, stride_bs_g, stride_bs_n, *out_strides), meta)
         self.block_a, self.block_b = [block_m, block_k], [block_n, block_k]

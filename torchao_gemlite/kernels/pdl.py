@@ -1,20 +1,21 @@
 """Programmatic dependent launch (PDL, sm_90+) between the launches of a dynamic-activation decode call.
 
-At decode (the CUDA-core GEMV and the int8 tensor-core kernel, M <= 16) such a call is the per-token
-quantization, then the kernel, then (split K) the reduction: three launches around a few microseconds
-of work. Each later launch normally starts only after the previous one has drained; with PDL it is
-launched with ``launch_pdl`` and may start once every program of the previous one has called
-``launch_dependents`` (the quantization does so on entry, the kernel after its main loop), and it
-calls ``wait_for_prior`` before touching memory: that waits until the previous launch has finished
+At decode (the CUDA-core GEMV, the A8W4 int8 tensor-core kernel at M <= 16 and the A8W8 TMA GEMM at
+M <= 64) such a call is the per-token quantization, then the kernel, then (split K) the reduction: three
+launches around a few microseconds of work. Each later launch normally starts only after the previous one
+has drained; with PDL it is launched with ``launch_pdl`` and may start once every program of the previous
+one has called ``launch_dependents`` (the quantization does so on entry, the kernel after its main loop),
+and it calls ``wait_for_prior`` before touching memory: that waits until the previous launch has finished
 and its writes are visible. So a launch's start-up overlaps the tail of the one before, and nothing
 it reads or writes can race. ``wait_for_prior`` comes before every load and store of the dependent
 kernel, so it is also correct after a launch that does not trigger (the wait then returns when that
 one completes).
 
 Measured on the H100 (harness, CUDA graphs, same run with TORCHAO_GEMLITE_PDL=0): A8W8 int8, fp8 and
-A8W4 at M = 1 and 16: 1.03-1.05x. Not used elsewhere: the weight-only split-K pair (kernel, reduction)
-ran 0.96-0.98x at M = 16, and the dynamic tensor-core GEMM gained at M = 64 (1.04-1.06x) but lost at
-M = 256 (int8 0.88x, unexplained), so both keep ordinary launches.
+A8W4 at M = 1 and 16: 1.03-1.05x; the A8W8 TMA GEMM at M = 8..64 (against the same tree without it):
+1.02-1.09x per shape, 1.03-1.04x geomean. Not used elsewhere: the weight-only split-K pair (kernel,
+reduction) ran 0.96-0.98x at M = 16, and the pointer tensor-core GEMM gained at M = 64 (1.04-1.06x) but
+lost at M = 256 (int8 0.88x, unexplained), so both keep ordinary launches.
 
 Off under Triton's interpreter, on GPUs before sm_90 (no ``griddepcontrol``) and with
 TORCHAO_GEMLITE_PDL=0.
