@@ -33,3 +33,11 @@ def tune(*args, **kwargs):
     from .kernels.tuning import tune as _tune
 
     return _tune(*args, **kwargs)
+
+
+def tune_dynamic(*args, **kwargs):
+    """Measures the dynamic-activation GEMMs' launch configurations (A8W8 int8 / fp8, A8W4) for your shapes on
+    this GPU and saves the best to the same user cache (see ``torchao_gemlite.kernels.dynamic_tuning``)."""
+    from .kernels.dynamic_tuning import tune_dynamic as _tune_dynamic
+
+    return _tune_dynamic(*args, **kwargs)

@@ -221,16 +221,19 @@ def mma_supported(bits: int, dtype_name: str) -> bool:
     return dtype_name in ("float16", "bfloat16")
 
 
+def tuned_entries(key: str, device_name: str) -> list[dict]:
+    """The entries for ``key`` in the user cache, then in the shipped table (each at most once)."""
+    return [table[key] for table in (_user_table(device_name), shipped_table(device_name)) if key in table]
+
+
 @lru_cache(maxsize=4096)
 def choose_config(m: int, n: int, k: int, bits: int, group_size: int, dtype_name: str, device_name: str,
                   sm_count: int) -> LaunchConfig:
     """The configuration for one call; cached so the per-call cost is one dict lookup."""
-    key = table_key(m, n, k, bits, group_size, dtype_name)
-    for table in (_user_table(device_name), shipped_table(device_name)):
-        if key in table:
-            cfg = LaunchConfig.from_dict(table[key])
-            if cfg.kernel != "gemv" or cfg.block_m >= m:
-                return cfg
+    for entry in tuned_entries(table_key(m, n, k, bits, group_size, dtype_name), device_name):
+        cfg = LaunchConfig.from_dict(entry)
+        if cfg.kernel != "gemv" or cfg.block_m >= m:
+            return cfg
     return heuristic_config(m, n, k, bits, group_size, sm_count, mma=mma_supported(bits, dtype_name),
                             bf16=dtype_name == "bfloat16")
 

@@ -20,7 +20,7 @@ from .gemm import gemm_kernel
 from .gemv import gemv_kernel
 from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .launch import INTERPRETED as _INTERPRETED
-from .launch import FastLauncher, KernelCall, PlanCache, cdiv, tensor_key
+from .launch import FastLauncher, KernelCall, PlanCache, cdiv, device_facts, tensor_key
 from .mma_gemv import mma_gemv_kernel, mma_launch
 from .reduce import splitk_reduce_call
 
@@ -33,23 +33,6 @@ _MMA_GEMV = FastLauncher(mma_gemv_kernel)
 def mma_gemv_supported(bits: int, dtype: torch.dtype) -> bool:
     """configs.mma_supported, and fp16 only under Triton's interpreter (it computes bf16 wrongly)."""
     return mma_supported(bits, str(dtype)[6:]) and (not _INTERPRETED or dtype == torch.float16)
-
-
-def _device_facts(device: torch.device) -> tuple[str, int]:
-    if device.type != "cuda":
-        return "cpu-interpreter", 4
-    props = torch.cuda.get_device_properties(device)
-    return props.name, props.multi_processor_count
-
-
-_DEVICE_FACTS: dict = {}
-
-
-def _facts(device: torch.device) -> tuple[str, int]:
-    key = (device.type, device.index)
-    if key not in _DEVICE_FACTS:
-        _DEVICE_FACTS[key] = _device_facts(device)
-    return _DEVICE_FACTS[key]
 
 
 def check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric) -> None:
@@ -253,7 +236,7 @@ def weight_only_linear(x, qdata, scale, zero, bias, bits: int, group_size: int, 
     if plan is None:
         check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric)
         k, n = x.shape[-1], qdata.shape[1]
-        device_name, sm_count = _facts(x.device)
+        device_name, sm_count = device_facts(x.device)
         m = math.prod(x.shape[:-1])
         config = choose_config(m, n, k, bits, group_size, str(x.dtype)[6:], device_name, sm_count)
         if config.kernel == "mma" and not mma_gemv_supported(bits, x.dtype):  # bf16 under the interpreter

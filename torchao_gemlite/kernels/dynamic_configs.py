@@ -1,12 +1,15 @@
 """Launch configurations of the dynamic-activation GEMMs (dynamic_gemm.py, dynamic_tma_gemm.py): the config
-type, the per-regime tile tables (H200 and H100 sweeps), the split-K rule and the heuristic choice."""
+type, the per-regime tile tables (H200 and H100 sweeps), the split-K rule, the heuristic choice and the
+lookup in the tuning tables they share with the weight-only kernels (configs.py: the user cache written by
+``torchao_gemlite.tune_dynamic``, then the shipped table, then the heuristic)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from .launch import cdiv
+from .configs import m_bucket, register_derived_cache, tuned_entries
+from .launch import PlanCache, cdiv
 
 KINDS = ("int8", "fp8", "a8w4")
 NUM_SMS_H100 = 132
@@ -44,6 +47,13 @@ class DynamicGemmConfig:
             raise ValueError(f"num_stages={self.num_stages!r} must be an int >= 1")
         if not all(isinstance(v, bool) for v in (self.SWAP_AB, self.FUSE_ACT, self.TMA)):
             raise ValueError("SWAP_AB, FUSE_ACT and TMA must be bools")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DynamicGemmConfig":
+        return cls(**d)
 
 
 def _regime(m: int) -> str:
@@ -191,13 +201,19 @@ def _config(tile: tuple, M: int, N: int, K: int, num_sms: int, split: int | None
     return DynamicGemmConfig(bm, bn, bk, split, warps, stages, swap, fuse, tma)
 
 
-def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100) -> list[DynamicGemmConfig]:
+def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100, *, group: int | None = None,
+                      codes: bool = False) -> list[DynamicGemmConfig]:
     """A short list for a tuner: each tile of M's regime with its automatic split-K, plus the
     no-split and double-split variants (the TMA GEMM past M = 64: no split). The heuristic's pick comes
-    first."""
+    first. ``codes``: A8W4 on int8 codes (M >= 256) with ``group`` (per-channel codes: int8's list)."""
     _check_kind(kind)
+    if codes and (group is None or group == K):
+        kind, codes = "int8", False
+    if codes and group > _TMA_NARROW[2]:
+        codes = False  # pick_codes_config: the packed words' tiles
+    table = "codes" if codes else _regime(M)
     out = []
-    for tile in _tiles(M, N, K, _regime(M), kind == "a8w4", num_sms):
+    for tile in _tiles(M, N, K, table, kind == "a8w4", num_sms):
         auto = _config(tile, M, N, K, num_sms)
         splits = (1,) if auto.TMA and M > 64 else (auto.SPLIT_K, 1, auto.SPLIT_K * 2)
         for s in splits:
@@ -205,3 +221,36 @@ def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_
             if cfg not in out and (s == 1 or cdiv(K, cfg.BLOCK_K) >= 2 * s):
                 out.append(cfg)
     return out
+
+
+def table_key(M: int, N: int, K: int, kind: str, group: int | None = None, codes: bool = False) -> str:
+    """The tuning-table key of a dynamic GEMM launch: the kind ("a8w4-codes" for A8W4 on int8 codes
+    unpacked per call, M >= 256), the group ("pc" for per-channel and A8W8), K, N and M's bucket
+    (configs.m_bucket). The activation dtype is not part of it: it only changes the epilogue's store.
+    Weight-only keys start with the bit width ("4b/..."), so both live in one file."""
+    group_name = "pc" if group is None or group == K or kind != "a8w4" else str(group)
+    return f"{kind}{'-codes' if codes else ''}/g{group_name}/k{K}/n{N}/m{m_bucket(M)}"
+
+
+_CHOSEN = PlanCache()  # (M, N, K, kind, group, codes, device, SMs) -> config; configs.clear_caches empties it
+register_derived_cache(_CHOSEN)
+
+
+def choose_config(M: int, N: int, K: int, kind: str, group: int | None = None, codes: bool = False,
+                  device_name: str = "", num_sms: int = NUM_SMS_H100) -> DynamicGemmConfig:
+    """The GEMM launch for one call: the user's tuning cache, then the table shipped for this GPU, then the
+    heuristic (``pick_codes_config`` for A8W4 codes with groups, ``pick_config`` otherwise, per-channel
+    codes as int8). Only the GEMM's launch is looked up: which route a call takes (the GEMV, A8W4's mma
+    kernel, torch._scaled_mm, the GEMM) stays the dispatcher's rule."""
+    call = (M, N, K, kind, group, codes, device_name, num_sms)
+    config = _CHOSEN.get(call)
+    if config is None:
+        entries = tuned_entries(table_key(M, N, K, kind, group, codes), device_name) if device_name else []
+        if entries:
+            config = DynamicGemmConfig.from_dict(entries[0])
+        elif codes and group is not None and group != K:
+            config = pick_codes_config(M, N, K, group, num_sms)
+        else:
+            config = pick_config(M, N, K, "int8" if codes else kind, num_sms)
+        _CHOSEN.keep(call, config)
+    return config

@@ -66,12 +66,12 @@ from .act_quant import (
 )
 from .configs import MMA_MAX_M, register_derived_cache
 from .dequant import w4_codes, w4_codes_call
-from .dynamic_configs import DynamicGemmConfig, pick_codes_config, pick_config
+from .dynamic_configs import NUM_SMS_H100, DynamicGemmConfig, choose_config
 from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
 from .dynamic_mma_gemv import dynamic_mma_call, dynamic_mma_gemv
 from .dynamic_tma_gemm import TmaGemmCall, tma_ready
-from .launch import FastLauncher, KernelCall, PlanCache, cdiv, tensor_key
+from .launch import FastLauncher, KernelCall, PlanCache, cdiv, device_facts, tensor_key
 from .pdl import pdl_for
 from .reduce import tile_coordinates
 
@@ -90,6 +90,14 @@ SCALED_MM_OUT_DTYPES = (torch.float16, torch.bfloat16)
 # N-major words into a transposed tile ran 1.3-2.3x slower than unpack + GEMM at M = 256..4096 on the H100;
 # at M = 64 the W4 path was faster on three of four Llama shapes (test/kernels/gpu_probe_a8w4_dense.py).
 A8W4_CODES_MIN_M = 256
+
+
+def default_config(m: int, n: int, k: int, kind: str, device: torch.device, group: int | None = None,
+                   codes: bool = False) -> DynamicGemmConfig:
+    """The GEMM launch when none is asked for: tuned tables, then the heuristic
+    (dynamic_configs.choose_config) for this GPU; on the CPU (Triton's interpreter) the H100 heuristic."""
+    name, sms = device_facts(device)
+    return choose_config(m, n, k, kind, group, codes, name, sms if device.type == "cuda" else NUM_SMS_H100)
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,14 +410,15 @@ def dynamic_gemm(xq: torch.Tensor, x_scale: torch.Tensor, weight_q: torch.Tensor
     """A8W8 GEMM on quantized inputs: (xq @ weight_q.T) * x_scale * weight_scale.T + bias -> [M, N].
 
     xq int8 or float8_e4m3fn [M, K] (any strides), x_scale fp32 [M] or [M, 1]; weight_q the same
-    dtype, [N, K]; weight_scale fp32 [N] or [N, 1]; bias [N] or None; config None -> pick_config.
+    dtype, [N, K]; weight_scale fp32 [N] or [N, 1]; bias [N] or None; config None -> the tuned
+    tables, then the heuristic (default_config).
     """
     m, k = _check_act(xq, x_scale, (torch.int8, FP8_DTYPE))
     fp8 = xq.dtype == FP8_DTYPE
     n = _check_a8w8_weight(weight_q, weight_scale, bias, k, xq.dtype)
     _check_same_device(xq, "xq", x_scale=x_scale, weight_q=weight_q, weight_scale=weight_scale, bias=bias, out=out)
     out = _check_out(out, m, n, out_dtype, xq.device)
-    config = config or pick_config(m, n, k, "fp8" if fp8 else "int8")
+    config = config or default_config(m, n, k, "fp8" if fp8 else "int8", xq.device)
     w_scale = weight_scale.reshape(n)
     return _launch(xq, x_scale, weight_q, w_scale, 0, w_scale.stride(0), bias, out, n, k, config,
                    fp8=fp8, w4=False, group_k=0)
@@ -427,9 +436,7 @@ def a8w4_gemm(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scal
     out = _check_out(out, m, n, out_dtype, xq.device)
     codes = _codes_route(m, config, qdata)
     per_channel = group == k
-    if config is None and codes:  # per-channel codes are an A8W8 int8 GEMM
-        config = pick_config(m, n, k, "int8") if per_channel else pick_codes_config(m, n, k, group)
-    config = config or pick_config(m, n, k, "a8w4")
+    config = config or default_config(m, n, k, "a8w4", xq.device, group, codes)
     return _launch(xq, x_scale, w4_codes(qdata) if codes else qdata, scale, 0 if per_channel else scale.stride(0),
                    scale.stride(1), bias, out, n, k, config, fp8=False, w4=not codes,
                    group_k=0 if per_channel else group)
@@ -504,9 +511,12 @@ class DynamicPlan:
     tensor-core GEMM, or for A8W4 at large M the GEMM on int8 codes unpacked per call) with its launch
     and split-K reduction, decided once from a validated call, so that a replayed call costs its
     allocations and launches. kind: "int8", "fp8" or "a8w4"; ``weight`` / ``w_scale`` are weight_q /
-    weight_scale (A8W8) or qdata / scale (A8W4); ``group`` is A8W4's group (K for per-channel)."""
+    weight_scale (A8W8) or qdata / scale (A8W4); ``group`` is A8W4's group (K for per-channel). A ``config``
+    (the tuner's candidates, tuning.tune_dynamic) runs the GEMM route with it: on A8W4's int8 codes where
+    the call would use them (M >= A8W4_CODES_MIN_M), else on the packed words."""
 
-    def __init__(self, kind: str, x, weight, w_scale, bias, k: int, n: int, group: int | None):
+    def __init__(self, kind: str, x, weight, w_scale, bias, k: int, n: int, group: int | None,
+                 config: DynamicGemmConfig | None = None):
         self.kind, self.k, self.n, self.dtype = kind, k, n, x.dtype
         self.lead, self.flatten = tuple(x.shape[:-1]), x.dim() != 2
         self.guard = x.get_device() if x.is_cuda and x.get_device() != torch.cuda.current_device() else None
@@ -517,7 +527,7 @@ class DynamicPlan:
         self.fix_scale = False
         self.main = self.reduce = None
         self.split = 1
-        self.route = "empty" if m == 0 or n == 0 else self._route(x, weight, w_scale, group)
+        self.route = "empty" if m == 0 or n == 0 else self._route(x, weight, w_scale, group, config)
         if self.route in ("empty", "fused"):
             return
         x2 = x.reshape(m, k)  # what every call's reshape gives: the same view, or a contiguous copy
@@ -567,20 +577,21 @@ class DynamicPlan:
             self.reduce = reduce_splits_call(self.split, m, n, stride_bs_n, (n, 1), has_bias, not b_scale_applied,
                                              pdl)
 
-    def _route(self, x, weight, w_scale, group) -> str:
+    def _route(self, x, weight, w_scale, group, config) -> str:
         m, n, k = self.m, self.n, self.k
-        if self.kind == "a8w4":
-            if _mma_route(m, None, weight):
+        codes = self.kind == "a8w4" and _codes_route(m, None, weight)
+        if config is None:
+            if self.kind == "a8w4" and _mma_route(m, None, weight):
                 return "mma"
-            if _codes_route(m, None, weight):  # per-channel codes are an A8W8 int8 GEMM
-                self.config = pick_config(m, n, k, "int8") if group == k else pick_codes_config(m, n, k, group)
-                return "codes"
-        elif _scaled_mm_route(m, n, x, self.qdtype, None):
-            return "scaled_mm"
-        elif _gemv_route(m, None, weight):
-            return "gemv"
-        self.config = pick_config(m, n, k, self.kind)
-        return "fused" if self.config.FUSE_ACT else "gemm"  # no heuristic picks the fused prologue
+            if self.kind == "fp8" and _scaled_mm_route(m, n, x, self.qdtype, None):
+                return "scaled_mm"
+            if self.kind != "a8w4" and _gemv_route(m, None, weight):
+                return "gemv"
+            config = default_config(m, n, k, self.kind, x.device, group, codes)
+        self.config = config
+        if codes:
+            return "codes"
+        return "fused" if config.FUSE_ACT else "gemm"  # no heuristic picks the fused prologue
 
     def __call__(self, x, weight, w_scale, bias) -> torch.Tensor:
         if self.guard is not None:
@@ -675,7 +686,7 @@ def _a8w8_linear(x, weight_q, weight_scale, bias, config, out, qdtype):
         xq, x_scale = quantize_per_token(x2, qdtype)
         dynamic_gemv(xq, x_scale, weight_q, w_scale, bias, y, n, k)
         return y.view(*x.shape[:-1], n)
-    config = config or pick_config(m, n, k, "fp8" if fp8 else "int8")
+    config = config or default_config(m, n, k, "fp8" if fp8 else "int8", x.device)
     if config.FUSE_ACT:
         x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
         _launch(x2, x_scale, weight_q, w_scale, 0, w_scale.stride(0), bias, y, n, k, config,
@@ -723,7 +734,7 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
         xq, x_scale = quantize_per_token(x2, torch.int8)
         dynamic_mma_gemv(xq, x_scale, qdata, scale, scale.stride(0), bias, y, n, k, 0 if per_channel else group)
         return y.view(*x.shape[:-1], n)
-    chosen = config or pick_config(m, n, k, "a8w4")
+    chosen = config or default_config(m, n, k, "a8w4", x.device, group)
     if chosen.FUSE_ACT:
         y = _check_out(out2, m, n, x.dtype, x.device)
         x_scale = torch.empty(m, dtype=torch.float32, device=x.device)

@@ -131,6 +131,22 @@ def tensor_key(t: torch.Tensor | None) -> tuple | None:
     return t.dtype, t.shape, t.stride(), t.data_ptr() & 15, t.get_device()
 
 
+_DEVICE_FACTS: dict = {}
+
+
+def device_facts(device: torch.device) -> tuple[str, int]:
+    """(GPU model name, SM count) of a CUDA device, the keys of the tuning tables; ("cpu-interpreter", 4)
+    for a CPU device (Triton's interpreter). Read once a device."""
+    key = (device.type, device.index)
+    if key not in _DEVICE_FACTS:
+        if device.type != "cuda":
+            _DEVICE_FACTS[key] = ("cpu-interpreter", 4)
+        else:
+            props = torch.cuda.get_device_properties(device)
+            _DEVICE_FACTS[key] = (props.name, props.multi_processor_count)
+    return _DEVICE_FACTS[key]
+
+
 class PlanCache(dict):
     """Launch plans by call key (dispatch.py, dynamic_gemm.py), built on a key's first call and
     replayed after; never invalidated by the tensors' values. Bounded: a prefill that sees many
