@@ -146,6 +146,33 @@ def test_gemm_16bit_and_fp32_dequantization(bits, symmetric, group):
         assert torch.equal(_run(qw, x, b, swapped), _run(qw, x, b, replace(swapped, half_mac=False)))
 
 
+@pytest.mark.parametrize("bits,symmetric,group", [(8, True, None), (4, False, 128), (4, False, 32), (2, False, 64),
+                                                  (1, True, None)])
+@pytest.mark.parametrize("split_k,swap_ab", [(1, False), (3, False), (2, True)])
+def test_gemm_tma_loads(bits, symmetric, group, split_k, swap_ab):
+    """x and the words through TMA descriptors (zero-filled past M, N and K) give the pointer loads'
+    result: ragged M and N, a K that is not a multiple of the step, splits, swapped operands."""
+    k = 1024 if group else 32 * (32 // bits) + 32
+    qw, x, b = _case(bits, symmetric, group, 37, k, 72, torch.float16)
+    cfg = LaunchConfig("gemm", 32, 64, 4 * (32 // bits) if bits < 8 else 64, split_k=split_k, swap_ab=swap_ab)
+    tma = _run(qw, x, b, replace(cfg, tma=True))
+    _check(qw, x, b, tma)
+    pointer = _run(qw, x, b, cfg)
+    assert torch.equal(tma, pointer) if not CUDA else _rel_err(tma, pointer) < 1e-3
+
+
+def test_gemm_tma_falls_back_to_pointer_loads():
+    """Operands that cannot back a descriptor (x strided along K, words not 16-byte aligned) take the
+    pointer loads with the same tile."""
+    qw, x, b = _case(4, False, 64, 5, 256, 96, torch.float16)
+    cfg = LaunchConfig("gemm", 16, 32, 64, tma=True)
+    x_strided = torch.randn(5, 512, dtype=torch.float16, device=DEVICE)[:, ::2]
+    _check(qw, x_strided, b, _run(qw, x_strided, b, cfg))
+    cols = slice(1, 81)  # a 4-byte offset
+    y = launch_weight_only(x, qw.qdata[:, cols], qw.scale[:, cols], qw.zero[:, cols], None, 4, 64, False, cfg)
+    assert _rel_err(y, reference_linear(x, qw)[:, cols]) < TOLERANCE[torch.float16]
+
+
 @pytest.mark.parametrize("bits,symmetric", [(4, False), (4, True), (8, False), (1, True)])
 def test_gemv_packed_loop_large_activations_do_not_overflow(bits, symmetric):
     """fp16 activations near the top of fp16's range: the 16-bit partial sums stay below max |x|."""

@@ -47,7 +47,8 @@ class LaunchConfig:
     """One kernel choice. kernel: "gemv" (CUDA cores, M <= GEMV_MAX_M), "mma" (the tensor-core decode
     kernel, M < DENSE_MIN_M in 16-row M tiles: 32-column warps, block_n // 32 of them along N and the rest
     of num_warps along K; block_m unused), "gemm" (tensor cores, dequantized in registers) or "dense"
-    (dequantize to a dense matrix, then cuBLAS; block sizes unused)."""
+    (dequantize to a dense matrix, then cuBLAS; block sizes unused). ``tma``: the gemm loads x and the
+    words through TMA descriptors where both can back one (dispatch.tma_operands), else pointer loads."""
 
     kernel: str
     block_m: int
@@ -59,6 +60,7 @@ class LaunchConfig:
     swap_ab: bool = False
     group_m: int = 8
     half_mac: bool = True  # packed 16-bit arithmetic where the format allows it (half2.py)
+    tma: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..formats import ACTIVATION_DTYPES, FLOAT_WEIGHT_DTYPES, PackedFormat, codes_per_word, symmetric_zero
 from .configs import LaunchConfig, choose_config, heuristic_config, mma_supported, register_derived_cache
@@ -33,6 +34,13 @@ _MMA_GEMV = FastLauncher(mma_gemv_kernel)
 def mma_gemv_supported(bits: int, dtype: torch.dtype) -> bool:
     """configs.mma_supported, and fp16 only under Triton's interpreter (it computes bf16 wrongly)."""
     return mma_supported(bits, str(dtype)[6:]) and (not _INTERPRETED or dtype == torch.float16)
+
+
+def tma_operands(x2: torch.Tensor, qdata: torch.Tensor) -> bool:
+    """Whether x [M, K] and the words [K / E, N] can back the gemm's TMA descriptors: unit inner stride,
+    16-byte aligned bases and row strides."""
+    return all(t.stride(1) == 1 and (t.stride(0) * t.element_size()) % 16 == 0 and t.data_ptr() % 16 == 0
+               for t in (x2, qdata))
 
 
 def check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric) -> None:
@@ -104,7 +112,7 @@ class WeightOnlyPlan:
         qdata, scale, zero, bias = operands
         self.format = (bits, group_size, symmetric)
         self.kernel = self.reduce = None
-        self.copy_x, self.split = False, 1
+        self.copy_x, self.split, self.tma_blocks = False, 1, None
         if m == 0 or config.kernel == "dense":
             return
         out_stride = n if out is None else out.stride(0)
@@ -168,7 +176,10 @@ class WeightOnlyPlan:
                         PF=pairs_per_flush(bits), KSHIFT=pair_kshift(bits), EMULATE=_INTERPRETED)
             self.kernel = KernelCall(_GEMV, grid, ints, meta)
         else:
-            meta.update(GROUP_M=c.group_m, SWAP_AB=c.swap_ab, HALF=half, EMULATE=_INTERPRETED)
+            tma = c.tma and tma_operands(x2, qdata)
+            if tma:  # the descriptors' blocks: x [BM, BK], words [BK / E, BN]
+                self.tma_blocks = ([c.block_m, c.block_k], [c.block_k // codes_per_word(bits), c.block_n])
+            meta.update(GROUP_M=c.group_m, SWAP_AB=c.swap_ab, HALF=half, EMULATE=_INTERPRETED, TMA=tma)
             self.kernel = KernelCall(_GEMM, grid, ints, meta)
 
     def __call__(self, x, qdata, scale, zero, bias, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -193,6 +204,9 @@ class WeightOnlyPlan:
                 if self.copy_x:
                     x2 = x2.clone(memory_format=torch.contiguous_format)
                 ws = torch.empty((self.split, m, n), dtype=torch.float32, device=x.device) if self.split > 1 else out
+                if self.tma_blocks is not None:  # built per call: x is a new tensor each time
+                    x2 = TensorDescriptor.from_tensor(x2, self.tma_blocks[0])
+                    qdata = TensorDescriptor.from_tensor(qdata, self.tma_blocks[1])
                 self.kernel((x2, qdata, scale, zero if zero is not None else scale,
                              bias if bias is not None else scale, out, ws))
                 if self.reduce is not None:

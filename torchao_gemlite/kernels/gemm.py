@@ -12,6 +12,10 @@ Dequantization: with HALF (the default where half2.py supports the format, never
 SWAP_AB), half2.dequant_codes in 16-bit arithmetic, 4 instructions a pair of codes for fp16:
 the kernel ran 1.1-1.3x faster at M = 8..128 on the H100 (SASS loop of a 16x128 tile: 883 ->
 548 instructions a step). Otherwise unpack.py's fp32 bit trick and one FMA a code.
+With TMA, x and the words come through host-built TMA descriptors (one bulk copy a tile, zero-filled
+past M, N and K, no masks or address arithmetic in the loop) instead of per-thread cp.async copies; the
+scales stay pointer loads. H100 probe (test/kernels/gpu_probe_tma_weight_gemm.py, 4-bit g128, M = 256..4096):
+1.14-1.38x the pointer loads with the same tiles.
 SWAP_AB computes W^T x^T so that for small M the weight is the MMA's large operand (and its
 register operand) and the batch the small one; with the 16-bit dequantization that register
 operand gave intermittently wrong results (dispatch.py), so swapped tiles dequantize in fp32.
@@ -34,8 +38,8 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
                 BITS: tl.constexpr, GROUP_K: tl.constexpr, SYMMETRIC: tl.constexpr, SYM_ZERO: tl.constexpr,
                 HAS_BIAS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                 USE_WORKSPACE: tl.constexpr, NUM_STAGES: tl.constexpr, GROUP_M: tl.constexpr, SWAP_AB: tl.constexpr,
-                HALF: tl.constexpr, EMULATE: tl.constexpr):
-    # GROUP_K: the group size, 0 for per-channel scales
+                HALF: tl.constexpr, EMULATE: tl.constexpr, TMA: tl.constexpr = False):
+    # GROUP_K: the group size, 0 for per-channel scales; TMA: x_ptr and w_ptr are TMA descriptors
     E: tl.constexpr = 32 // BITS
     BLOCK_KW: tl.constexpr = BLOCK_K // E
     pid_m, pid_n = tile_coordinates(tl.program_id(0), M, N, BLOCK_M, BLOCK_N, GROUP_M)
@@ -46,7 +50,7 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
     m_m = o_m < M
     m_n = o_n < N
     k_words = K // E
-    dot_dtype = x_ptr.dtype.element_ty
+    dot_dtype = out_ptr.dtype.element_ty  # x's dtype
 
     if SWAP_AB:
         acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
@@ -56,7 +60,10 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
     for t in tl.range(pid_k * tiles_per_split, t_end, num_stages=NUM_STAGES):
         o_kw = t * BLOCK_KW + tl.arange(0, BLOCK_KW)
         m_w = (o_kw[:, None] < k_words) & m_n[None, :]
-        b_words = tl.load(w_ptr + o_kw[:, None] * stride_wk + o_n[None, :], mask=m_w, other=0)  # [BKW, BN]
+        if TMA:
+            b_words = w_ptr.load([t * BLOCK_KW, pid_n * BLOCK_N])  # [BKW, BN]
+        else:
+            b_words = tl.load(w_ptr + o_kw[:, None] * stride_wk + o_n[None, :], mask=m_w, other=0)  # [BKW, BN]
         if GROUP_K == 0:  # per-channel
             mul, add = group_mul_add(scale_ptr, zero_ptr, o_n[None, :], m_n[None, :], SYMMETRIC, SYM_ZERO, BITS)
         elif GROUP_K % BLOCK_K != 0:  # the step spans several groups: one scale row per word row
@@ -78,9 +85,12 @@ def gemm_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr,
         else:
             f = all_slots_as_float(b_words, BITS)  # [BKW, E, BN]
             b_w = tl.reshape((f * mul[:, None, :] + add[:, None, :]).to(dot_dtype), (BLOCK_K, BLOCK_N))
-        o_k = t * BLOCK_K + tl.arange(0, BLOCK_K)
-        b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,
-                      mask=m_m[:, None] & (o_k[None, :] < K), other=0.0)  # [BM, BK]
+        if TMA:
+            b_x = x_ptr.load([pid_m * BLOCK_M, t * BLOCK_K])  # [BM, BK]
+        else:
+            o_k = t * BLOCK_K + tl.arange(0, BLOCK_K)
+            b_x = tl.load(x_ptr + o_m[:, None] * stride_xm + o_k[None, :] * stride_xk,
+                          mask=m_m[:, None] & (o_k[None, :] < K), other=0.0)  # [BM, BK]
         if SWAP_AB:
             acc = tl.dot(tl.trans(b_w), tl.trans(b_x), acc)  # [BN, BK] @ [BK, BM] -> [BN, BM]
         else:
