@@ -12,8 +12,10 @@ from dataclasses import replace
 import pytest
 import torch
 
+from torchao_gemlite.kernels import configs
 from torchao_gemlite.kernels.configs import LaunchConfig, heuristic_config, mma_supported
 from torchao_gemlite.kernels.dispatch import launch_weight_only, weight_only_linear
+from torchao_gemlite.kernels.launch import device_facts
 from torchao_gemlite.formats import PackedFormat
 from torchao_gemlite.quant import QuantizedWeight, quantize_weight, reference_linear
 
@@ -159,6 +161,20 @@ def test_gemm_tma_loads(bits, symmetric, group, split_k, swap_ab):
     _check(qw, x, b, tma)
     pointer = _run(qw, x, b, cfg)
     assert torch.equal(tma, pointer) if not CUDA else _rel_err(tma, pointer) < 1e-3
+
+
+@pytest.mark.parametrize("bits,symmetric,group", [(8, True, None), (4, False, 128), (2, False, 64), (1, True, 64)])
+@pytest.mark.parametrize("n_tiles", [1, 2])
+def test_fused_regime_up_to_m_256_matches_reference(bits, symmetric, group, n_tiles):
+    """M = 129..256 on a layer wide enough for 0.9 (n_tiles=1) or 1.5 (2) waves of 128x128 tiles: the
+    dispatcher's tensor-core kernel with TMA loads (ragged M and N) instead of dequantize + cuBLAS."""
+    name, sms = device_facts(torch.device(DEVICE))
+    n = 128 * (sms * n_tiles // 2 - 1) + 8  # sms * n_tiles / 2 column tiles, the last one ragged
+    for dtype in DTYPES:
+        qw, x, b = _case(bits, symmetric, group, 200, 512, n, dtype)
+        cfg = configs.choose_config(200, n, 512, bits, qw.fmt.group_size, str(dtype)[6:], name, sms)
+        assert cfg.kernel == "gemm" and cfg.tma and cfg.num_warps == (8 if n_tiles == 1 else 4)
+        _check(qw, x, b, weight_only_linear(x, qw.qdata, qw.scale, qw.zero, b, bits, qw.fmt.group_size, symmetric))
 
 
 def test_gemm_tma_falls_back_to_pointer_loads():

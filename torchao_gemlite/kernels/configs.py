@@ -31,15 +31,23 @@ MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); 
 # GEMM in geomean over the Llama shapes, fp16 and bf16 alike; 2-bit tied it, 1- and 8-bit lost, and from M = 48
 # every format lost (test/kernels/gpu_probe_mma_gemv.py, docs/kernels.md)
 MMA_W4_MAX_M = 32
-DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128)
+DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128) ...
+# ... except up to M = 256 where 128x128 tiles make at least 0.9 of a wave: there the tensor-core kernel with TMA
+# loads beat dequantize + cuBLAS (H100, test/kernels/gpu_probe_gemm_tma.py, 4/8/2-bit: 4096x14336 M = 256
+# 80-85 against 103-118 us, 8192x8192 92-108 against 115-132 us; with 64 tiles, N = 4096, dense won 1.5-1.7x).
+# Past 1.5 waves 64-code steps with 4 warps, else 128-code steps with 8 warps (each won its regime on every format).
+FUSED_MAX_M = 256
+FUSED_MIN_WAVES = 0.9
+FUSED_TILES = {"waves": (128, 128, 64, 4, 4), "one_wave": (128, 128, 128, 8, 3)}
+TMA_MIN_M = 33  # the tensor-core kernel loads x and the words through TMA descriptors from here (measured M >= 64)
 
 
 # Tensor-core tile by M bucket: (block_m, block_n, block_k, warps, stages), the H100 probe's best
 # tiles with 16-bit dequantization on the four Llama shapes (docs/kernels.md); at M = 128 a 64-code
-# step with 8 warps and 4 stages. All plain (not swapped): swapped operands run the fp32
+# step with 4 warps and 4 stages (with TMA loads: 1-5% faster than 8 warps on the Llama shapes, 4/8/2-bit). All plain (not swapped): swapped operands run the fp32
 # dequantization (see dispatch.py), and the plain tiles with 16-bit dequantization matched or beat them.
 GEMM_TILES = {8: (16, 256, 128, 8, 3), 16: (16, 256, 128, 8, 3), 32: (32, 128, 128, 4, 3),
-              64: (64, 128, 128, 4, 3), 128: (128, 128, 64, 8, 4)}
+              64: (64, 128, 128, 4, 3), 128: (128, 128, 64, 4, 4)}
 
 
 @dataclass(frozen=True)
@@ -214,7 +222,12 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     if m < DENSE_MIN_M:  # H100 probe (test/kernels/gpu_probe_gemm.py), 16-bit dequantization throughout
         block_m, block_n, block_k, warps, stages = GEMM_TILES[min(m_bucket(m), 128)]
         split = _fill_split(-(-n // block_n) * -(-m // block_m), -(-k // block_k), sm_count)
-        return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=warps, num_stages=stages)
+        return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=warps, num_stages=stages,
+                            tma=m >= TMA_MIN_M)
+    waves = -(-m // 128) * -(-n // 128) / sm_count
+    if m <= FUSED_MAX_M and waves >= FUSED_MIN_WAVES:
+        block_m, block_n, block_k, warps, stages = FUSED_TILES["waves" if waves >= 1.5 else "one_wave"]
+        return LaunchConfig("gemm", block_m, block_n, block_k, 1, num_warps=warps, num_stages=stages, tma=True)
     return LaunchConfig("dense", 0, 0, 0)
 
 

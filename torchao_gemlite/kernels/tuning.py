@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..quant import quantize_weight
 from .configs import (
+    FUSED_TILES,
     GEMM_TILES,
     MMA_TILE_M,
     MMA_W4_MAX_M,
@@ -103,15 +104,18 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
             bk = rows * per_word
             for split in _splits(-(-n // bn), -(-k // bk), sm_count):
                 out.append(replace(base, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages))
-    if 2 < m <= 256:  # the tensor-core tiles of M's bucket and its neighbours (H100 probe), plain and swapped
+    if 2 < m <= 256:  # the tensor-core tiles of M's bucket and its neighbours (H100 probe): plain with pointer
+        # and TMA loads, swapped (pointer loads); past M = 128 also the fused tiles of the dense regime
         bucket = min(m_bucket(m), 128)
         tiles = {GEMM_TILES[b] for b in (bucket // 2, bucket, bucket * 2) if b in GEMM_TILES}
+        if m > 128:
+            tiles |= set(FUSED_TILES.values())
         for block_m, bn, bk, warps, stages in sorted(tiles):
             bk = max(bk, per_word)
             for split in _splits(-(-n // bn) * -(-m // block_m), -(-k // bk), sm_count)[:2]:
-                for swap in (False, True):
+                for swap, tma in ((False, False), (False, True), (True, False)):
                     out.append(LaunchConfig("gemm", block_m, bn, bk, split, num_warps=warps, num_stages=stages,
-                                            swap_ab=swap))
+                                            swap_ab=swap, tma=tma))
     if m >= 64:
         out.append(LaunchConfig("dense", 0, 0, 0))
     return _unique(out)
