@@ -6,7 +6,7 @@ medium batches.
 
 For each format, shape and M (time in us per call, CUDA-graph replay over weight copies that exceed the
 L2 cache): the heuristic's launch, the same launch with tma=True, and a few more tiles (both loads, the
-heuristic's K split and none); from M = 129 also the dense route. Each output is compared with the
+heuristic's K split, none and those of --splits); from M = 129 also the dense route. Each output is compared with the
 pointer launch of the same tile (relative error) and the fp32 reference. Writes OUT/gemm_tma.log and
 OUT/gemm_tma.json; prints a table of the best pointer and best TMA launch per case.
 """
@@ -41,10 +41,12 @@ def main() -> None:
     ap.add_argument("--m", default="32,64,128,256")
     ap.add_argument("--formats", default="w4g128,w4g128-bf16,w8pc,w2g64,w1g64")
     ap.add_argument("--shapes", default="4096x4096,4096x14336,14336x4096,8192x8192")
+    ap.add_argument("--splits", default="", help="more K splits to try for every tile, e.g. 2,4")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     log = open(os.path.join(args.out, "gemm_tma.log"), "w")
     sms = torch.cuda.get_device_properties(0).multi_processor_count
+    extra_splits = [int(s) for s in args.splits.split(",") if s]
 
     def say(text):
         print(text, flush=True)
@@ -68,7 +70,7 @@ def main() -> None:
                     heur = LaunchConfig("gemm", bm, bn, bk, 1, num_warps=w, num_stages=s)
                 bases = [heur] + [LaunchConfig("gemm", bm, bn, bk, sp, num_warps=w, num_stages=s)
                                   for bm, bn, bk, w, s in EXTRA_TILES.get(min(m_bucket(m), 256), [])
-                                  for sp in dict.fromkeys((heur.split_k, 1))]
+                                  for sp in dict.fromkeys((heur.split_k, 1, *extra_splits))]
                 row = dict(fmt=fmt, k=k, n=n, m=m, variants={})
                 row["fp16_us"] = graph_time_us([lambda d=d: F.linear(x, d) for d in dense], replays=20)
 

@@ -28,7 +28,8 @@ def test_buckets_and_keys():
 
 
 @pytest.mark.parametrize("m,kernel", [(1, "gemv"), (2, "gemv"), (3, "mma"), (8, "mma"), (16, "mma"), (17, "mma"), (32, "mma"),
-                                      (33, "gemm"), (64, "gemm"), (128, "gemm"), (129, "dense"), (4096, "dense")])
+                                      (33, "gemm"), (64, "gemm"), (128, "gemm"), (129, "gemm"), (256, "gemm"),
+                                      (257, "dense"), (4096, "dense")])
 def test_heuristic_regimes(m, kernel):
     assert heuristic_config(m, 4096, 4096, 4, 128).kernel == kernel
 
@@ -104,22 +105,23 @@ def test_heuristic_reproduces_the_h100_winners():
     assert {m: (c.block_m, c.block_n, c.block_k, c.num_warps, c.num_stages, c.swap_ab, c.half_mac, c.tma)
             for m, c in tiles.items()} == {9: (16, 256, 128, 8, 3, False, True, False),
                                           16: (16, 256, 128, 8, 3, False, True, False),
-                                          17: (32, 128, 128, 4, 3, False, True, False),
+                                          17: (64, 128, 128, 4, 3, False, True, True),
                                           64: (64, 128, 128, 4, 3, False, True, True),
                                           128: (128, 128, 64, 4, 4, False, True, True)}
 
 
-def test_the_fused_kernel_takes_wide_layers_up_to_m_256():
-    """From M = 129 dequantize + cuBLAS, except up to M = 256 where 128x128 tiles fill 0.9 of a wave: the
-    tensor-core kernel with TMA loads, 64-code steps and 4 warps past 1.5 waves, else 128-code steps and
-    8 warps (the H100 probe, docs/kernels.md)."""
+def test_the_fused_kernel_takes_m_up_to_256():
+    """From M = 129 dequantize + cuBLAS, except up to M = 256 where 128x128 tiles make 0.45 of a wave: the
+    tensor-core kernel with TMA loads; 64-code steps and 4 warps from 1.5 waves, 128-code steps and 8 warps
+    from 0.9, and below that a K split to 1.5 waves (the H100 probe, docs/kernels.md)."""
     def tile(m, k, n):
         c = heuristic_config(m, n, k, 4, 128, 132)
         return c.kernel if c.kernel == "dense" else (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k, c.tma)
     assert tile(256, 4096, 14336) == (128, 128, 64, 4, 1, True)  # 224 tiles
     assert tile(256, 8192, 8192) == (128, 128, 128, 8, 1, True)  # 128 tiles
     assert tile(200, 8192, 8192) == (128, 128, 128, 8, 1, True)
-    assert tile(256, 4096, 4096) == tile(256, 14336, 4096) == "dense"  # 64 tiles
+    assert tile(256, 4096, 4096) == tile(256, 14336, 4096) == (128, 128, 64, 4, 4, True)  # 64 tiles
+    assert tile(256, 4096, 1024) == "dense"  # 16 tiles
     assert tile(257, 4096, 14336) == tile(1024, 8192, 8192) == "dense"
 
 

@@ -164,16 +164,17 @@ def test_gemm_tma_loads(bits, symmetric, group, split_k, swap_ab):
 
 
 @pytest.mark.parametrize("bits,symmetric,group", [(8, True, None), (4, False, 128), (2, False, 64), (1, True, 64)])
-@pytest.mark.parametrize("n_tiles", [1, 2])
-def test_fused_regime_up_to_m_256_matches_reference(bits, symmetric, group, n_tiles):
-    """M = 129..256 on a layer wide enough for 0.9 (n_tiles=1) or 1.5 (2) waves of 128x128 tiles: the
-    dispatcher's tensor-core kernel with TMA loads (ragged M and N) instead of dequantize + cuBLAS."""
+@pytest.mark.parametrize("waves", [0.5, 1, 2])
+def test_fused_regime_up_to_m_256_matches_reference(bits, symmetric, group, waves):
+    """M = 129..256 on layers of half a wave of 128x128 tiles (a K split), one wave (8 warps) and two (4 warps):
+    the dispatcher's tensor-core kernel with TMA loads (ragged M and N) instead of dequantize + cuBLAS."""
     name, sms = device_facts(torch.device(DEVICE))
-    n = 128 * (sms * n_tiles // 2 - 1) + 8  # sms * n_tiles / 2 column tiles, the last one ragged
+    n = 128 * (round(sms * waves / 2) - 1) + 40  # sms * waves / 2 column tiles (two row tiles), the last ragged
     for dtype in DTYPES:
         qw, x, b = _case(bits, symmetric, group, 200, 512, n, dtype)
         cfg = configs.choose_config(200, n, 512, bits, qw.fmt.group_size, str(dtype)[6:], name, sms)
-        assert cfg.kernel == "gemm" and cfg.tma and cfg.num_warps == (8 if n_tiles == 1 else 4)
+        assert cfg.kernel == "gemm" and cfg.tma and cfg.num_warps == (8 if waves == 1 else 4)
+        assert (cfg.split_k > 1) == (waves < 1)
         _check(qw, x, b, weight_only_linear(x, qw.qdata, qw.scale, qw.zero, b, bits, qw.fmt.group_size, symmetric))
 
 

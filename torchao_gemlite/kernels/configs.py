@@ -31,22 +31,28 @@ MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); 
 # GEMM in geomean over the Llama shapes, fp16 and bf16 alike; 2-bit tied it, 1- and 8-bit lost, and from M = 48
 # every format lost (test/kernels/gpu_probe_mma_gemv.py, docs/kernels.md)
 MMA_W4_MAX_M = 32
-DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS (H100: the tensor-core kernel wins up to M = 128) ...
-# ... except up to M = 256 where 128x128 tiles make at least 0.9 of a wave: there the tensor-core kernel with TMA
-# loads beat dequantize + cuBLAS (H100, test/kernels/gpu_probe_gemm_tma.py, 4/8/2-bit: 4096x14336 M = 256
-# 80-85 against 103-118 us, 8192x8192 92-108 against 115-132 us; with 64 tiles, N = 4096, dense won 1.5-1.7x).
-# Past 1.5 waves 64-code steps with 4 warps, else 128-code steps with 8 warps (each won its regime on every format).
+DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS, except up to FUSED_MAX_M on layers of enough 128x128 tiles
+# M = 129..256: the tensor-core kernel with TMA loads and 128x128 tiles beat dequantize + cuBLAS on the four Llama
+# shapes (H100, test/kernels/gpu_probe_gemm_tma.py, 4/8/2-bit, M = 192 / 256): 4096x14336 80-85 against 103-118 us
+# (1.5 waves of tiles or more: 64-code steps, 4 warps), 8192x8192 92-108 against 115-132 us (0.9-1.5 waves:
+# 128-code steps, 8 warps), and with fewer tiles (N = 4096) with a K split to 1.5 waves (split 4; 2 and 3 were
+# slower) 14336x4096 79-80 against 111-138 us, 4096x4096 28-30 against 30-34 us. Layers of fewer than 0.45 of
+# a wave of tiles (not measured) keep the dense route.
 FUSED_MAX_M = 256
-FUSED_MIN_WAVES = 0.9
+FUSED_MIN_WAVES = 0.45
 FUSED_TILES = {"waves": (128, 128, 64, 4, 4), "one_wave": (128, 128, 128, 8, 3)}
-TMA_MIN_M = 33  # the tensor-core kernel loads x and the words through TMA descriptors from here (measured M >= 64)
+# the tensor-core kernel loads x and the words through TMA descriptors from here: same-run harness A/B (four
+# Llama shapes, fp16 / bf16) 1.03-1.13x at M = 64, 1.07-1.67x at M = 128; at M = 24 / 32 with the 64x128 tile
+# 1.0-1.15x (8-bit most)
+TMA_MIN_M = 17
 
 
 # Tensor-core tile by M bucket: (block_m, block_n, block_k, warps, stages), the H100 probe's best
 # tiles with 16-bit dequantization on the four Llama shapes (docs/kernels.md); at M = 128 a 64-code
-# step with 4 warps and 4 stages (with TMA loads: 1-5% faster than 8 warps on the Llama shapes, 4/8/2-bit). All plain (not swapped): swapped operands run the fp32
+# step with 4 warps and 4 stages (with TMA loads: 1-5% faster than 8 warps on the Llama shapes, 4/8/2-bit);
+# M = 17..32 takes M = 64's 64x128 tile (with TMA loads 1.06-1.13x the 32x128 tile in geomean, every format). All plain (not swapped): swapped operands run the fp32
 # dequantization (see dispatch.py), and the plain tiles with 16-bit dequantization matched or beat them.
-GEMM_TILES = {8: (16, 256, 128, 8, 3), 16: (16, 256, 128, 8, 3), 32: (32, 128, 128, 4, 3),
+GEMM_TILES = {8: (16, 256, 128, 8, 3), 16: (16, 256, 128, 8, 3), 32: (64, 128, 128, 4, 3),
               64: (64, 128, 128, 4, 3), 128: (128, 128, 64, 4, 4)}
 
 
@@ -224,10 +230,12 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
         split = _fill_split(-(-n // block_n) * -(-m // block_m), -(-k // block_k), sm_count)
         return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=warps, num_stages=stages,
                             tma=m >= TMA_MIN_M)
-    waves = -(-m // 128) * -(-n // 128) / sm_count
-    if m <= FUSED_MAX_M and waves >= FUSED_MIN_WAVES:
-        block_m, block_n, block_k, warps, stages = FUSED_TILES["waves" if waves >= 1.5 else "one_wave"]
-        return LaunchConfig("gemm", block_m, block_n, block_k, 1, num_warps=warps, num_stages=stages, tma=True)
+    tiles = -(-m // 128) * -(-n // 128)
+    if m <= FUSED_MAX_M and tiles >= FUSED_MIN_WAVES * sm_count:
+        one_wave = sm_count * 0.9 <= tiles < sm_count * 1.5
+        block_m, block_n, block_k, warps, stages = FUSED_TILES["one_wave" if one_wave else "waves"]
+        split = 1 if tiles >= sm_count * 0.9 else _fill_split(tiles, -(-k // block_k), 1.5 * sm_count)
+        return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=warps, num_stages=stages, tma=True)
     return LaunchConfig("dense", 0, 0, 0)
 
 
