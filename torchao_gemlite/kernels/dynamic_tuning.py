@@ -27,7 +27,7 @@ from ..quant import quantize_rowwise_fp8, quantize_rowwise_int8, quantize_weight
 from .configs import clear_caches, user_cache_path, write_table_atomically
 from .dynamic_configs import KINDS, NUM_SMS_H100, candidate_configs, table_key
 from .dynamic_gemm import DynamicPlan, a8w4_dynamic_linear, fp8_dynamic_linear, int8_dynamic_linear
-from .tuning import L2_ROTATION_BYTES, graph_time_us
+from .tuning import L2_ROTATION_BYTES, graph_time_us, parse_shape
 
 DEFAULT_M = (8, 16, 32, 64, 128, 256, 1024, 4096)
 TUNED_ROUTES = ("gemm", "codes")
@@ -133,14 +133,9 @@ def _fp16_us(m: int, n: int, k: int, dtype) -> float:
     return graph_time_us([lambda w=w: F.linear(x, w) for w in dense])
 
 
-def _shape(text: str) -> tuple[int, int]:
-    k, n = text.lower().split("x")
-    return int(k), int(n)
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shapes", nargs="+", type=_shape, required=True, help="K x N, e.g. 4096x14336")
+    p.add_argument("--shapes", nargs="+", type=parse_shape, required=True, help="K x N, e.g. 4096x14336")
     p.add_argument("--m", nargs="+", type=int, default=list(DEFAULT_M))
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     p.add_argument("--group-size", type=int, default=128, help="A8W4's group, -1 for per-channel")

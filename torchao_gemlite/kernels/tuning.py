@@ -189,14 +189,15 @@ def tune(shapes, m_values=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096), bits: 
     return path
 
 
-def _shape(text: str) -> tuple[int, int]:
+def parse_shape(text: str) -> tuple[int, int]:
+    """'4096x14336' -> (K, N), the command lines' shape argument."""
     k, n = text.lower().split("x")
     return int(k), int(n)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shapes", nargs="+", type=_shape, required=True, help="K x N, e.g. 4096x14336")
+    p.add_argument("--shapes", nargs="+", type=parse_shape, required=True, help="K x N, e.g. 4096x14336")
     p.add_argument("--m", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096])
     p.add_argument("--bits", type=int, default=4)
     p.add_argument("--group-size", type=int, default=128, help="-1 for per-channel")
