@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import re
 from dataclasses import replace
 
 import torch
@@ -42,11 +43,14 @@ def main() -> None:
     ap.add_argument("--formats", default="w4g128,w4g128-bf16,w8pc,w2g64,w1g64")
     ap.add_argument("--shapes", default="4096x4096,4096x14336,14336x4096,8192x8192")
     ap.add_argument("--splits", default="", help="more K splits to try for every tile, e.g. 2,4")
+    ap.add_argument("--tiles", default="", help="tiles instead of EXTRA_TILES, e.g. 256x128x64w8s3,128x128x64w4s4")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     log = open(os.path.join(args.out, "gemm_tma.log"), "w")
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     extra_splits = [int(s) for s in args.splits.split(",") if s]
+    tiles_arg = [tuple(map(int, re.fullmatch(r"(\d+)x(\d+)x(\d+)w(\d+)s(\d+)", t).groups()))
+                 for t in args.tiles.split(",") if t]
 
     def say(text):
         print(text, flush=True)
@@ -69,7 +73,7 @@ def main() -> None:
                     bm, bn, bk, w, s = GEMM_TILES[128]
                     heur = LaunchConfig("gemm", bm, bn, bk, 1, num_warps=w, num_stages=s)
                 bases = [heur] + [LaunchConfig("gemm", bm, bn, bk, sp, num_warps=w, num_stages=s)
-                                  for bm, bn, bk, w, s in EXTRA_TILES.get(min(m_bucket(m), 256), [])
+                                  for bm, bn, bk, w, s in tiles_arg or EXTRA_TILES.get(min(m_bucket(m), 256), [])
                                   for sp in dict.fromkeys((heur.split_k, 1, *extra_splits))]
                 row = dict(fmt=fmt, k=k, n=n, m=m, variants={})
                 row["fp16_us"] = graph_time_us([lambda d=d: F.linear(x, d) for d in dense], replays=20)

@@ -112,15 +112,17 @@ def test_heuristic_reproduces_the_h100_winners():
 
 def test_the_fused_kernel_takes_m_up_to_256():
     """From M = 129 dequantize + cuBLAS, except up to M = 256 where 128x128 tiles make 0.45 of a wave: the
-    tensor-core kernel with TMA loads; 64-code steps and 4 warps from 1.5 waves, 128-code steps and 8 warps
-    from 0.9, and below that a K split to 1.5 waves (the H100 probe, docs/kernels.md)."""
-    def tile(m, k, n):
-        c = heuristic_config(m, n, k, 4, 128, 132)
+    tensor-core kernel with TMA loads, 128x128x64 tiles with a K split to 1.5 waves of programs, for 8-bit
+    codes 256x128x64 tiles with a split to 0.8 of a wave (the H100 probe, docs/kernels.md)."""
+    def tile(m, k, n, bits=4):
+        c = heuristic_config(m, n, k, bits, 128 if bits < 8 else k, 132)
         return c.kernel if c.kernel == "dense" else (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k, c.tma)
     assert tile(256, 4096, 14336) == (128, 128, 64, 4, 1, True)  # 224 tiles
-    assert tile(256, 8192, 8192) == (128, 128, 128, 8, 1, True)  # 128 tiles
-    assert tile(200, 8192, 8192) == (128, 128, 128, 8, 1, True)
+    assert tile(256, 8192, 8192) == tile(200, 8192, 8192) == (128, 128, 64, 4, 2, True)  # 128 tiles
     assert tile(256, 4096, 4096) == tile(256, 14336, 4096) == (128, 128, 64, 4, 4, True)  # 64 tiles
+    assert tile(256, 4096, 14336, 8) == (256, 128, 64, 8, 1, True)  # 112 tiles of 256x128
+    assert tile(256, 8192, 8192, 8) == (256, 128, 64, 8, 2, True)
+    assert tile(256, 4096, 4096, 8) == (256, 128, 64, 8, 4, True)
     assert tile(256, 4096, 1024) == "dense"  # 16 tiles
     assert tile(257, 4096, 14336) == tile(1024, 8192, 8192) == "dense"
 

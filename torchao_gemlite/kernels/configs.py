@@ -32,15 +32,17 @@ MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); 
 # every format lost (test/kernels/gpu_probe_mma_gemv.py, docs/kernels.md)
 MMA_W4_MAX_M = 32
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS, except up to FUSED_MAX_M on layers of enough 128x128 tiles
-# M = 129..256: the tensor-core kernel with TMA loads and 128x128 tiles beat dequantize + cuBLAS on the four Llama
-# shapes (H100, test/kernels/gpu_probe_gemm_tma.py, 4/8/2-bit, M = 192 / 256): 4096x14336 80-85 against 103-118 us
-# (1.5 waves of tiles or more: 64-code steps, 4 warps), 8192x8192 92-108 against 115-132 us (0.9-1.5 waves:
-# 128-code steps, 8 warps), and with fewer tiles (N = 4096) with a K split to 1.5 waves (split 4; 2 and 3 were
-# slower) 14336x4096 79-80 against 111-138 us, 4096x4096 28-30 against 30-34 us. Layers of fewer than 0.45 of
-# a wave of tiles (not measured) keep the dense route.
+# M = 129..256: the tensor-core kernel with TMA loads beat dequantize + cuBLAS on the four Llama shapes (H100,
+# test/kernels/gpu_probe_gemm_tma.py, M = 192 / 256, 4-bit g128 and 8-bit per-channel fp16, tiles x splits):
+# 128x128x64 tiles, 4 warps, a K split to 1.5 waves of programs, 31 / 82 / 82 / 95 us on 4096x4096 / 4096x14336 /
+# 14336x4096 / 8192x8192 for 4-bit against 30 / 107 / 112 / 122 for dense, within 2% of the best launch on each;
+# 8-bit codes: 256x128x64 tiles, 8 warps, a split to 0.8 of a wave, 30 / 75 / 75 / 83 against 34 / 119 / 124 / 132
+# (the 128-row tile: 30 / 88 / 83 / 93). Layers of fewer than 0.45 of a wave of 128x128 tiles (not measured)
+# keep the dense route.
 FUSED_MAX_M = 256
 FUSED_MIN_WAVES = 0.45
-FUSED_TILES = {"waves": (128, 128, 64, 4, 4), "one_wave": (128, 128, 128, 8, 3)}
+FUSED_TILE, FUSED_FILL = (128, 128, 64, 4, 4), 1.5
+FUSED_TILE_8BIT, FUSED_FILL_8BIT = (256, 128, 64, 8, 4), 0.8
 # the tensor-core kernel loads x and the words through TMA descriptors from here: same-run harness A/B (four
 # Llama shapes, fp16 / bf16) 1.03-1.13x at M = 64, 1.07-1.67x at M = 128; at M = 24 / 32 with the 64x128 tile
 # 1.0-1.15x (8-bit most)
@@ -230,11 +232,10 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
         split = _fill_split(-(-n // block_n) * -(-m // block_m), -(-k // block_k), sm_count)
         return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=warps, num_stages=stages,
                             tma=m >= TMA_MIN_M)
-    tiles = -(-m // 128) * -(-n // 128)
-    if m <= FUSED_MAX_M and tiles >= FUSED_MIN_WAVES * sm_count:
-        one_wave = sm_count * 0.9 <= tiles < sm_count * 1.5
-        block_m, block_n, block_k, warps, stages = FUSED_TILES["one_wave" if one_wave else "waves"]
-        split = 1 if tiles >= sm_count * 0.9 else _fill_split(tiles, -(-k // block_k), 1.5 * sm_count)
+    if m <= FUSED_MAX_M and -(-m // 128) * -(-n // 128) >= FUSED_MIN_WAVES * sm_count:
+        (block_m, block_n, block_k, warps, stages), fill = ((FUSED_TILE_8BIT, FUSED_FILL_8BIT) if bits == 8
+                                                            else (FUSED_TILE, FUSED_FILL))
+        split = _fill_split(-(-m // block_m) * -(-n // block_n), -(-k // block_k), fill * sm_count)
         return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=warps, num_stages=stages, tma=True)
     return LaunchConfig("dense", 0, 0, 0)
 

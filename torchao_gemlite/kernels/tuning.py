@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from ..quant import quantize_weight
 from .configs import (
-    FUSED_TILES,
+    FUSED_TILE,
+    FUSED_TILE_8BIT,
     GEMM_TILES,
     MMA_TILE_M,
     MMA_W4_MAX_M,
@@ -109,7 +110,7 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
         bucket = min(m_bucket(m), 128)
         tiles = {GEMM_TILES[b] for b in (bucket // 2, bucket, bucket * 2) if b in GEMM_TILES}
         if m > 128:
-            tiles |= set(FUSED_TILES.values())
+            tiles |= {FUSED_TILE, FUSED_TILE_8BIT}
         for block_m, bn, bk, warps, stages in sorted(tiles):
             bk = max(bk, per_word)
             for split in _splits(-(-n // bn) * -(-m // block_m), -(-k // bk), sm_count)[:2]:
