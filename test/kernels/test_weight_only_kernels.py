@@ -14,7 +14,7 @@ import torch
 
 from torchao_gemlite.kernels import configs
 from torchao_gemlite.kernels.configs import LaunchConfig, heuristic_config, mma_supported
-from torchao_gemlite.kernels.dispatch import launch_weight_only, weight_only_linear
+from torchao_gemlite.kernels.dispatch import WeightOnlyPlan, launch_weight_only, weight_only_linear
 from torchao_gemlite.kernels.launch import device_facts
 from torchao_gemlite.formats import PackedFormat
 from torchao_gemlite.quant import QuantizedWeight, quantize_weight, reference_linear
@@ -157,6 +157,8 @@ def test_gemm_tma_loads(bits, symmetric, group, split_k, swap_ab):
     k = 1024 if group else 32 * (32 // bits) + 32
     qw, x, b = _case(bits, symmetric, group, 37, k, 72, torch.float16)
     cfg = LaunchConfig("gemm", 32, 64, 4 * (32 // bits) if bits < 8 else 64, split_k=split_k, swap_ab=swap_ab)
+    assert WeightOnlyPlan(x, qw.qdata, qw.scale, qw.zero, b, bits, qw.fmt.group_size, symmetric,
+                          replace(cfg, tma=True)).tma_blocks is not None  # the descriptors, not the fallback
     tma = _run(qw, x, b, replace(cfg, tma=True))
     _check(qw, x, b, tma)
     pointer = _run(qw, x, b, cfg)
@@ -185,6 +187,10 @@ def test_gemm_tma_falls_back_to_pointer_loads():
     cfg = LaunchConfig("gemm", 16, 32, 64, tma=True)
     x_strided = torch.randn(5, 512, dtype=torch.float16, device=DEVICE)[:, ::2]
     _check(qw, x_strided, b, _run(qw, x_strided, b, cfg))
+    assert WeightOnlyPlan(x_strided, qw.qdata, qw.scale, qw.zero, b, 4, 64, False, cfg).tma_blocks is None
+    x_expanded = torch.randn(1, 256, dtype=torch.float16, device=DEVICE).expand(5, 256)  # row stride 0
+    assert WeightOnlyPlan(x_expanded, qw.qdata, qw.scale, qw.zero, b, 4, 64, False, cfg).tma_blocks is None
+    _check(qw, x_expanded, b, _run(qw, x_expanded, b, cfg))
     cols = slice(1, 81)  # a 4-byte offset
     y = launch_weight_only(x, qw.qdata[:, cols], qw.scale[:, cols], qw.zero[:, cols], None, 4, 64, False, cfg)
     assert _rel_err(y, reference_linear(x, qw)[:, cols]) < TOLERANCE[torch.float16]
@@ -354,6 +360,8 @@ def _shipped_configs():
     seen = {}
     for path in sorted(TUNED_DIR.glob("*.json")):
         for key, cfg in json.loads(path.read_text())["configs"].items():
+            if not key[0].isdigit():  # a dynamic-activation GEMM's entry ("int8/...", "a8w4-codes/...")
+                continue
             seen.setdefault(json.dumps(cfg, sort_keys=True), (path.name, key, cfg))
     return list(seen.values())
 

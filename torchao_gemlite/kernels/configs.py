@@ -44,16 +44,16 @@ FUSED_MIN_WAVES = 0.45
 FUSED_TILE, FUSED_FILL = (128, 128, 64, 4, 4), 1.5
 FUSED_TILE_8BIT, FUSED_FILL_8BIT = (256, 128, 64, 8, 4), 0.8
 # the tensor-core kernel loads x and the words through TMA descriptors from here: same-run harness A/B (four
-# Llama shapes, fp16 / bf16) 1.03-1.13x at M = 64, 1.07-1.67x at M = 128; at M = 24 / 32 with the 64x128 tile
-# 1.0-1.15x (8-bit most)
+# Llama shapes, fp16 / bf16) 1.03-1.13x at M = 64, 1.05-1.67x at M = 128; at M = 24 / 32 (GEMM_TILES below)
 TMA_MIN_M = 17
 
 
 # Tensor-core tile by M bucket: (block_m, block_n, block_k, warps, stages), the H100 probe's best
 # tiles with 16-bit dequantization on the four Llama shapes (docs/kernels.md); at M = 128 a 64-code
 # step with 4 warps and 4 stages (with TMA loads: 1-5% faster than 8 warps on the Llama shapes, 4/8/2-bit);
-# M = 17..32 takes M = 64's 64x128 tile (with TMA loads 1.06-1.13x the 32x128 tile in geomean, every format). All plain (not swapped): swapped operands run the fp32
-# dequantization (see dispatch.py), and the plain tiles with 16-bit dequantization matched or beat them.
+# M = 17..32 takes M = 64's 64x128 tile (with TMA loads 1.04-1.18x the 32x128 tile with pointer loads in
+# geomean, every format, M = 24 / 32). All plain (not swapped): swapped operands run the fp32 dequantization
+# (see dispatch.py), and the plain tiles with 16-bit dequantization matched or beat them.
 GEMM_TILES = {8: (16, 256, 128, 8, 3), 16: (16, 256, 128, 8, 3), 32: (64, 128, 128, 4, 3),
               64: (64, 128, 128, 4, 3), 128: (128, 128, 64, 4, 4)}
 
@@ -64,7 +64,7 @@ class LaunchConfig:
     kernel, M < DENSE_MIN_M in 16-row M tiles: 32-column warps, block_n // 32 of them along N and the rest
     of num_warps along K; block_m unused), "gemm" (tensor cores, dequantized in registers) or "dense"
     (dequantize to a dense matrix, then cuBLAS; block sizes unused). ``tma``: the gemm loads x and the
-    words through TMA descriptors where both can back one (dispatch.tma_operands), else pointer loads."""
+    words through TMA descriptors where both can back one (launch.tma_ready), else pointer loads."""
 
     kernel: str
     block_m: int
@@ -232,7 +232,7 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
         split = _fill_split(-(-n // block_n) * -(-m // block_m), -(-k // block_k), sm_count)
         return LaunchConfig("gemm", block_m, block_n, block_k, split, num_warps=warps, num_stages=stages,
                             tma=m >= TMA_MIN_M)
-    if m <= FUSED_MAX_M and -(-m // 128) * -(-n // 128) >= FUSED_MIN_WAVES * sm_count:
+    if m <= FUSED_MAX_M and -(-m // FUSED_TILE[0]) * -(-n // FUSED_TILE[1]) >= FUSED_MIN_WAVES * sm_count:
         (block_m, block_n, block_k, warps, stages), fill = ((FUSED_TILE_8BIT, FUSED_FILL_8BIT) if bits == 8
                                                             else (FUSED_TILE, FUSED_FILL))
         split = _fill_split(-(-m // block_m) * -(-n // block_n), -(-k // block_k), fill * sm_count)
@@ -250,12 +250,22 @@ def tuned_entries(key: str, device_name: str) -> list[dict]:
     return [table[key] for table in (_user_table(device_name), shipped_table(device_name)) if key in table]
 
 
+def config_from_entry(cls, entry: dict, key: str, device_name: str):
+    """A table entry as a ``cls`` config, or an error that names the entry and what to do."""
+    try:
+        return cls.from_dict(entry)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"tuning table entry {key!r} for {device_name!r} is not a valid {cls.__name__}: {err}; "
+                         "delete it or re-run torchao_gemlite.tune / torchao_gemlite.tune_dynamic") from err
+
+
 @lru_cache(maxsize=4096)
 def choose_config(m: int, n: int, k: int, bits: int, group_size: int, dtype_name: str, device_name: str,
                   sm_count: int) -> LaunchConfig:
     """The configuration for one call; cached so the per-call cost is one dict lookup."""
-    for entry in tuned_entries(table_key(m, n, k, bits, group_size, dtype_name), device_name):
-        cfg = LaunchConfig.from_dict(entry)
+    key = table_key(m, n, k, bits, group_size, dtype_name)
+    for entry in tuned_entries(key, device_name):
+        cfg = config_from_entry(LaunchConfig, entry, key, device_name)
         if cfg.kernel != "gemv" or cfg.block_m >= m:
             return cfg
     return heuristic_config(m, n, k, bits, group_size, sm_count, mma=mma_supported(bits, dtype_name),

@@ -21,7 +21,7 @@ from .gemm import gemm_kernel
 from .gemv import gemv_kernel
 from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .launch import INTERPRETED as _INTERPRETED
-from .launch import FastLauncher, KernelCall, PlanCache, cdiv, device_facts, tensor_key
+from .launch import FastLauncher, KernelCall, PlanCache, cdiv, device_facts, tensor_key, tma_ready
 from .mma_gemv import mma_gemv_kernel, mma_launch
 from .reduce import splitk_reduce_call
 
@@ -34,13 +34,6 @@ _MMA_GEMV = FastLauncher(mma_gemv_kernel)
 def mma_gemv_supported(bits: int, dtype: torch.dtype) -> bool:
     """configs.mma_supported, and fp16 only under Triton's interpreter (it computes bf16 wrongly)."""
     return mma_supported(bits, str(dtype)[6:]) and (not _INTERPRETED or dtype == torch.float16)
-
-
-def tma_operands(x2: torch.Tensor, qdata: torch.Tensor) -> bool:
-    """Whether x [M, K] and the words [K / E, N] can back the gemm's TMA descriptors: unit inner stride,
-    16-byte aligned bases and row strides."""
-    return all(t.stride(1) == 1 and (t.stride(0) * t.element_size()) % 16 == 0 and t.data_ptr() % 16 == 0
-               for t in (x2, qdata))
 
 
 def check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric) -> None:
@@ -176,7 +169,7 @@ class WeightOnlyPlan:
                         PF=pairs_per_flush(bits), KSHIFT=pair_kshift(bits), EMULATE=_INTERPRETED)
             self.kernel = KernelCall(_GEMV, grid, ints, meta)
         else:
-            tma = c.tma and tma_operands(x2, qdata)
+            tma = c.tma and tma_ready(x2) and tma_ready(qdata)  # x [M, K], words [K / E, N]
             if tma:  # the descriptors' blocks: x [BM, BK], words [BK / E, BN]
                 self.tma_blocks = ([c.block_m, c.block_k], [c.block_k // codes_per_word(bits), c.block_n])
             meta.update(GROUP_M=c.group_m, SWAP_AB=c.swap_ab, HALF=half, EMULATE=_INTERPRETED, TMA=tma)

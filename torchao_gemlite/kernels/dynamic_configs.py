@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from .configs import m_bucket, register_derived_cache, tuned_entries
+from .configs import config_from_entry, m_bucket, register_derived_cache, tuned_entries
 from .launch import PlanCache, cdiv
 
 KINDS = ("int8", "fp8", "a8w4")
@@ -240,14 +240,19 @@ def choose_config(M: int, N: int, K: int, kind: str, group: int | None = None, c
                   device_name: str = "", num_sms: int = NUM_SMS_H100) -> DynamicGemmConfig:
     """The GEMM launch for one call: the user's tuning cache, then the table shipped for this GPU, then the
     heuristic (``pick_codes_config`` for A8W4 codes with groups, ``pick_config`` otherwise, per-channel
-    codes as int8). Only the GEMM's launch is looked up: which route a call takes (the GEMV, A8W4's mma
-    kernel, torch._scaled_mm, the GEMM) stays the dispatcher's rule."""
+    codes as int8); ``device_name`` "" skips the tables. Only the GEMM's launch is looked up: which route a
+    call takes (the GEMV, A8W4's mma kernel, torch._scaled_mm, the GEMM) stays the dispatcher's rule, so an
+    entry that asks for FUSE_ACT (a route) is refused."""
     call = (M, N, K, kind, group, codes, device_name, num_sms)
     config = _CHOSEN.get(call)
     if config is None:
-        entries = tuned_entries(table_key(M, N, K, kind, group, codes), device_name) if device_name else []
+        key = table_key(M, N, K, kind, group, codes)
+        entries = tuned_entries(key, device_name) if device_name else []
         if entries:
-            config = DynamicGemmConfig.from_dict(entries[0])
+            config = config_from_entry(DynamicGemmConfig, entries[0], key, device_name)
+            if config.FUSE_ACT:
+                raise ValueError(f"tuning table entry {key!r} for {device_name!r} asks for FUSE_ACT, a route, not a "
+                                 "launch: delete it or re-run torchao_gemlite.tune_dynamic")
         elif codes and group is not None and group != K:
             config = pick_codes_config(M, N, K, group, num_sms)
         else:

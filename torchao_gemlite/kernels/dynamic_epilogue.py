@@ -17,6 +17,19 @@ from .pdl import dependent_meta, wait_for_prior
 
 
 @triton.jit
+def zero_accumulator(BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SWAP_AB: tl.constexpr, FLOAT: tl.constexpr):
+    """A GEMM program's accumulator: [BLOCK_M, BLOCK_N], or [BLOCK_N, BLOCK_M] with swapped operands; fp32
+    (fp8 products, sums of scaled A8W4 groups) or int32 (int8 products: exact)."""
+    if SWAP_AB:
+        shape: tl.constexpr = (BLOCK_N, BLOCK_M)
+    else:
+        shape: tl.constexpr = (BLOCK_M, BLOCK_N)
+    if FLOAT:
+        return tl.zeros(shape, dtype=tl.float32)
+    return tl.zeros(shape, dtype=tl.int32)
+
+
+@triton.jit
 def epilogue(acc, b_sa, o_m, o_n, M, N, b_scale_ptr, stride_bs_n, bias_ptr, c_ptr, stride_cm, stride_cn,
              B_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr):
     """acc [BM, BN] (int32 or fp32), x scales [BM] -> acc * x_scale[m] (* w_scale[n]) (+ bias[n]), cast, stored."""

@@ -67,11 +67,11 @@ from .act_quant import (
 from .configs import MMA_MAX_M, register_derived_cache
 from .dequant import w4_codes, w4_codes_call
 from .dynamic_configs import NUM_SMS_H100, DynamicGemmConfig, choose_config
-from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call
+from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call, zero_accumulator
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
 from .dynamic_mma_gemv import dynamic_mma_call, dynamic_mma_gemv
-from .dynamic_tma_gemm import TmaGemmCall, tma_ready
-from .launch import FastLauncher, KernelCall, PlanCache, cdiv, device_facts, tensor_key
+from .dynamic_tma_gemm import TmaGemmCall
+from .launch import FastLauncher, KernelCall, PlanCache, cdiv, device_facts, tensor_key, tma_ready
 from .pdl import pdl_for
 from .reduce import tile_coordinates
 
@@ -157,18 +157,7 @@ def _dynamic_gemm_kernel(
     else:
         b_sa = tl.load(a_scale_ptr + o_m, mask=m_m, other=0.0)  # [BM]
 
-    if SWAP_AB:
-        ACC_M: tl.constexpr = BLOCK_N
-        ACC_N: tl.constexpr = BLOCK_M
-    else:
-        ACC_M: tl.constexpr = BLOCK_M
-        ACC_N: tl.constexpr = BLOCK_N
-    if FP8:
-        acc = tl.zeros((ACC_M, ACC_N), dtype=tl.float32)
-    elif GROUP_K > 0:
-        acc = tl.zeros((ACC_M, ACC_N), dtype=tl.float32)  # sum over groups of scaled int32 sums
-    else:
-        acc = tl.zeros((ACC_M, ACC_N), dtype=tl.int32)  # exact
+    acc = zero_accumulator(BLOCK_M, BLOCK_N, SWAP_AB, FP8 or GROUP_K > 0)  # groups: sums of scaled int32 sums
     acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)  # A8W4 groups spanning several K steps
 
     k_lo = i_s * K_PER_SPLIT
@@ -512,7 +501,7 @@ class DynamicPlan:
     and split-K reduction, decided once from a validated call, so that a replayed call costs its
     allocations and launches. kind: "int8", "fp8" or "a8w4"; ``weight`` / ``w_scale`` are weight_q /
     weight_scale (A8W8) or qdata / scale (A8W4); ``group`` is A8W4's group (K for per-channel). A ``config``
-    (the tuner's candidates, tuning.tune_dynamic) runs the GEMM route with it: on A8W4's int8 codes where
+    (the tuner's candidates, dynamic_tuning.tune_dynamic) runs the GEMM route with it: on A8W4's int8 codes where
     the call would use them (M >= A8W4_CODES_MIN_M), else on the packed words."""
 
     def __init__(self, kind: str, x, weight, w_scale, bias, k: int, n: int, group: int | None,
@@ -734,12 +723,11 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
         xq, x_scale = quantize_per_token(x2, torch.int8)
         dynamic_mma_gemv(xq, x_scale, qdata, scale, scale.stride(0), bias, y, n, k, 0 if per_channel else group)
         return y.view(*x.shape[:-1], n)
-    chosen = config or default_config(m, n, k, "a8w4", x.device, group)
-    if chosen.FUSE_ACT:
+    if config is not None and config.FUSE_ACT:
         y = _check_out(out2, m, n, x.dtype, x.device)
         x_scale = torch.empty(m, dtype=torch.float32, device=x.device)
         _launch(x2, x_scale, qdata, scale, 0 if per_channel else scale.stride(0), scale.stride(1), bias, y,
-                n, k, chosen, fp8=False, w4=True, group_k=0 if per_channel else group, fuse=True)
+                n, k, config, fp8=False, w4=True, group_k=0 if per_channel else group, fuse=True)
     else:  # without a config, a8w4_gemm routes large M to the int8 codes
         xq, x_scale = quantize_per_token(x2, torch.int8)
         y = a8w4_gemm(xq, x_scale, qdata, scale, bias, group_size, x.dtype, config, out=out2)

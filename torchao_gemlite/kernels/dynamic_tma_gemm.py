@@ -26,7 +26,7 @@ whole accumulation is integer, else fp32) to a workspace [SPLIT_K, M, N] that
 dynamic_epilogue.reduce_splits sums in a fixed order (deterministic).
 HBM bytes: K * N (weight, once per band of GROUP_M row tiles while it stays in L2) + M * K (x, from L2
 for every column tile) + M * N * out bytes (+ 2 * SPLIT_K * M * N * 4 through the workspace).
-Descriptors need 16-byte aligned bases and row strides, unit stride along K (``tma_ready``); the
+Descriptors need 16-byte aligned bases and row strides, unit stride along K (``launch.tma_ready``); the
 launchers check that before choosing this kernel.
 """
 
@@ -37,7 +37,7 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-from .dynamic_epilogue import epilogue
+from .dynamic_epilogue import epilogue, zero_accumulator
 from .launch import FastLauncher, KernelCall, cdiv
 from .pdl import dependent_meta, launch_dependents, wait_for_prior
 from .reduce import tile_coordinates
@@ -60,16 +60,7 @@ def _tma_gemm_kernel(
     o_m = off_m + tl.arange(0, BLOCK_M)
     o_n = off_n + tl.arange(0, BLOCK_N)
     r_n = o_n % N  # group scales of columns past N: any valid column, never stored
-    if SWAP_AB:
-        ACC_M: tl.constexpr = BLOCK_N
-        ACC_N: tl.constexpr = BLOCK_M
-    else:
-        ACC_M: tl.constexpr = BLOCK_M
-        ACC_N: tl.constexpr = BLOCK_N
-    if FP8 or GROUP_K > 0:
-        acc = tl.zeros((ACC_M, ACC_N), dtype=tl.float32)
-    else:
-        acc = tl.zeros((ACC_M, ACC_N), dtype=tl.int32)  # exact
+    acc = zero_accumulator(BLOCK_M, BLOCK_N, SWAP_AB, FP8 or GROUP_K > 0)
     k_lo = tl.program_id(1) * K_PER_SPLIT
     for k0 in range(k_lo, tl.minimum(k_lo + K_PER_SPLIT, K), BLOCK_K):
         b_a = a_desc.load([off_m, k0])  # [BM, BK]
@@ -100,12 +91,6 @@ def _tma_gemm_kernel(
 
 
 _TMA_GEMM = FastLauncher(_tma_gemm_kernel)
-
-
-def tma_ready(t: torch.Tensor) -> bool:
-    """Whether a 2-D int8/fp8 operand [rows, K] can back a TMA descriptor: unit stride along K,
-    16-byte aligned base and row stride."""
-    return t.dim() == 2 and t.stride(1) == 1 and t.stride(0) % 16 == 0 and t.data_ptr() % 16 == 0
 
 
 class TmaGemmCall:

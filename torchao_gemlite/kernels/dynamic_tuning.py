@@ -10,7 +10,8 @@ runs the tensor-core GEMM are tuned (A8W8 from M = 5, fp8 up to M = 127 (torch._
 from M = 17, on int8 codes from M = 256); the others are reported and left alone. The candidates are
 dynamic_configs.candidate_configs around the heuristic, each timed as the whole linear layer (activation
 quantization included) by CUDA-graph replay over enough weight copies to defeat the L2 cache, and checked
-against the heuristic's output. Winners are stored under dynamic_configs.table_key (by M bucket) and
+against the heuristic's output; FUSE_ACT candidates (the quantization inside the GEMM: a route, not a launch)
+are left out. Winners are stored under dynamic_configs.table_key (by M bucket) and
 looked up before the heuristic on the next plan. Nothing is ever tuned implicitly at run time.
 """
 
@@ -25,13 +26,12 @@ import torch.nn.functional as F
 
 from ..quant import quantize_rowwise_fp8, quantize_rowwise_int8, quantize_weight
 from .configs import clear_caches, user_cache_path, write_table_atomically
-from .dynamic_configs import KINDS, NUM_SMS_H100, candidate_configs, table_key
-from .dynamic_gemm import DynamicPlan, a8w4_dynamic_linear, fp8_dynamic_linear, int8_dynamic_linear
+from .dynamic_configs import KINDS, NUM_SMS_H100, candidate_configs, choose_config, table_key
+from .dynamic_gemm import DynamicPlan
 from .tuning import L2_ROTATION_BYTES, graph_time_us, parse_shape
 
 DEFAULT_M = (8, 16, 32, 64, 128, 256, 1024, 4096)
 TUNED_ROUTES = ("gemm", "codes")
-_LINEAR = {"int8": int8_dynamic_linear, "fp8": fp8_dynamic_linear}
 
 
 def _weights(kind: str, n: int, k: int, group: int | None, device, copies: int = 1) -> list[tuple]:
@@ -44,16 +44,6 @@ def _weights(kind: str, n: int, k: int, group: int | None, device, copies: int =
         wq, ws = (quantize_rowwise_fp8 if kind == "fp8" else quantize_rowwise_int8)(w)
         pair = (wq, ws.reshape(n))
     return [pair] + [tuple(t.clone() for t in pair) for _ in range(copies - 1)]
-
-
-def _layer(kind: str, x, weight, w_scale, group, plan: DynamicPlan | None, config):
-    """One call of the linear layer: through ``plan`` (built with ``config``), or for a config that quantizes
-    x inside the GEMM (no plan) through the public function."""
-    if plan is not None:
-        return lambda: plan(x, weight, w_scale, None)
-    if kind == "a8w4":
-        return lambda: a8w4_dynamic_linear(x, weight, w_scale, None, group, config)
-    return lambda: _LINEAR[kind](x, weight, w_scale, None, config)
 
 
 def tune_kind_shape(kind: str, n: int, k: int, m_values, group_size: int | None = 128, dtype=torch.float16,
@@ -72,18 +62,20 @@ def tune_kind_shape(kind: str, n: int, k: int, m_values, group_size: int | None 
             log(f"{kind} {k}x{n} M={m}: route {default.route}, not a tuned GEMM")
             continue
         codes = default.route == "codes"
-        ref = default(x, weight, w_scale, None).float()
+        heuristic = choose_config(m, n, k, kind, group, codes, "", num_sms)  # "": not the tables
+        ref = DynamicPlan(kind, x, weight, w_scale, None, k, n, group, heuristic)(x, weight, w_scale, None).float()
         best = None
         for cfg in candidate_configs(m, n, k, kind, num_sms, group=group, codes=codes):
+            if cfg.FUSE_ACT:  # a route (the quantization inside the GEMM), not a launch: never a table entry
+                continue
             try:
                 plan = DynamicPlan(kind, x, weight, w_scale, None, k, n, group, cfg)
-                plan = None if plan.route == "fused" else plan
-                y = _layer(kind, x, weight, w_scale, group, plan, cfg)().float()
+                y = plan(x, weight, w_scale, None).float()
                 err = ((y - ref).norm() / ref.norm().clamp_min(1e-30)).item()
                 if not err < 1e-2:  # a wrong or unwritten result never wins
                     log(f"  skip {cfg}: relative error {err:.2e} against the heuristic's output")
                     continue
-                us = timer([_layer(kind, x, w, s, group, plan, cfg) for w, s in copies])
+                us = timer([lambda plan=plan, w=w, s=s: plan(x, w, s, None) for w, s in copies])
             except Exception as err:  # a candidate that does not compile on this GPU is skipped
                 log(f"  skip {cfg}: {type(err).__name__}: {str(err)[:120]}")
                 continue
@@ -113,10 +105,9 @@ def tune_dynamic(shapes, m_values=DEFAULT_M, kinds=KINDS, group_size: int | None
     device_name = torch.cuda.get_device_name()
     num_sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
     found = {}
-    for kind in kinds:
-        for k, n in shapes:
-            log(f"{kind} {k}x{n}: fp16 F.linear " + ", ".join(
-                f"M={m} {_fp16_us(m, n, k, dtype):.1f} us" for m in m_values))
+    for k, n in shapes:
+        log(f"{k}x{n}: fp16 F.linear " + ", ".join(f"M={m} {_fp16_us(m, n, k, dtype):.1f} us" for m in m_values))
+        for kind in kinds:
             for key, (cfg, _) in tune_kind_shape(kind, n, k, m_values, group_size, dtype, "cuda", num_sms,
                                                  log=log).items():
                 found[key] = cfg.to_dict()

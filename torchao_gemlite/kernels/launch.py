@@ -131,6 +131,13 @@ def tensor_key(t: torch.Tensor | None) -> tuple | None:
     return t.dtype, t.shape, t.stride(), t.data_ptr() & 15, t.get_device()
 
 
+def tma_ready(t: torch.Tensor) -> bool:
+    """Whether a 2-D operand [rows, cols] can back a TMA descriptor: unit stride along its columns, a
+    16-byte aligned base and a 16-byte multiple row stride that does not overlap rows (not an expanded view)."""
+    return (t.dim() == 2 and t.stride(1) == 1 and t.stride(0) >= t.shape[1]
+            and (t.stride(0) * t.element_size()) % 16 == 0 and t.data_ptr() % 16 == 0)
+
+
 _DEVICE_FACTS: dict = {}
 
 
