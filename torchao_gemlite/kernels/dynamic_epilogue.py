@@ -24,9 +24,11 @@ def zero_accumulator(BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SWAP_AB: tl.c
         shape: tl.constexpr = (BLOCK_N, BLOCK_M)
     else:
         shape: tl.constexpr = (BLOCK_M, BLOCK_N)
-    if FLOAT:
-        return tl.zeros(shape, dtype=tl.float32)
-    return tl.zeros(shape, dtype=tl.int32)
+    if FLOAT:  # one return statement: Triton's GPU compiler rejects returns of two dtypes (the interpreter does not)
+        acc = tl.zeros(shape, dtype=tl.float32)
+    else:
+        acc = tl.zeros(shape, dtype=tl.int32)
+    return acc
 
 
 @triton.jit
