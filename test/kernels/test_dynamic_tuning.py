@@ -96,6 +96,18 @@ def test_invalid_or_fused_entries_get_clear_errors(cache_dir):
         configs.choose_config(1, 4096, 4096, 4, 128, "float16", name, 132)
 
 
+def test_the_heuristic_uses_the_gpus_sm_count(cache_dir, monkeypatch):
+    """On CUDA the default launch follows the device's SM count (rules in waves of tiles: a 114-SM H100 PCIe
+    gets other splits than the 132-SM SXM); on the CPU (the interpreter) the H100's 132."""
+    monkeypatch.setattr(dynamic_gemm, "device_facts", lambda device: ("a 114-SM GPU", 114))
+    for m in (16, 256, 1024):
+        assert dynamic_gemm.default_config(m, 4096, 14336, "int8", torch.device("cuda")) == pick_config(
+            m, 4096, 14336, "int8", 114)
+        assert dynamic_gemm.default_config(m, 4096, 14336, "int8", torch.device("cpu")) == pick_config(
+            m, 4096, 14336, "int8", 132)
+    assert pick_config(16, 4096, 14336, "int8", 114) != pick_config(16, 4096, 14336, "int8", 132)
+
+
 def test_candidates_for_a8w4_codes_are_the_codes_tiles():
     codes = candidate_configs(1024, 4096, 4096, "a8w4", group=128, codes=True)
     assert codes[0] == pick_codes_config(1024, 4096, 4096, 128) and len(codes) == len(set(codes)) >= 3
