@@ -142,6 +142,7 @@ def test_heuristic_and_candidates_respect_the_kernels_limits(bits):
                 assert cfg.block_k % 64 == 0 and cfg.split_k * cfg.num_warps // warps_n <= 2048 // cfg.block_k
         assert candidate_configs(m, 1000, 2048, bits, 64, 132)[0] == heuristic_config(m, 1000, 2048, bits, 64, 132)
     assert any(c.kernel == "dense" for c in candidate_configs(64, 1000, 2048, bits, 64, 132))
+    assert any(c.block_m == 32 and c.kernel == "gemm" for c in candidate_configs(24, 1000, 2048, bits, 64, 132))
 
 
 def test_lookup_order_user_cache_then_shipped_table_then_heuristic(cache_dir):

@@ -40,6 +40,7 @@ from .configs import (
 from .dispatch import launch_weight_only
 
 L2_ROTATION_BYTES = 160 * 2**20  # rotate over at least this many bytes of weights
+SMALL_GEMM_TILE = (32, 128, 128, 4, 3)
 
 
 def graph_time_us(launches, replays: int = 10) -> float:
@@ -109,6 +110,8 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
         # and TMA loads, swapped (pointer loads); past M = 128 also the fused tiles of the dense regime
         bucket = min(m_bucket(m), 128)
         tiles = {GEMM_TILES[b] for b in (bucket // 2, bucket, bucket * 2) if b in GEMM_TILES}
+        if 16 < m <= 32:  # the 32-row tile GEMM_TILES had for M <= 32 before M = 64's took its place
+            tiles.add(SMALL_GEMM_TILE)
         if m > 128:
             tiles |= {FUSED_TILE, FUSED_TILE_8BIT}
         for block_m, bn, bk, warps, stages in sorted(tiles):
