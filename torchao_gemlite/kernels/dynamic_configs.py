@@ -201,16 +201,23 @@ def _config(tile: tuple, M: int, N: int, K: int, num_sms: int, split: int | None
     return DynamicGemmConfig(bm, bn, bk, split, warps, stages, swap, fuse, tma)
 
 
+def _codes_as(kind: str, group: int | None, K: int, codes: bool) -> tuple[str, bool]:
+    """Which tiles A8W4 on int8 codes takes: per-channel codes are an int8 GEMM, groups longer than the TMA
+    GEMM's 128-code step keep the packed words' tiles (pick_codes_config); else the codes tiles."""
+    if codes and (group is None or group == K):
+        return "int8", False
+    if codes and group > _TMA_NARROW[2]:
+        return kind, False
+    return kind, codes
+
+
 def candidate_configs(M: int, N: int, K: int, kind: str, num_sms: int = NUM_SMS_H100, *, group: int | None = None,
                       codes: bool = False) -> list[DynamicGemmConfig]:
     """A short list for a tuner: each tile of M's regime with its automatic split-K, plus the
     no-split and double-split variants (the TMA GEMM past M = 64: no split). The heuristic's pick comes
     first. ``codes``: A8W4 on int8 codes (M >= 256) with ``group`` (per-channel codes: int8's list)."""
     _check_kind(kind)
-    if codes and (group is None or group == K):
-        kind, codes = "int8", False
-    if codes and group > _TMA_NARROW[2]:
-        codes = False  # pick_codes_config: the packed words' tiles
+    kind, codes = _codes_as(kind, group, K, codes)
     table = "codes" if codes else _regime(M)
     out = []
     for tile in _tiles(M, N, K, table, kind == "a8w4", num_sms):
@@ -253,9 +260,8 @@ def choose_config(M: int, N: int, K: int, kind: str, group: int | None = None, c
             if config.FUSE_ACT:
                 raise ValueError(f"tuning table entry {key!r} for {device_name!r} asks for FUSE_ACT, a route, not a "
                                  "launch: delete it or re-run torchao_gemlite.tune_dynamic")
-        elif codes and group is not None and group != K:
-            config = pick_codes_config(M, N, K, group, num_sms)
         else:
-            config = pick_config(M, N, K, "int8" if codes else kind, num_sms)
+            kind, codes = _codes_as(kind, group, K, codes)
+            config = pick_codes_config(M, N, K, group, num_sms) if codes else pick_config(M, N, K, kind, num_sms)
         _CHOSEN.keep(call, config)
     return config
