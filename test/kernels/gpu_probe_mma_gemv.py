@@ -106,19 +106,19 @@ def _compile_job(job):
     return len(cfgs)
 
 
-def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=None):
+def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=None, jobs_at_once=16):
     props = torch.cuda.get_device_properties(0)
     sms = props.multi_processor_count
     cases = [(k, n, m, f) for k, n in shapes for f in formats for m in (m_values if f == "w4g128" else other_m)]
     jobs = []
     for k, n, m, f in cases:
         bits, gs, sym, dtype = FORMATS[f]
-        cands = candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,),
+        cands = candidates(n, k, bits, gs or 0, sms, wide=m <= 2 or m > 8, stages=m1_stages if m == 1 else (1,),
                            block_ks=block_ks, m=m)
         for i in range(0, len(cands), 8):
             jobs.append((k, n, m, f, cands[i:i + 8]))
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(16, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(jobs_at_once, mp_context=ctx) as pool:
         log(f"precompiled {sum(pool.map(_compile_job, jobs))} launches")
     results = []
     for k, n in shapes:
@@ -139,7 +139,7 @@ def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=N
                 default_cfg = choose_config(m, n, k, bits, group, str(dtype)[6:], props.name, sms)
                 default = run(default_cfg)
                 best, by_block_k = None, {}
-                for cfg in candidates(n, k, bits, gs or 0, sms, wide=m == 1 or m > 8, stages=m1_stages if m == 1 else (1,),
+                for cfg in candidates(n, k, bits, gs or 0, sms, wide=m <= 2 or m > 8, stages=m1_stages if m == 1 else (1,),
                                       block_ks=block_ks, m=m):
                     try:
                         us = run(cfg)
@@ -170,6 +170,8 @@ def main():
     p.add_argument("--m1-stages", nargs="+", type=int, default=[1, 2], help="pipeline stages tried at M = 1")
     p.add_argument("--block-k", nargs="+", type=int, help="codes a warp step tried (default 128, 256 and, below "
                    "4-bit, 512); the table shows the best time of each")
+    p.add_argument("--compile-jobs", type=int, default=16, help="processes that precompile the candidates (fewer "
+                   "for very large shapes: each quantizes its own weight on the GPU)")
     a = p.parse_args()
     logf = open(f"{a.outdir}/probe_mma_gemv.log", "w")
 
@@ -178,7 +180,7 @@ def main():
 
     acc = accuracy(log) if a.accuracy else []
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
-    res = timing(shapes, a.m, a.other_m, a.formats, log, tuple(a.m1_stages), a.block_k)
+    res = timing(shapes, a.m, a.other_m, a.formats, log, tuple(a.m1_stages), a.block_k, a.compile_jobs)
     json.dump(dict(device=torch.cuda.get_device_name(), accuracy=acc, timing=res),
               open(f"{a.outdir}/probe_mma_gemv.json", "w"), indent=1)
     if acc:

@@ -34,6 +34,27 @@ def test_heuristic_regimes(m, kernel):
     assert heuristic_config(m, 4096, 4096, 4, 128).kernel == kernel
 
 
+def test_wide_4bit_layers_decode_on_the_mma_kernel_in_small_ctas():
+    """M <= 2 (the GEMV's regime): 4-bit layers wide enough for 4.5 CTAs of 32 columns an SM take the mma kernel
+    (4096x28672 and the Llama-3 output head on 132 SMs), narrower ones and the other bit widths the GEMV."""
+    for m in (1, 2):
+        wide = heuristic_config(m, 28672, 4096, 4, 128)
+        assert (wide.kernel, wide.block_n, wide.num_warps, wide.block_k, wide.split_k) == ("mma", 32, 4, 128, 1)
+        assert heuristic_config(m, 128256, 4096, 4, 128).kernel == "mma"
+        assert heuristic_config(m, 14336, 4096, 4, 128).kernel == "gemv"
+        assert heuristic_config(m, 28672, 4096, 2, 64).kernel == "gemv"
+        assert heuristic_config(m, 28672, 4096, 4, 128, mma=False).kernel == "gemv"
+    assert heuristic_config(1, 28672, 4096, 4, 128, sm_count=264).kernel == "gemv"  # relative to the SM count
+
+
+def test_wide_decode_launch_splits_k_and_keeps_warps_busy():
+    assert configs.wide_decode_config(28672, 4096, 128).split_k == 1
+    assert configs.wide_decode_config(8192, 4096, 128).split_k == 2  # 256 CTAs: fewer than 2.9 an SM
+    assert configs.wide_decode_config(28672, 4096, 512).block_k == 512  # a step holds a whole group
+    short = configs.wide_decode_config(28672, 256, 128)  # two steps: two warps along K, no split
+    assert (short.num_warps, short.split_k) == (2, 1)
+
+
 def test_8bit_codes_take_the_mma_kernel_up_to_m_16():
     assert [heuristic_config(m, 4096, 4096, 8, 4096).kernel for m in (2, 3, 8, 9, 16, 17)] == [
         "gemv", "mma", "mma", "mma", "mma", "gemm"]

@@ -8,8 +8,8 @@ import torch
 import torchao_gemlite.kernels.dynamic_gemm as dynamic_gemm
 from torchao_gemlite.kernels import pdl
 from torchao_gemlite.kernels.configs import clear_caches
-from torchao_gemlite.kernels.dynamic_gemm import a8w4_dynamic_linear, int8_dynamic_linear
-from torchao_gemlite.quant import quantize_rowwise_int8, quantize_weight
+from torchao_gemlite.kernels.dynamic_gemm import a8w4_dynamic_linear, fp8_dynamic_linear, int8_dynamic_linear
+from torchao_gemlite.quant import quantize_rowwise_fp8, quantize_rowwise_int8, quantize_weight
 
 CUDA = torch.cuda.is_available()
 gpu_only = pytest.mark.skipif(not CUDA, reason="needs CUDA")
@@ -65,9 +65,10 @@ def test_dynamic_linears_with_pdl_are_bit_identical(monkeypatch, m, k):
     gen = torch.Generator().manual_seed(100 + m)
     x = torch.randn(m, k, generator=gen).half().cuda()
     wq, ws = quantize_rowwise_int8(torch.randn(n, k, generator=gen).cuda())
+    fq, fs = quantize_rowwise_fp8(torch.randn(n, k, generator=gen).cuda())
     q4 = quantize_weight(torch.randn(n, k, generator=gen).half().cuda(), 4, 128, True)
     bias = torch.randn(n, generator=gen).half().cuda()
-    for fn in (lambda: int8_dynamic_linear(x, wq, ws, bias),
+    for fn in (lambda: int8_dynamic_linear(x, wq, ws, bias), lambda: fp8_dynamic_linear(x, fq, fs, bias),
                lambda: a8w4_dynamic_linear(x, q4.qdata, q4.scale, bias, 128)):
         (on_eager, on_graph), (off_eager, off_graph) = _with_and_without_pdl(monkeypatch, dynamic_gemm, fn)
         assert not torch.isnan(on_graph).any()

@@ -31,6 +31,11 @@ MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); 
 # GEMM in geomean over the Llama shapes, fp16 and bf16 alike; 2-bit tied it, 1- and 8-bit lost, and from M = 48
 # every format lost (test/kernels/gpu_probe_mma_gemv.py, docs/kernels.md)
 MMA_W4_MAX_M = 32
+# 4-bit codes at M <= 2 (the GEMV's regime) take the mma kernel in small CTAs (32 columns, 4 warps along K) on
+# layers wide enough for WIDE_DECODE_WAVES CTAs an SM: H100 sweep (test/kernels/gpu_probe_mma_gemv.py, M = 1 and
+# 2, fp16 and bf16), 128-code steps 1.06x the time of the best mma launch on 4096x28672 and 8192x28672 against the
+# GEMV's 1.13-1.17x; at 3.4 CTAs an SM (4096x14336) the GEMV was faster at M = 1
+WIDE_DECODE_WAVES = 4.5
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS, except up to FUSED_MAX_M on layers of enough 128x128 tiles
 # M = 129..256: the tensor-core kernel with TMA loads beat dequantize + cuBLAS on the four Llama shapes (H100,
 # test/kernels/gpu_probe_gemm_tma.py, M = 192 / 256, 4-bit g128 and 8-bit per-channel fp16, tiles x splits):
@@ -206,6 +211,19 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     return LaunchConfig("mma", MMA_TILE_M, block_n, block_k, split, num_warps=warps_k * (block_n // 32), num_stages=1)
 
 
+def wide_decode_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
+    """The mma kernel's launch for wide layers at M <= 2 (WIDE_DECODE_WAVES): 32 columns and up to 4 warps along K
+    a CTA, 128-code steps (or one group; 256-code steps ran 5% faster but compile in about twice the time, and a
+    new shape's first call must stay under 2 s), and a K split where the CTAs make fewer than 2.9 an SM."""
+    block_k = max(128, group_size if group_size < k else 0)
+    steps = -(-k // block_k)
+    warps = min(4, 1 << (steps.bit_length() - 1))
+    split = 1
+    while -(-n // 32) * split < 2.9 * sm_count and warps * (split + 1) <= steps:
+        split += 1
+    return LaunchConfig("mma", MMA_TILE_M, 32, block_k, split, num_warps=warps, num_stages=1)
+
+
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,
                      mma: bool = True, bf16: bool = False) -> LaunchConfig:
     """A sound default for any shape, from the H100 tuning runs (docs/kernels.md). ``mma``: whether the
@@ -217,6 +235,8 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     per_word = 32 // bits
     if mma and MMA_MIN_M <= m <= (MMA_W4_MAX_M if bits == 4 else MMA_MAX_M):
         return mma_config(n, k, group_size, sm_count, m, bits=bits, bf16=bf16)
+    if mma and bits == 4 and m <= 2 and -(-n // 32) >= WIDE_DECODE_WAVES * sm_count:
+        return wide_decode_config(n, k, group_size, sm_count)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word
         block_n, warps, stages = (32, 4, 4) if m <= 2 else (64, 8, 3)
