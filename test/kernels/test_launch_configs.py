@@ -47,12 +47,16 @@ def test_wide_4bit_layers_decode_on_the_mma_kernel_in_small_ctas():
     assert heuristic_config(1, 28672, 4096, 4, 128, sm_count=264).kernel == "gemv"  # relative to the SM count
 
 
-def test_wide_decode_launch_splits_k_and_keeps_warps_busy():
-    assert configs.wide_decode_config(28672, 4096, 128).split_k == 1
-    assert configs.wide_decode_config(8192, 4096, 128).split_k == 2  # 256 CTAs: fewer than 2.9 an SM
-    assert configs.wide_decode_config(28672, 4096, 512).block_k == 512  # a step holds a whole group
-    short = configs.wide_decode_config(28672, 256, 128)  # two steps: two warps along K, no split
-    assert (short.num_warps, short.split_k) == (2, 1)
+def test_wide_decode_launch_keeps_warps_busy():
+    assert configs.wide_decode_config(4096, 512).block_k == 512  # a step holds a whole group
+    assert configs.wide_decode_config(4096, 4096).block_k == 128  # per-channel
+    assert configs.wide_decode_config(256, 128).num_warps == 2  # two steps: two warps along K
+
+
+def test_tuning_candidates_keep_the_gemv_where_the_heuristic_takes_mma():
+    for m in (1, 2):
+        kernels = {c.kernel for c in candidate_configs(m, 28672, 4096, 4, 128, 132)}
+        assert {"mma", "gemv"} <= kernels
 
 
 def test_8bit_codes_take_the_mma_kernel_up_to_m_16():

@@ -211,17 +211,13 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     return LaunchConfig("mma", MMA_TILE_M, block_n, block_k, split, num_warps=warps_k * (block_n // 32), num_stages=1)
 
 
-def wide_decode_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
-    """The mma kernel's launch for wide layers at M <= 2 (WIDE_DECODE_WAVES): 32 columns and up to 4 warps along K
-    a CTA, 128-code steps (or one group; 256-code steps ran 5% faster but compile in about twice the time, and a
-    new shape's first call must stay under 2 s), and a K split where the CTAs make fewer than 2.9 an SM."""
+def wide_decode_config(k: int, group_size: int) -> LaunchConfig:
+    """The mma kernel's launch for wide layers at M <= 2 (WIDE_DECODE_WAVES, so no K split): 32 columns and up to
+    4 warps along K a CTA, 128-code steps (or one group; 256-code steps ran 5% faster but compile in about twice
+    the time, and a new shape's first call must stay under 2 s)."""
     block_k = max(128, group_size if group_size < k else 0)
-    steps = -(-k // block_k)
-    warps = min(4, 1 << (steps.bit_length() - 1))
-    split = 1
-    while -(-n // 32) * split < 2.9 * sm_count and warps * (split + 1) <= steps:
-        split += 1
-    return LaunchConfig("mma", MMA_TILE_M, 32, block_k, split, num_warps=warps, num_stages=1)
+    warps = min(4, 1 << ((-(-k // block_k)).bit_length() - 1))  # no idle warps for a short K
+    return LaunchConfig("mma", MMA_TILE_M, 32, block_k, 1, num_warps=warps, num_stages=1)
 
 
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,
@@ -236,7 +232,7 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     if mma and MMA_MIN_M <= m <= (MMA_W4_MAX_M if bits == 4 else MMA_MAX_M):
         return mma_config(n, k, group_size, sm_count, m, bits=bits, bf16=bf16)
     if mma and bits == 4 and m <= 2 and -(-n // 32) >= WIDE_DECODE_WAVES * sm_count:
-        return wide_decode_config(n, k, group_size, sm_count)
+        return wide_decode_config(k, group_size)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word
         block_n, warps, stages = (32, 4, 4) if m <= 2 else (64, 8, 3)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..quant import quantize_weight
 from .configs import (
     FUSED_TILE,
+    GEMV_MAX_M,
     FUSED_TILE_8BIT,
     GEMM_TILES,
     MMA_TILE_M,
@@ -101,11 +102,13 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
             for split in (1, 2, 4):
                 if warps_k * split <= -(-k // bk):
                     out.append(LaunchConfig("mma", MMA_TILE_M, bn, bk, split, num_warps=warps, num_stages=1))
-    if base.kernel == "gemv":  # around the H100 sweep's winners (docs/kernels.md)
+    if m <= GEMV_MAX_M:  # around the H100 sweep's winners (docs/kernels.md), also where the heuristic takes mma
+        gemv = heuristic_config(m, n, k, bits, group_size, sm_count, mma=False, bf16=bf16)
+        out.append(gemv)
         for bn, rows, warps, stages in GEMV_CANDIDATES:
             bk = rows * per_word
             for split in _splits(-(-n // bn), -(-k // bk), sm_count):
-                out.append(replace(base, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages))
+                out.append(replace(gemv, block_n=bn, block_k=bk, split_k=split, num_warps=warps, num_stages=stages))
     if 2 < m <= 256:  # the tensor-core tiles of M's bucket and its neighbours (H100 probe): plain with pointer
         # and TMA loads, swapped (pointer loads); past M = 128 also the fused tiles of the dense regime
         bucket = min(m_bucket(m), 128)
