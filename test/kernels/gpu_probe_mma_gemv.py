@@ -44,7 +44,7 @@ def accuracy(log):
     rows = []
     cfgs = (LaunchConfig("mma", 8, 32, 128, 1, num_warps=4, num_stages=2),
             LaunchConfig("mma", 8, 64, 256, 3, num_warps=8, num_stages=1),
-            LaunchConfig("mma", 8, 128, 128, 2, num_warps=4, num_stages=3))
+            LaunchConfig("mma", 8, 128, 128, 2, num_warps=4, num_stages=2))
     for bits, sym, dtype, m, gs in itertools.product((1, 2, 4, 8), (False, True), (torch.float16, torch.bfloat16),
                                                      (1, 3, 8, 40), (64, None)):
         if bits == 8 and dtype == torch.bfloat16:
@@ -106,14 +106,14 @@ def _compile_job(job):
     return len(cfgs)
 
 
-def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=None, jobs_at_once=16):
+def timing(shapes, m_values, other_m, formats, log, stages=(1, 2), block_ks=None, jobs_at_once=16):
     props = torch.cuda.get_device_properties(0)
     sms = props.multi_processor_count
     cases = [(k, n, m, f) for k, n in shapes for f in formats for m in (m_values if f == "w4g128" else other_m)]
     jobs = []
     for k, n, m, f in cases:
         bits, gs, sym, dtype = FORMATS[f]
-        cands = candidates(n, k, bits, gs or 0, sms, wide=m <= 2 or m > 8, stages=m1_stages if m == 1 else (1,),
+        cands = candidates(n, k, bits, gs or 0, sms, wide=m <= 2 or m > 8, stages=stages,
                            block_ks=block_ks, m=m)
         for i in range(0, len(cands), 8):
             jobs.append((k, n, m, f, cands[i:i + 8]))
@@ -138,8 +138,8 @@ def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=N
                 fp16 = graph_time_us([lambda w=w: F.linear(x.half(), w) for w in dense], replays=20)
                 default_cfg = choose_config(m, n, k, bits, group, str(dtype)[6:], props.name, sms)
                 default = run(default_cfg)
-                best, by_block_k = None, {}
-                for cfg in candidates(n, k, bits, gs or 0, sms, wide=m <= 2 or m > 8, stages=m1_stages if m == 1 else (1,),
+                best, by_block_k, by_stages = None, {}, {}
+                for cfg in candidates(n, k, bits, gs or 0, sms, wide=m <= 2 or m > 8, stages=stages,
                                       block_ks=block_ks, m=m):
                     try:
                         us = run(cfg)
@@ -151,9 +151,12 @@ def timing(shapes, m_values, other_m, formats, log, m1_stages=(1, 2), block_ks=N
                         best = (cfg, us)
                     if cfg.block_k not in by_block_k or us < by_block_k[cfg.block_k][0]:
                         by_block_k[cfg.block_k] = (us, cfg.to_dict())
+                    if cfg.num_stages not in by_stages or us < by_stages[cfg.num_stages][0]:
+                        by_stages[cfg.num_stages] = (us, cfg.to_dict())
                 row = dict(fmt=f, k=k, n=n, m=m, fp16_us=fp16, default_us=default, default_cfg=default_cfg.to_dict(),
                            mma_us=best[1], mma_cfg=best[0].to_dict(), mma_tb_s=nbytes / best[1] / 1e6,
-                           by_block_k={bk: v for bk, v in sorted(by_block_k.items())})
+                           by_block_k={bk: v for bk, v in sorted(by_block_k.items())},
+                           by_stages={st: v for st, v in sorted(by_stages.items())})
                 results.append(row)
                 log(f"{f} {k}x{n} M={m}: fp16 {fp16:.2f} default {default:.2f} mma {best[1]:.2f} ({best[0]})")
     return results
@@ -167,7 +170,8 @@ def main():
     p.add_argument("--other-m", nargs="+", type=int, default=[1], help="M values of the other formats")
     p.add_argument("--formats", nargs="+", default=list(FORMATS))
     p.add_argument("--no-accuracy", dest="accuracy", action="store_false")
-    p.add_argument("--m1-stages", nargs="+", type=int, default=[1, 2], help="pipeline stages tried at M = 1")
+    p.add_argument("--stages", nargs="+", type=int, default=[1, 2], help="steps of loads in flight tried (1: a step's "
+                   "loads at its top; 2: also the next step's)")
     p.add_argument("--block-k", nargs="+", type=int, help="codes a warp step tried (default 128, 256 and, below "
                    "4-bit, 512); the table shows the best time of each")
     p.add_argument("--compile-jobs", type=int, default=16, help="processes that precompile the candidates (fewer "
@@ -180,7 +184,7 @@ def main():
 
     acc = accuracy(log) if a.accuracy else []
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes]
-    res = timing(shapes, a.m, a.other_m, a.formats, log, tuple(a.m1_stages), a.block_k, a.compile_jobs)
+    res = timing(shapes, a.m, a.other_m, a.formats, log, tuple(a.stages), a.block_k, a.compile_jobs)
     json.dump(dict(device=torch.cuda.get_device_name(), accuracy=acc, timing=res),
               open(f"{a.outdir}/probe_mma_gemv.json", "w"), indent=1)
     if acc:
@@ -196,7 +200,8 @@ def main():
         print(f"{r['fmt']:>12} {r['k']:>5}x{r['n']:<5} {r['m']:>2} {r['fp16_us']:7.2f} {r['default_us']:7.2f} "
               f"{r['mma_us']:7.2f} {r['fp16_us'] / r['mma_us']:6.2f} {r['default_us'] / r['mma_us']:6.2f} "
               f"{r['mma_tb_s']:5.2f}  bn{c['block_n']} bk{c['block_k']} s{c['split_k']} w{c['num_warps']} "
-              f"st{c['num_stages']}  " + " ".join(f"bk{bk} {us:.2f}" for bk, (us, _) in r["by_block_k"].items()))
+              f"st{c['num_stages']}  " + " ".join(f"bk{bk} {us:.2f}" for bk, (us, _) in r["by_block_k"].items())
+              + "  " + " ".join(f"st{st} {us:.2f}" for st, (us, _) in r["by_stages"].items()))
 
 
 if __name__ == "__main__":

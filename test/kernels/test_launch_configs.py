@@ -1,5 +1,6 @@
 """Launch configurations (CPU): regimes of the heuristic, the lookup order of the tables, the cache file."""
 
+import itertools
 import json
 
 import pytest
@@ -27,36 +28,40 @@ def test_buckets_and_keys():
     assert table_key(1, 4096, 4096, 8, 4096, "bfloat16") == "8b/gpc/bfloat16/k4096/n4096/m1"
 
 
-@pytest.mark.parametrize("m,kernel", [(1, "gemv"), (2, "gemv"), (3, "mma"), (8, "mma"), (16, "mma"), (17, "mma"), (32, "mma"),
+@pytest.mark.parametrize("m,kernel", [(1, "mma"), (2, "mma"), (3, "mma"), (8, "mma"), (16, "mma"), (17, "mma"), (32, "mma"),
                                       (33, "gemm"), (64, "gemm"), (128, "gemm"), (129, "gemm"), (256, "gemm"),
                                       (257, "dense"), (4096, "dense")])
 def test_heuristic_regimes(m, kernel):
     assert heuristic_config(m, 4096, 4096, 4, 128).kernel == kernel
 
 
-def test_wide_4bit_layers_decode_on_the_mma_kernel_in_small_ctas():
-    """M <= 2 (the GEMV's regime): 4-bit layers wide enough for 4.5 CTAs of 32 columns an SM take the mma kernel
-    (4096x28672 and the Llama-3 output head on 132 SMs), narrower ones and the other bit widths the GEMV."""
+def test_one_batch_tile_takes_the_decode_launch():
+    """M <= 8: 32 columns, up to 8 warps along K, 128-code steps (or one group), loads a step ahead, a K split
+    only where the column tiles leave SMs idle; layers of 4.5 column tiles an SM: 4 warps, no prefetch; 8-bit
+    codes at M <= 2 and formats the mma kernel does not take: the GEMV."""
+    for m, bits, group in itertools.product((1, 2, 5, 8), (8, 4, 2, 1), (64, 4096)):
+        c = heuristic_config(m, 14336, 4096, bits, group)
+        if bits == 8 and m <= 2:
+            assert c.kernel == "gemv"
+        else:
+            assert (c.kernel, c.block_n, c.num_warps, c.block_k, c.split_k, c.num_stages) == ("mma", 32, 8, 128, 1, 2)
+        wide = heuristic_config(m, 28672, 4096, bits, group)
+        if not (bits == 8 and m <= 2):
+            assert (wide.num_warps, wide.split_k, wide.num_stages) == (4, 1, 1)
+        assert heuristic_config(m, 14336, 4096, bits, group, mma=False).kernel == ("gemv" if m <= 4 else "gemm")
+    assert heuristic_config(1, 28672, 4096, 4, 128, sm_count=264).num_warps == 8  # relative to the SM count
+    assert configs.decode_config(4096, 4096, 512).block_k == 512  # a step holds a whole group
+    assert configs.decode_config(4096, 256, 128).num_warps == 2  # two steps: two warps along K
+    narrow = configs.decode_config(1024, 4096, 128)  # 32 column tiles on 132 SMs: split until 0.8 CTAs an SM
+    assert (narrow.num_warps, narrow.split_k) == (8, 4)
+    assert configs.decode_config(1024, 4096, 128, sm_count=16).split_k == 1
+
+
+def test_tuning_candidates_keep_the_gemv_and_both_stage_counts():
     for m in (1, 2):
-        wide = heuristic_config(m, 28672, 4096, 4, 128)
-        assert (wide.kernel, wide.block_n, wide.num_warps, wide.block_k, wide.split_k) == ("mma", 32, 4, 128, 1)
-        assert heuristic_config(m, 128256, 4096, 4, 128).kernel == "mma"
-        assert heuristic_config(m, 14336, 4096, 4, 128).kernel == "gemv"
-        assert heuristic_config(m, 28672, 4096, 2, 64).kernel == "gemv"
-        assert heuristic_config(m, 28672, 4096, 4, 128, mma=False).kernel == "gemv"
-    assert heuristic_config(1, 28672, 4096, 4, 128, sm_count=264).kernel == "gemv"  # relative to the SM count
-
-
-def test_wide_decode_launch_keeps_warps_busy():
-    assert configs.wide_decode_config(4096, 512).block_k == 512  # a step holds a whole group
-    assert configs.wide_decode_config(4096, 4096).block_k == 128  # per-channel
-    assert configs.wide_decode_config(256, 128).num_warps == 2  # two steps: two warps along K
-
-
-def test_tuning_candidates_keep_the_gemv_where_the_heuristic_takes_mma():
-    for m in (1, 2):
-        kernels = {c.kernel for c in candidate_configs(m, 28672, 4096, 4, 128, 132)}
-        assert {"mma", "gemv"} <= kernels
+        cands = candidate_configs(m, 28672, 4096, 4, 128, 132)
+        assert {"mma", "gemv"} <= {c.kernel for c in cands}
+        assert {1, 2} == {c.num_stages for c in cands if c.kernel == "mma"}
 
 
 def test_8bit_codes_take_the_mma_kernel_up_to_m_16():
@@ -68,10 +73,11 @@ def test_8bit_codes_take_the_mma_kernel_up_to_m_16():
 
 def test_group_wise_8bit_decode_takes_the_fp32_gemv_loop():
     """The packed 16-bit loop handles group-wise 8-bit codes pair by pair (0.67x cuBLAS on the H100, the
-    fp32 loop 1.5x); per-channel 8-bit and the narrower codes keep the packed loop."""
+    fp32 loop 1.5x); per-channel 8-bit and the narrower codes keep the packed loop (the GEMV's decode regime:
+    where the mma kernel cannot run)."""
     assert not heuristic_config(1, 4096, 4096, 8, 128).half_mac
     assert heuristic_config(1, 4096, 4096, 8, 4096).half_mac
-    assert heuristic_config(1, 4096, 4096, 4, 128).half_mac
+    assert heuristic_config(1, 4096, 4096, 4, 128, mma=False).half_mac
 
 
 @pytest.mark.parametrize("m,kernel", [(3, "gemv"), (4, "gemv"), (5, "gemm"), (8, "gemm")])
@@ -120,7 +126,7 @@ def test_mma_config_follows_the_h100_sweep():
 
 def test_heuristic_reproduces_the_h100_winners():
     """The splits of the H100 sweeps (docs/kernels.md): GEMV M=1 and tensor-core M=16/64."""
-    gemv = {(k, n): heuristic_config(1, n, k, 4, 128).split_k for k, n in LLAMA}
+    gemv = {(k, n): heuristic_config(1, n, k, 4, 128, mma=False).split_k for k, n in LLAMA}
     assert gemv == {(4096, 4096): 1, (4096, 14336): 1, (14336, 4096): 2, (8192, 8192): 1}
     gemm = {(k, n): heuristic_config(16, n, k, 4, 128, mma=False).split_k for k, n in LLAMA}
     assert gemm == {(4096, 4096): 12, (4096, 14336): 3, (14336, 4096): 12, (8192, 8192): 6}
@@ -171,12 +177,12 @@ def test_heuristic_and_candidates_respect_the_kernels_limits(bits):
 
 
 def test_lookup_order_user_cache_then_shipped_table_then_heuristic(cache_dir):
-    key_args = (1, 4096, 4096, 4, 128, "float16", H100, 132)
+    key_args = (16, 4096, 4096, 4, 128, "float16", H100, 132)
     shipped = choose_config(*key_args)
-    assert shipped == LaunchConfig.from_dict(configs.shipped_table(H100)[table_key(1, 4096, 4096, 4, 128, "float16")])
-    assert choose_config(1, 4096, 5120, 4, 128, "float16", H100, 132) == heuristic_config(1, 4096, 5120, 4, 128, 132)
-    mine = LaunchConfig("gemv", 1, 64, 256, 2, num_warps=8)
-    write_table_atomically(configs.user_cache_path(H100), {table_key(1, 4096, 4096, 4, 128, "float16"): mine.to_dict()},
+    assert shipped == LaunchConfig.from_dict(configs.shipped_table(H100)[table_key(16, 4096, 4096, 4, 128, "float16")])
+    assert choose_config(16, 4096, 5120, 4, 128, "float16", H100, 132) == heuristic_config(16, 4096, 5120, 4, 128, 132)
+    mine = LaunchConfig("mma", 16, 64, 256, 2, num_warps=8)
+    write_table_atomically(configs.user_cache_path(H100), {table_key(16, 4096, 4096, 4, 128, "float16"): mine.to_dict()},
                            H100)
     clear_caches()
     assert choose_config(*key_args) == mine

@@ -90,9 +90,9 @@ def test_mma_kernel_reads_x_of_any_layout(m):
     _check(qw, x3.reshape(6, 256), b, y3.reshape(6, 40))
 
 
-def test_the_dispatcher_sends_m_3_to_16_to_the_mma_kernel_and_4_bit_codes_up_to_32():
+def test_the_dispatcher_sends_m_up_to_16_to_the_mma_kernel_and_4_bit_codes_up_to_32():
     assert [choose_config(m, 4096, 4096, 4, 128, "float16", "NVIDIA H100 80GB HBM3", 132).kernel
-            for m in (1, 2, 3, 8, 9, 16, 17, 32, 33)] == ["gemv", "gemv", "mma", "mma", "mma", "mma", "mma", "mma",
+            for m in (1, 2, 3, 8, 9, 16, 17, 32, 33)] == ["mma", "mma", "mma", "mma", "mma", "mma", "mma", "mma",
                                                           "gemm"]
     assert [choose_config(m, 4096, 4096, bits, 64, "float16", "NVIDIA H100 80GB HBM3", 132).kernel
             for bits in (8, 2, 1) for m in (16, 17)] == ["mma", "gemm"] * 3
@@ -120,7 +120,41 @@ def test_mma_kernel_errors_name_the_problem():
                 LaunchConfig("mma", 8, 32, 96, 1, num_warps=2)):
         with pytest.raises(ValueError, match="block_n a multiple of 32"):
             _run(qw, x, b, bad)
+    with pytest.raises(ValueError, match="num_stages=3 is not supported: 1 .* or 2"):
+        _run(qw, x, b, LaunchConfig("mma", 8, 32, 128, 1, num_warps=2, num_stages=3))
     if not CUDA:  # the interpreter computes bf16 wrongly: refused there
         q8, x8, b8 = _case(8, True, None, 2, 256, 64, torch.bfloat16)
         with pytest.raises(ValueError, match="8-bit weights with torch.bfloat16 activations under Triton's interp"):
             _run(q8, x8, b8, LaunchConfig("mma", 8, 32, 128, 1, num_warps=2))
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_both_load_schedules_match_the_reference_and_each_other(stages):
+    """num_stages = 1 (a step's loads at its top) and 2 (the next step's too, read nothing past the split's last
+    step): ragged K (a warp's last steps past K read x, scales and zeros as 0), a split, two batch tiles."""
+    for m in (1, 11):
+        qw, x, b = _case(4, False, 32, m, 416, 72, torch.float16, seed=m)
+        cfg = LaunchConfig("mma", 8, 32, 64, 2, num_warps=2, num_stages=stages)
+        y = _run(qw, x, b, cfg)
+        _check(qw, x, b, y)
+        assert torch.equal(y, _run(qw, x, b, LaunchConfig("mma", 8, 32, 64, 2, num_warps=2, num_stages=3 - stages)))
+
+
+def test_weights_its_vector_loads_cannot_read_take_another_kernel():
+    """The mma kernel reads 4 columns of a word row with one 16-byte load and of a scale row with one 8-byte
+    load: N not a multiple of 4, or a weight narrowed to an odd first column (vLLM-style shards), goes to the
+    GEMV or the GEMM instead, with the right result."""
+    from torchao_gemlite.kernels import dispatch
+
+    cfg = LaunchConfig("mma", 8, 32, 128, 1, num_warps=2)
+    qw, x, b = _case(4, False, 64, 3, 256, 70, torch.float16)  # N = 70
+    assert not dispatch.mma_operands_aligned(qw.qdata, qw.scale, qw.zero)
+    plan = dispatch.WeightOnlyPlan(x, qw.qdata, qw.scale, qw.zero, b, 4, 64, False, cfg)
+    assert plan.config.kernel == "gemv"
+    _check(qw, x, b, plan(x, qw.qdata, qw.scale, qw.zero, b))
+    wide, _, _ = _case(4, False, 64, 3, 256, 73, torch.float16)
+    q, s, z = (t.narrow(1, 1, 72) for t in (wide.qdata, wide.scale, wide.zero))  # first column 1: misaligned
+    assert q.shape[1] % 4 == 0 and not dispatch.mma_operands_aligned(q, s, z)
+    shard = dispatch.launch_weight_only(x, q, s, z, None, 4, 64, False, cfg)
+    ref = dispatch.launch_weight_only(x, q.contiguous(), s.contiguous(), z.contiguous(), None, 4, 64, False, cfg)
+    assert ((shard.float() - ref.float()).norm() / ref.float().norm()).item() < TOLERANCE[torch.float16]

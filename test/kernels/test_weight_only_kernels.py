@@ -7,7 +7,6 @@ matrix of the issue runs: every bit width x fp16/bf16 x group sizes x M x shapes
 
 import itertools
 import json
-import math
 from dataclasses import replace
 
 import pytest
@@ -77,14 +76,12 @@ def test_dispatched_kernel_matches_reference(bits, symmetric, group, m, k, n, dt
 
 @pytest.mark.parametrize("m", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_wide_4bit_decode_dispatch_matches_reference(m, dtype):
-    """M <= 2 on a layer wide enough for the mma kernel's small CTAs (configs.WIDE_DECODE_WAVES of 32-column CTAs
-    an SM: N >= 576 on the interpreter's 4 SMs, 19008 on 132; ragged here): the mma kernel, but for bf16 under
-    the interpreter (which computes it wrongly), where the dispatcher falls back to the GEMV."""
+def test_decode_dispatch_matches_reference(m, dtype):
+    """M <= 2 takes the mma kernel with its loads a step ahead (ragged N here), but for bf16 under the
+    interpreter (which computes it wrongly), where the dispatcher falls back to the GEMV."""
     from torchao_gemlite.kernels import dispatch
 
-    n = 32 * math.ceil(configs.WIDE_DECODE_WAVES * device_facts(torch.device(DEVICE))[1]) + 8
-    qw, x, b = _case(4, False, 128, m, 256, n, dtype)
+    qw, x, b = _case(4, False, 128, m, 256, 200, dtype)
     args = (qw.qdata, qw.scale, qw.zero, b, 4, 128, False)
     _check(qw, x, b, weight_only_linear(x, *args))
     plan = dispatch._PLANS[dispatch._plan_key(x, *args)]

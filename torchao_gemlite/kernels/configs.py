@@ -21,20 +21,21 @@ SM_COUNT_DEFAULT = 132
 TUNED_DIR = Path(__file__).with_name("tuned")
 CACHE_ENV = "TORCHAO_GEMLITE_CACHE_DIR"
 MAX_M_BUCKET = 4096
-GEMV_MAX_M = 4  # H100 sweep: at M=4 the CUDA-core GEMV beats the tensor-core GEMM on 3 of 4 Llama shapes
-# the tensor-core decode kernel (one or two 8-row batch tiles), H100 sweeps: 1.5-1.9x the GEMV at M = 3..8 (even
-# at M = 2), 1.0-1.4x the tensor-core GEMM at M = 9..16 (8-bit, harness at M = 12, 16: 1.17-1.27x cuBLAS against
-# the GEMM's 0.88-1.10x)
-MMA_MIN_M, MMA_MAX_M = 3, 16
+GEMV_MAX_M = 4  # the CUDA-core GEMV takes up to M = 4 (where the mma kernel cannot: bf16 under the interpreter,
+# weights whose layout its vector loads cannot read); the heuristic no longer picks it for fp16 / bf16
+# the tensor-core decode kernel (one or two 8-row batch tiles) from M = 1: with each step's loads issued a step
+# ahead (mma_gemv.py) it streamed 4-bit weights at M = 1 at 1.2-1.5x the GEMV's speed on the Llama shapes, H100
+# sweep (test/kernels/gpu_probe_mma_gemv.py); 1.0-1.4x the tensor-core GEMM at M = 9..16 (8-bit, harness at M =
+# 12, 16: 1.17-1.27x cuBLAS against the GEMM's 0.88-1.10x)
+MMA_MAX_M = 16
 MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); more rows: more CTAs
 # 4-bit codes keep the mma kernel up to M = 32 (two M tiles): H100 sweep at M = 24, 32, 1.22x the tensor-core
 # GEMM in geomean over the Llama shapes, fp16 and bf16 alike; 2-bit tied it, 1- and 8-bit lost, and from M = 48
 # every format lost (test/kernels/gpu_probe_mma_gemv.py, docs/kernels.md)
 MMA_W4_MAX_M = 32
-# 4-bit codes at M <= 2 (the GEMV's regime) take the mma kernel in small CTAs (32 columns, 4 warps along K) on
-# layers wide enough for WIDE_DECODE_WAVES CTAs an SM: H100 sweep (test/kernels/gpu_probe_mma_gemv.py, M = 1 and
-# 2, fp16 and bf16), 128-code steps 1.06x the time of the best mma launch on 4096x28672 and 8192x28672 against the
-# GEMV's 1.13-1.17x; at 3.4 CTAs an SM (4096x14336) the GEMV was faster at M = 1
+# layers of at least WIDE_DECODE_WAVES column tiles of 32 an SM have CTAs enough to hide the load latency: at
+# M <= 8 they take 4 warps and no prefetch (H100 sweep, 4096x28672 and 8192x28672, 4-bit M = 1: 26.0 / 48.4 us
+# against 31.4 / 54.5 for 8 warps with loads a step ahead; test/kernels/gpu_probe_mma_gemv.py)
 WIDE_DECODE_WAVES = 4.5
 DENSE_MIN_M = 129  # from here on, dequantize + cuBLAS, except up to FUSED_MAX_M on layers of enough 128x128 tiles
 # M = 129..256: the tensor-core kernel with TMA loads beat dequantize + cuBLAS on the four Llama shapes (H100,
@@ -175,9 +176,10 @@ def _fill_split(programs: int, k_tiles: int, target_programs: float, k: int = 0,
 
 def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT, m: int = 1,
                bits: int = 4, bf16: bool = False) -> LaunchConfig:
-    """The tensor-core decode kernel's launch (H100 sweeps, test/kernels/gpu_probe_mma_gemv.py). Up to M = 8:
-    128-code steps (or one group), 16 warps and the widest CTA (32, 64 or 128 columns) that still gives 0.8
-    CTAs an SM. Two batch tiles (M > 8): 128-code steps, 64 columns and 8 warps (the M = 16 sweep: 1.25x the
+    """The tensor-core decode kernels' launch for two batch tiles and M tiles (weight-only; one batch tile:
+    ``decode_config``) and for every M of the A8W4 kernel (H100 sweeps, test/kernels/gpu_probe_mma_gemv.py).
+    Up to M = 8 (A8W4): 128-code steps (or one group), 16 warps and the widest CTA (32, 64 or 128 columns)
+    that still gives 0.8 CTAs an SM. Two batch tiles (M > 8): 128-code steps, 64 columns and 8 warps (the M = 16 sweep: 1.25x the
     previous 32-column choice in geomean over 4-, 2- and 1-bit on the Llama shapes; 256-code steps ran 6-15%
     faster but compile in twice the time, 2.9 s against 1.6 for 4-bit, and a new shape's first call must stay
     under 2 s: the shipped tables keep the longer steps for the shapes they were measured on). Then a K split
@@ -211,13 +213,25 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
     return LaunchConfig("mma", MMA_TILE_M, block_n, block_k, split, num_warps=warps_k * (block_n // 32), num_stages=1)
 
 
-def wide_decode_config(k: int, group_size: int) -> LaunchConfig:
-    """The mma kernel's launch for wide layers at M <= 2 (WIDE_DECODE_WAVES, so no K split): 32 columns and up to
-    4 warps along K a CTA, 128-code steps (or one group; 256-code steps ran 5% faster but compile in about twice
-    the time, and a new shape's first call must stay under 2 s)."""
+def decode_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
+    """The mma kernel's launch for one batch tile (M <= 8): 32 columns and up to 8 warps along K a CTA,
+    128-code steps (or one group), each step's loads issued a step ahead (num_stages=2), and a K split only
+    where the column tiles leave SMs idle; on layers of WIDE_DECODE_WAVES column tiles an SM, 4 warps and no
+    prefetch. H100 sweep (test/kernels/gpu_probe_mma_gemv.py, the four Llama shapes, M = 1 and 4, 4- and
+    2-bit g128 / g64 and 8-bit per-channel, launches of 32-128 columns, 4-16 warps, 128- and 256-code steps,
+    splits, 1 or 2 stages): the 8-warp launch ran within 0.95 of each shape's best in geomean (worst 0.89),
+    the best single launch of the sweep for every format and M."""
     block_k = max(128, group_size if group_size < k else 0)
-    warps = min(4, 1 << ((-(-k // block_k)).bit_length() - 1))  # no idle warps for a short K
-    return LaunchConfig("mma", MMA_TILE_M, 32, block_k, 1, num_warps=warps, num_stages=1)
+    steps = -(-k // block_k)
+    ctas = -(-n // 32)
+    if ctas >= WIDE_DECODE_WAVES * sm_count:
+        return LaunchConfig("mma", MMA_TILE_M, 32, block_k, 1, num_warps=min(4, 1 << (steps.bit_length() - 1)),
+                            num_stages=1)
+    warps = min(8, 1 << (steps.bit_length() - 1))  # no idle warps for a short K
+    split = 1
+    while ctas * split < 0.8 * sm_count and warps * split * 2 <= steps and split < 16:
+        split *= 2
+    return LaunchConfig("mma", MMA_TILE_M, 32, block_k, split, num_warps=warps, num_stages=2)
 
 
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,
@@ -229,10 +243,13 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     one scale row per word row.
     """
     per_word = 32 // bits
-    if mma and MMA_MIN_M <= m <= (MMA_W4_MAX_M if bits == 4 else MMA_MAX_M):
+    # 8-bit codes at M <= 2 stay on the GEMV: 1.03-1.33x the decode launch on the Llama and Llama-3 fused shapes
+    # (H100 harness A/B, per-channel, fp16 and bf16), within a few % of the best mma launch of the sweep
+    if mma and m <= MMA_TILE_M // 2:
+        if not (bits == 8 and m <= 2):
+            return decode_config(n, k, group_size, sm_count)
+    elif mma and m <= (MMA_W4_MAX_M if bits == 4 else MMA_MAX_M):
         return mma_config(n, k, group_size, sm_count, m, bits=bits, bf16=bf16)
-    if mma and bits == 4 and m <= 2 and -(-n // 32) >= WIDE_DECODE_WAVES * sm_count:
-        return wide_decode_config(k, group_size)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word
         block_n, warps, stages = (32, 4, 4) if m <= 2 else (64, 8, 3)

@@ -36,6 +36,19 @@ def mma_gemv_supported(bits: int, dtype: torch.dtype) -> bool:
     return mma_supported(bits, str(dtype)[6:]) and (not _INTERPRETED or dtype == torch.float16)
 
 
+def mma_operands_aligned(qdata: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None) -> bool:
+    """Whether the mma kernel's vector loads can read the weight as it lies (vector_load.py): each thread reads
+    4 columns of a word row (16 bytes) and of a scale and zero row (8 bytes for 2-byte scales, 16 for fp32), so
+    N, the row strides and the base addresses must keep those pieces aligned (per-channel scales are read per
+    element). Else the call runs the GEMV
+    or the GEMM (weights narrowed to an odd column range, N not a multiple of 4)."""
+    def aligned(t: torch.Tensor | None, size: int) -> bool:
+        return t is None or ((t.stride(0) * t.element_size()) % size == 0 and t.data_ptr() % size == 0)
+    scale_piece = 4 * scale.element_size() if scale.shape[0] > 1 else 1  # per-channel: read per element
+    return (qdata.shape[1] % 4 == 0 and qdata.stride(1) == 1 and scale.stride(1) == 1 and aligned(qdata, 16)
+            and aligned(scale, scale_piece) and aligned(zero, scale_piece))
+
+
 def check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric) -> None:
     """Clear errors for everything the kernels cannot take."""
     fmt = PackedFormat(bits, group_size, symmetric)
@@ -110,22 +123,29 @@ class WeightOnlyPlan:
             return
         out_stride = n if out is None else out.stride(0)
         c = config
+        if c.kernel == "mma" and not mma_operands_aligned(qdata, scale, zero):
+            c = self.config = heuristic_config(m, n, k, bits, group_size, device_facts(x.device)[1], mma=False)
         if c.kernel == "mma":
             group_k = 0 if group_size == k else group_size
             if not mma_gemv_supported(bits, x.dtype):
                 raise ValueError(f"the mma kernel does not take {bits}-bit weights with {x.dtype} activations"
                                  + (" under Triton's interpreter" if _INTERPRETED else ""))
+            if c.num_stages not in (1, 2):
+                raise ValueError(f"mma config num_stages={c.num_stages} is not supported: 1 (a step's loads at its top) "
+                                 "or 2 (and the next step's: mma_gemv.py)")
             launch = mma_launch(c, m, n, k, group_k)
-            # it reads x as int32 pairs, 8 or 16 bytes a load (16 only where Triton's specialization of the
-            # pointer and stride proves the alignment; per-channel 8-bit with one batch tile keeps 8: 0.92x
-            # with 16 on the H100, where every other format gained up to 1.12x)
-            self.copy_x = x2.stride(1) != 1 or (m > 1 and x2.stride(0) % 4 != 0) or x2.data_ptr() % 8 != 0
+            # it reads x as int32 pairs, 8 or 16 bytes a load (per-channel 8-bit with one batch tile keeps 8:
+            # 0.92x with 16 on the H100, where every other format gained up to 1.12x), rows aligned to the load
+            wide_x = not (bits == 8 and group_k == 0 and m <= 8)
+            x_align = 16 if wide_x and bits >= 4 else 8
+            self.copy_x = (x2.stride(1) != 1 or (m > 1 and (2 * x2.stride(0)) % x_align != 0)
+                           or x2.data_ptr() % x_align != 0)
             x_stride = k if self.copy_x else x2.stride(0)
             self.split = launch.split
             ints = (m, n, k, launch.steps_per_split, launch.m_tiles, x_stride, qdata.stride(0), scale.stride(0), out_stride)
             meta = dict(launch.meta, BITS=bits, GROUP_K=group_k, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
                         HAS_BIAS=bias is not None and self.split == 1, NUM_STAGES=c.num_stages,
-                        WIDE_X=not (bits == 8 and group_k == 0 and m <= 8), EMULATE=_INTERPRETED)
+                        WIDE_X=wide_x, EMULATE=_INTERPRETED)
             self.kernel = KernelCall(_MMA_GEMV, launch.grid, ints, meta)
         else:
             self._tiled_kernel(x2, qdata, scale, bias, bits, group_size, symmetric, out_stride)

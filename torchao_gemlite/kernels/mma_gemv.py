@@ -44,6 +44,7 @@ from .configs import DENSE_MIN_M, MMA_TILE_M, LaunchConfig
 from .half2 import fma2
 from .launch import cdiv
 from .mma_sync import mma_16816
+from .vector_load import load2, load4
 
 
 class MmaLaunch(NamedTuple):
@@ -166,90 +167,161 @@ def _x_fragment(lo_src, hi_src, EMULATE: tl.constexpr):
 
 
 @triton.jit
-def _word_pairs(ptrs, rows, k_words, pshift, BITS: tl.constexpr, EVEN_K: tl.constexpr, IS_BF16: tl.constexpr,
-                EMULATE: tl.constexpr):
-    """Loads one word row [T, 4] of the thread's columns (``rows``: its index, for the K mask); returns
-    the code registers as [T, 4] pairs: (R0, R1, R2, R3) for BITS <= 4, two of them for 8-bit."""
-    # the weight streams through once (evict first); x is read by every warp of the SM (evict last): H100, 1-10%
-    if EVEN_K:
-        words = tl.load(ptrs, eviction_policy="evict_first")
-    else:
-        words = tl.load(ptrs, mask=(rows < k_words)[:, None], other=0, eviction_policy="evict_first")
-    if BITS == 8:
-        return _byte_pair(words, 0, IS_BF16, EMULATE), _byte_pair(words, 8, IS_BF16, EMULATE)
-    else:
-        if BITS != 4:
-            words = words >> pshift[:, None]
-        return (_code_pair(words, 0, BITS, IS_BF16, EMULATE), _code_pair(words, BITS, BITS, IS_BF16, EMULATE),
-                _code_pair(words, 2 * BITS, BITS, IS_BF16, EMULATE), _code_pair(words, 3 * BITS, BITS, IS_BF16, EMULATE))
+def _a_operands(w, pshift, BITS: tl.constexpr, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
+    """The A registers of one 32-code sub-block from the thread's words ``w`` (a tuple of [T] int32, one per
+    column n0..n0+3; 8-bit: word rows 2t and 2t + 1, four each): for MMA j in {0, 1}, (ra_c) for c = 0..3
+    then (rb_c): ra_c holds the pair at register 2j of column c (MMA columns 2t, 2t + 1), rb_c register
+    2j + 1 (columns 2t + 8, 2t + 9)."""
+    out = ()
+    for j in tl.static_range(2):
+        ra = ()
+        rb = ()
+        for c in tl.static_range(4):
+            if BITS == 8:
+                src = w[4 * j + c]
+                ra = ra + (_byte_pair(src, 0, IS_BF16, EMULATE),)
+                rb = rb + (_byte_pair(src, 8, IS_BF16, EMULATE),)
+            else:
+                src = w[c]
+                if BITS != 4:  # 2- and 1-bit words hold the codes of 2 or 4 threads
+                    src = src >> pshift
+                ra = ra + (_code_pair(src, 2 * j * BITS, BITS, IS_BF16, EMULATE),)
+                rb = rb + (_code_pair(src, (2 * j + 1) * BITS, BITS, IS_BF16, EMULATE),)
+        out = out + ra + rb
+    return out
 
 
 @triton.jit
-def _x_pairs(x_ptrs, SUB: tl.constexpr, k_sub, base, K, X_HI: tl.constexpr, XW: tl.constexpr,
-             EVEN_K: tl.constexpr):
-    """The thread's x pairs of one sub-block: at k_sub + base (the registers' low lanes) and + X_HI.
-    XW = 4 (X_HI = 4: 8- and 4-bit, the four pairs adjacent): one 16-byte load ([T, 4] pointers); XW = 2:
-    two 8-byte loads ([T, 2] pointers)."""
-    if XW == 4:
-        if EVEN_K:
-            x4 = tl.load(x_ptrs + SUB * 16, eviction_policy="evict_last")
-        else:
-            k_x = (k_sub + base)[:, None] + 2 * tl.arange(0, 4)[None, :]  # [T, 4]
-            x4 = tl.load(x_ptrs + SUB * 16, mask=k_x < K, other=0, eviction_policy="evict_last")
-        even, odd = tl.split(tl.reshape(x4, (x4.shape[0], 2, 2)))  # pairs (0, 2) and (1, 3)
-        lo0, hi0 = tl.split(even)
-        lo1, hi1 = tl.split(odd)
-    else:
-        if EVEN_K:
-            x_lo = tl.load(x_ptrs + SUB * 16, eviction_policy="evict_last")
-            x_hi = tl.load(x_ptrs + (SUB * 16 + X_HI // 2), eviction_policy="evict_last")
-        else:
-            k_x = (k_sub + base)[:, None] + 2 * tl.arange(0, 2)[None, :]  # [T, 2]
-            x_lo = tl.load(x_ptrs + SUB * 16, mask=k_x < K, other=0, eviction_policy="evict_last")
-            x_hi = tl.load(x_ptrs + (SUB * 16 + X_HI // 2), mask=k_x + X_HI < K, other=0,
-                           eviction_policy="evict_last")
-        lo0, lo1 = tl.split(x_lo)
-        hi0, hi1 = tl.split(x_hi)
-    return lo0, lo1, hi0, hi1
-
-
-@triton.jit
-def _sub_block_mmas(R0, R1, R2, R3, lo0, lo1, hi0, hi1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3,
-                    ones, BITS: tl.constexpr, X_TERM: tl.constexpr, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
-    """The MMAs of one 32-code sub-block against one 8-row batch tile: per j, both column tiles and the
-    x-sum; returns the 12 accumulators (tile p register e as a_pe, the x-sum as xs)."""
+def _sub_block_mmas(A, x4, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3, ones, BITS: tl.constexpr,
+                    X_TERM: tl.constexpr, IS_BF16: tl.constexpr, EMULATE: tl.constexpr):
+    """The MMAs of one 32-code sub-block (A: ``_a_operands``) against one 8-row batch tile (x4: the thread's x
+    pairs lo0, lo1, hi0, hi1): per j, both column tiles and the x-sum; returns the 12 accumulators (tile p
+    register e as a_pe, the x-sum as xs)."""
+    lo0, lo1, hi0, hi1 = x4
     for j in tl.static_range(2):
         if BITS == 8:
             b0, b1 = _x_fragment(lo0, lo1, EMULATE) if j == 0 else _x_fragment(hi0, hi1, EMULATE)
         else:
             b0, b1 = _x_fragment(lo0, hi0, EMULATE) if j == 0 else _x_fragment(lo1, hi1, EMULATE)
-        ra0, ra1, ra2, ra3 = _split4(R0 if j == 0 else R2)
-        rb0, rb1, rb2, rb3 = _split4(R1 if j == 0 else R3)
-        a00, a01, a02, a03 = mma_16816(ra0, ra1, rb0, rb1, b0, b1, a00, a01, a02, a03, IS_BF16, EMULATE)
-        a10, a11, a12, a13 = mma_16816(ra2, ra3, rb2, rb3, b0, b1, a10, a11, a12, a13, IS_BF16, EMULATE)
+        a00, a01, a02, a03 = mma_16816(A[8 * j], A[8 * j + 1], A[8 * j + 4], A[8 * j + 5], b0, b1, a00, a01, a02, a03,
+                                       IS_BF16, EMULATE)
+        a10, a11, a12, a13 = mma_16816(A[8 * j + 2], A[8 * j + 3], A[8 * j + 6], A[8 * j + 7], b0, b1, a10, a11, a12,
+                                       a13, IS_BF16, EMULATE)
         if X_TERM:
             xs0, xs1, xs2, xs3 = mma_16816(ones, ones, ones, ones, b0, b1, xs0, xs1, xs2, xs3, IS_BF16, EMULATE)
     return a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3
 
 
 @triton.jit
-def _add_group(tot0, tot1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, scale, shift,
-               HAS_SCALE: tl.constexpr, X_TERM: tl.constexpr):
-    """tot += scale * (the group's sums) + shift * (its x-sums), as [T, 4] per column for m = 2t (tot0)
-    and m = 2t + 1 (tot1); without HAS_SCALE (per-channel) the plain sums, shift then multiplies the
-    x-sums that the caller keeps in tot's place: see the kernel."""
-    acc0 = _join4(a00, a02, a10, a12)
-    acc1 = _join4(a01, a03, a11, a13)
-    if HAS_SCALE:
-        tot0 += scale * acc0
-        tot1 += scale * acc1
+def _x_load(ptrs, ok, X_HI: tl.constexpr, XW: tl.constexpr, PRED: tl.constexpr, FILL: tl.constexpr,
+            EMULATE: tl.constexpr):
+    """The thread's x pairs of one sub-block, (lo0, lo1, hi0, hi1): the registers' low lanes at ``ptrs`` and the
+    high ones X_HI codes on. XW = 4 (X_HI = 4: 8- and 4-bit, the four pairs adjacent): one 16-byte load; XW = 2:
+    two 8-byte loads. x is read by every warp of the SM: kept in L1 (evict last)."""
+    if XW == 4:
+        lo0, lo1, hi0, hi1 = load4(ptrs, ok, ".L1::evict_last", PRED, FILL, EMULATE)
     else:
-        tot0 += acc0
-        tot1 += acc1
-    if X_TERM:
-        tot0 += shift * xs0[:, None]
-        tot1 += shift * xs1[:, None]
-    return tot0, tot1
+        lo0, lo1 = load2(ptrs, ok, ".L1::evict_last", PRED, FILL, EMULATE)
+        hi0, hi1 = load2(ptrs + X_HI // 2, ok, ".L1::evict_last", PRED, FILL, EMULATE)
+    return lo0, lo1, hi0, hi1
+
+
+@triton.jit
+def _step_loads(w_base, x_base, x_base2, s_base, z_base, k_step, live, K, stride_wk, stride_sw,
+                BITS: tl.constexpr, SUBS: tl.constexpr, GROUP_K: tl.constexpr, X_HI: tl.constexpr, XW: tl.constexpr,
+                BATCH_TILES: tl.constexpr, HAS_ZERO: tl.constexpr, SCALE_WORDS: tl.constexpr, EVEN_K: tl.constexpr,
+                PRED: tl.constexpr, EMULATE: tl.constexpr):
+    """Every load of one warp step, issued together: the words of each sub-block (a tuple of [T] int32 per
+    column, 8-bit: two word rows), its x pairs for each batch tile, and the raw words of each group's scales
+    and zeros (SCALE_WORDS a thread: 4 columns of 2- or 4-byte values). ``k_step`` [T]: the step's first code
+    for the thread's warp; ``live`` [T] int32: whether the step exists (a prefetch past the split's last step
+    reads nothing). Past K (not EVEN_K) x, scales and zeros read as 0 and the words are not read: their codes
+    multiply zeros."""
+    words = ()
+    xs = ()
+    xs2 = ()
+    for sub in tl.static_range(SUBS):
+        ok = live
+        if not EVEN_K:
+            ok = live & ((k_step + sub * 32) < K).to(tl.int32)
+        w_sub = w_base + sub * BITS * stride_wk  # a sub-block is BITS word rows
+        if BITS == 8:
+            words = words + (load4(w_sub, ok, ".L1::no_allocate", PRED, False, EMULATE)
+                             + load4(w_sub + stride_wk, ok, ".L1::no_allocate", PRED, False, EMULATE),)
+        else:
+            words = words + (load4(w_sub, ok, ".L1::no_allocate", PRED, False, EMULATE),)
+        xs = xs + (_x_load(x_base + sub * 16, ok, X_HI, XW, PRED, not EVEN_K, EMULATE),)
+        if BATCH_TILES == 2:
+            xs2 = xs2 + (_x_load(x_base2 + sub * 16, ok, X_HI, XW, PRED, not EVEN_K, EMULATE),)
+    scales = ()
+    zeros = ()
+    if GROUP_K != 0:
+        for grp in tl.static_range(SUBS // (GROUP_K // 32)):
+            ok = live
+            if not EVEN_K:
+                ok = live & ((k_step + grp * GROUP_K) < K).to(tl.int32)
+            offset = grp * stride_sw
+            if SCALE_WORDS == 4:
+                scales = scales + (load4(s_base + offset, ok, ".L1::no_allocate", PRED, not EVEN_K, EMULATE),)
+                if HAS_ZERO:
+                    zeros = zeros + (load4(z_base + offset, ok, ".L1::no_allocate", PRED, not EVEN_K, EMULATE),)
+            else:
+                scales = scales + (load2(s_base + offset, ok, ".L1::no_allocate", PRED, not EVEN_K, EMULATE),)
+                if HAS_ZERO:
+                    zeros = zeros + (load2(z_base + offset, ok, ".L1::no_allocate", PRED, not EVEN_K, EMULATE),)
+    return words, xs, xs2, scales, zeros
+
+
+@triton.jit
+def _as_f32(raw, DTYPE: tl.constexpr):
+    """The raw words of 4 columns' scales (or zeros) of dtype DTYPE (fp16, bf16: two words; fp32: four) as
+    four fp32 [T] tensors, one a column."""
+    if DTYPE == tl.float32:
+        w0, w1, w2, w3 = raw
+        c0 = w0.to(tl.float32, bitcast=True)
+        c1 = w1.to(tl.float32, bitcast=True)
+        c2 = w2.to(tl.float32, bitcast=True)
+        c3 = w3.to(tl.float32, bitcast=True)
+    elif DTYPE == tl.bfloat16:  # a bf16 is the top half of its fp32
+        w0, w1 = raw
+        c0 = (w0 << 16).to(tl.float32, bitcast=True)
+        c1 = (w0 & -65536).to(tl.float32, bitcast=True)
+        c2 = (w1 << 16).to(tl.float32, bitcast=True)
+        c3 = (w1 & -65536).to(tl.float32, bitcast=True)
+    else:
+        w0, w1 = raw
+        c0 = w0.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        c1 = (w0 >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        c2 = w1.to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+        c3 = (w1 >> 16).to(tl.int16).to(tl.float16, bitcast=True).to(tl.float32)
+    return c0, c1, c2, c3
+
+
+@triton.jit
+def _by_column(a00, a01, a02, a03, a10, a11, a12, a13):
+    """The MMA accumulators of both column tiles as 8 sums: columns n0..n0+3 for m = 2t, then for m = 2t + 1
+    (tile p rows g, g + 8 are columns n0 + 2p, n0 + 2p + 1; registers 0, 1: m = 2t, 2t + 1 of row g)."""
+    return a00, a02, a10, a12, a01, a03, a11, a13
+
+
+@triton.jit
+def _add_group(tot, sums, xs0, xs1, scale, shift, HAS_SCALE: tl.constexpr, X_TERM: tl.constexpr):
+    """tot + scale * sums + shift * (the x-sums xs0 for m = 2t, xs1 for m = 2t + 1), per column: tot, sums and
+    the result hold 8 [T] fp32 values ordered as ``_by_column``'s; scale and shift 4 [T] values, one a column.
+    Without HAS_SCALE (per-channel, inside the loop) tot + sums."""
+    out = ()
+    for i in tl.static_range(8):
+        if HAS_SCALE:
+            v = tot[i] + scale[i % 4] * sums[i]
+        else:
+            v = tot[i] + sums[i]
+        if X_TERM:
+            if i < 4:
+                v += shift[i % 4] * xs0
+            else:
+                v += shift[i % 4] * xs1
+        out = out + (v,)
+    return out
 
 
 _TILE_M = tl.constexpr(MMA_TILE_M)
@@ -262,18 +334,25 @@ def _tile_of(pid, m_tiles):
 
 
 @triton.jit
+def _thread_lanes(pid_n, T: tl.constexpr, WARPS_N: tl.constexpr):
+    """(g, t, warp_k, n0) of each thread, lane = 4 g + t: warp_k its warp's index along K, n0 = 4 g + its warp's
+    first of 32 columns (the thread's columns are n0..n0+3), all [T] from one arange (one layout)."""
+    i = tl.arange(0, T)
+    lane = i % 32
+    g = lane // 4
+    return g, lane % 4, i // (32 * WARPS_N), pid_n * (32 * WARPS_N) + ((i // 32) % WARPS_N) * 32 + 4 * g
+
+
+@triton.jit
 def _thread_columns(pid_n, N, T: tl.constexpr, WARPS_N: tl.constexpr, EVEN_N: tl.constexpr):
     """The thread mapping shared with dynamic_mma_gemv.py: (g, t, warp_k, cols) with lane = 4 g + t,
     warp_k the thread's warp index along K and cols [T, 4] its columns n0..n0+3, n0 = 4 g of its warp's
     32 (clamped past N unless EVEN_N: valid addresses, never stored)."""
-    i = tl.arange(0, T)
-    lane = i % 32
-    g = lane // 4
-    n0 = pid_n * (32 * WARPS_N) + ((i // 32) % WARPS_N) * 32 + 4 * g
+    g, t, warp_k, n0 = _thread_lanes(pid_n, T, WARPS_N)
     cols = n0[:, None] + tl.arange(0, 4)[None, :]
     if not EVEN_N:
         cols = tl.minimum(cols, N - 1)
-    return g, lane % 4, i // (32 * WARPS_N), cols
+    return g, t, warp_k, cols
 
 
 @triton.jit
@@ -332,7 +411,9 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     pid_n, m_first = _tile_of(tl.program_id(0), m_tiles)
     pid_k = tl.program_id(1)
 
-    g, t, warp_k, cols = _thread_columns(pid_n, N, T, WARPS_N, EVEN_N)  # cols [T, 4]: n0..n0+3, n0 = 4 g
+    g, t, warp_k, n0 = _thread_lanes(pid_n, T, WARPS_N)  # the thread's columns: n0..n0+3, n0 = 4 g
+    if not EVEN_N:
+        n0 = tl.minimum(n0, N - 4)  # N is a multiple of 4: a valid 16-byte row piece, never stored
     # the thread's codes in a 32-code sub-block: word row(s) and the k of register 0 (see the docstring)
     if BITS == 8:
         row0 = 2 * t
@@ -345,63 +426,86 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
         base = row0 * 2 * L + 4 * (t % (L // 4))
         X_HI: tl.constexpr = L
         pshift = 4 * BITS * (t % (L // 4))
-    k_words = K // E
     ones = tl.full((T,), ONES, tl.int32)
-    # pointers at the thread's first step; a step moves WARPS_K * BLOCK_K along K
+    # the thread's addresses at its first step; a step moves WARPS_K * BLOCK_K along K
     k_first = (pid_k * steps_per_split * WARPS_K + warp_k) * BLOCK_K  # [T]
     K_STRIDE: tl.constexpr = WARPS_K * BLOCK_K
-    w_ptrs = w_ptr + ((k_first // E + row0) * stride_wk)[:, None] + cols  # [T, 4]
+    W_STEP: tl.constexpr = K_STRIDE // E  # word rows a step
+    GROUP_STEP: tl.constexpr = GROUP_K if GROUP_K != 0 else K_STRIDE
+    S_STEP: tl.constexpr = K_STRIDE // GROUP_STEP  # scale rows a step (per-channel: unused)
+    w_base = w_ptr + (k_first // E + row0) * stride_wk + n0
     # x as int32 pairs, batch row g (and g + 8); rows past M: clamped, never stored
-    XW: tl.constexpr = 4 if X_HI == 4 and WIDE_X else 2  # x pairs a load (_x_pairs)
-    x_col = tl.max_contiguous(tl.multiple_of(((k_first + base) // 2)[:, None] + tl.arange(0, XW)[None, :], [1, XW]),
-                              [1, XW])
+    XW: tl.constexpr = 4 if X_HI == 4 and WIDE_X else 2  # x pairs a load (_x_load)
     x_pairs = x_ptr.to(tl.pointer_type(tl.int32))
-    x_ptrs = x_pairs + (tl.minimum(m_first + g, M - 1) * (stride_xm // 2))[:, None] + x_col  # [T, XW]
+    x_col = (k_first + base) // 2
+    x_base = x_pairs + tl.minimum(m_first + g, M - 1) * (stride_xm // 2) + x_col
+    x_base2 = x_base
     if BATCH_TILES == 2:
-        x_ptrs2 = x_pairs + (tl.minimum(m_first + g + 8, M - 1) * (stride_xm // 2))[:, None] + x_col
+        x_base2 = x_pairs + tl.minimum(m_first + g + 8, M - 1) * (stride_xm // 2) + x_col
+    # scales and zeros as raw 32-bit words: SCALE_WORDS a thread for its 4 columns
+    S_DTYPE: tl.constexpr = scale_ptr.dtype.element_ty
+    SCALE_WORDS: tl.constexpr = 4 if S_DTYPE == tl.float32 else 2
+    S_PER_WORD: tl.constexpr = 4 // SCALE_WORDS  # scales a 32-bit word
+    HAS_ZERO: tl.constexpr = X_TERM and not SYMMETRIC
+    stride_sw = stride_sg // S_PER_WORD  # a scale row in words
+    s_base = scale_ptr.to(tl.pointer_type(tl.int32))
+    z_base = zero_ptr.to(tl.pointer_type(tl.int32))
     if GROUP_K != 0:
-        s_off = ((k_first // GROUP_K) * stride_sg)[:, None] + cols
+        s_word = ((k_first // GROUP_K) * stride_sg + n0) // S_PER_WORD
+        s_base += s_word
+        z_base += s_word
+    PREFETCH: tl.constexpr = NUM_STAGES == 2
+    PRED: tl.constexpr = PREFETCH or not EVEN_K
+    live = tl.full((T,), 1, tl.int32)
 
-    zero_f = tl.zeros((T, 4), dtype=tl.float32)
     zero_t = tl.zeros((T,), dtype=tl.float32)
-    # y[m = 2t] and y[m = 2t + 1] at the thread's 4 columns (tot*_2: m + 8); per-channel: the plain sums,
-    # and the x-sums over all of K in xs_tot*
-    tot0 = zero_f
-    tot1 = zero_f
-    tot0_2 = zero_f
-    tot1_2 = zero_f
+    # y[m = 2t] and y[m = 2t + 1] at the thread's 4 columns, one [T] tensor each (tot_2: m + 8); per-channel:
+    # the plain sums, and the x-sums over all of K in xs_tot*
+    tot = (zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t)
+    tot_2 = tot
     xs_tot0 = zero_t
     xs_tot1 = zero_t
     xs_tot0_2 = zero_t
     xs_tot1_2 = zero_t
-    scale = zero_f
-    shift = zero_f
-    for step in tl.range(0, steps_per_split, num_stages=NUM_STAGES):
-        k_step = k_first + step * K_STRIDE  # [T]: for the masks of ragged K
+    scale = (zero_t, zero_t, zero_t, zero_t)
+    shift = scale
+    # NUM_STAGES = 2: every load of a step is issued a step ahead (vector_load.py keeps it there), so a warp's
+    # loads are in flight while it unpacks and multiplies the previous step; 1: at the top of its own step
+    if PREFETCH:
+        ahead = _step_loads(w_base, x_base, x_base2, s_base, z_base, k_first, live, K, stride_wk, stride_sw, BITS,
+                            SUBS, GROUP_K, X_HI, XW, BATCH_TILES, HAS_ZERO, SCALE_WORDS, EVEN_K, PRED, EMULATE)
+    for step in tl.range(0, steps_per_split, num_stages=1):
+        k_step = k_first + step * K_STRIDE  # [T]
+        if PREFETCH:
+            loads = ahead
+            nxt = step + 1
+            ahead = _step_loads(w_base + nxt * W_STEP * stride_wk, x_base + nxt * (K_STRIDE // 2),
+                                x_base2 + nxt * (K_STRIDE // 2), s_base + nxt * S_STEP * stride_sw,
+                                z_base + nxt * S_STEP * stride_sw, k_step + K_STRIDE,
+                                live * (nxt < steps_per_split).to(tl.int32), K, stride_wk, stride_sw, BITS, SUBS,
+                                GROUP_K, X_HI, XW, BATCH_TILES, HAS_ZERO, SCALE_WORDS, EVEN_K, PRED, EMULATE)
+        else:
+            loads = _step_loads(w_base + step * W_STEP * stride_wk, x_base + step * (K_STRIDE // 2),
+                                x_base2 + step * (K_STRIDE // 2), s_base + step * S_STEP * stride_sw,
+                                z_base + step * S_STEP * stride_sw, k_step, live, K, stride_wk,
+                                stride_sw, BITS, SUBS, GROUP_K, X_HI, XW, BATCH_TILES, HAS_ZERO, SCALE_WORDS, EVEN_K,
+                                PRED, EMULATE)
+        words, xs, xs2, scales, zeros = loads
         for grp in tl.static_range(SUBS // GROUP_SUBS):
             # fresh group accumulators for each batch tile
             a00, a01, a02, a03, a10, a11, a12, a13 = zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t
-            xs0, xs1, xs2, xs3 = zero_t, zero_t, zero_t, zero_t
+            xs0, xs1, xs2_, xs3 = zero_t, zero_t, zero_t, zero_t
             b00, b01, b02, b03, b10, b11, b12, b13 = zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t
             ys0, ys1, ys2, ys3 = zero_t, zero_t, zero_t, zero_t
             for sub in tl.static_range(GROUP_SUBS):
-                sub_i = grp * GROUP_SUBS + sub  # static
-                rows = (k_step + sub_i * 32) // E + row0
-                w_sub = w_ptrs + sub_i * BITS * stride_wk  # a sub-block is BITS word rows
-                if BITS == 8:
-                    R0, R1 = _word_pairs(w_sub, rows, k_words, pshift, BITS, EVEN_K, IS_BF16, EMULATE)
-                    R2, R3 = _word_pairs(w_sub + stride_wk, rows + 1, k_words, pshift, BITS, EVEN_K, IS_BF16, EMULATE)
-                else:
-                    R0, R1, R2, R3 = _word_pairs(w_sub, rows, k_words, pshift, BITS, EVEN_K, IS_BF16, EMULATE)
-                lo0, lo1, hi0, hi1 = _x_pairs(x_ptrs, sub_i, k_step + sub_i * 32, base, K, X_HI, XW, EVEN_K)
-                a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3 = _sub_block_mmas(
-                    R0, R1, R2, R3, lo0, lo1, hi0, hi1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3,
-                    ones, BITS, X_TERM, IS_BF16, EMULATE)
+                A = _a_operands(words[grp * GROUP_SUBS + sub], pshift, BITS, IS_BF16, EMULATE)
+                a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2_, xs3 = _sub_block_mmas(
+                    A, xs[grp * GROUP_SUBS + sub], a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2_, xs3, ones, BITS, X_TERM,
+                    IS_BF16, EMULATE)
                 if BATCH_TILES == 2:
-                    lo0, lo1, hi0, hi1 = _x_pairs(x_ptrs2, sub_i, k_step + sub_i * 32, base, K, X_HI, XW, EVEN_K)
                     b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3 = _sub_block_mmas(
-                        R0, R1, R2, R3, lo0, lo1, hi0, hi1, b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2,
-                        ys3, ones, BITS, X_TERM, IS_BF16, EMULATE)
+                        A, xs2[grp * GROUP_SUBS + sub], b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3, ones, BITS, X_TERM,
+                        IS_BF16, EMULATE)
             if GROUP_K == 0:  # per-channel: sums and x-sums now, scales after the loop
                 if X_TERM:
                     xs_tot0 += xs0
@@ -410,48 +514,37 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
                         xs_tot0_2 += ys0
                         xs_tot1_2 += ys1
             else:  # the group's scale and zero, once per column
-                s_ptrs = s_off + grp * stride_sg
-                if EVEN_K:
-                    scale = tl.load(scale_ptr + s_ptrs).to(tl.float32)
-                else:
-                    g_ok = ((k_step + grp * GROUP_K) < K)[:, None]
-                    scale = tl.load(scale_ptr + s_ptrs, mask=g_ok, other=0.0).to(tl.float32)
+                scale = _as_f32(scales[grp], S_DTYPE)
                 if X_TERM:
                     if SYMMETRIC:
-                        shift = (C - SYM_ZERO) * scale
-                    elif EVEN_K:
-                        shift = (C - tl.load(zero_ptr + s_ptrs).to(tl.float32)) * scale
+                        shift = ((C - SYM_ZERO) * scale[0], (C - SYM_ZERO) * scale[1], (C - SYM_ZERO) * scale[2],
+                                 (C - SYM_ZERO) * scale[3])
                     else:
-                        zero = tl.load(zero_ptr + s_ptrs, mask=g_ok, other=0.0)
-                        shift = (C - zero.to(tl.float32)) * scale
-            tot0, tot1 = _add_group(tot0, tot1, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, scale, shift,
-                                    GROUP_K != 0, X_TERM and GROUP_K != 0)
+                        z0, z1, z2, z3 = _as_f32(zeros[grp], S_DTYPE)
+                        shift = ((C - z0) * scale[0], (C - z1) * scale[1], (C - z2) * scale[2], (C - z3) * scale[3])
+            tot = _add_group(tot, _by_column(a00, a01, a02, a03, a10, a11, a12, a13), xs0, xs1, scale, shift,
+                             GROUP_K != 0, X_TERM and GROUP_K != 0)
             if BATCH_TILES == 2:
-                tot0_2, tot1_2 = _add_group(tot0_2, tot1_2, b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, scale,
-                                            shift, GROUP_K != 0, X_TERM and GROUP_K != 0)
-
-        w_ptrs += (K_STRIDE // E) * stride_wk
-        x_ptrs += K_STRIDE // 2
-        if BATCH_TILES == 2:
-            x_ptrs2 += K_STRIDE // 2
-        if GROUP_K != 0:
-            s_off += (K_STRIDE // GROUP_K) * stride_sg
+                tot_2 = _add_group(tot_2, _by_column(b00, b01, b02, b03, b10, b11, b12, b13), ys0, ys1, scale, shift,
+                                   GROUP_K != 0, X_TERM and GROUP_K != 0)
 
     if GROUP_K == 0:  # per-channel scales (and zeros) on the finished sums
-        col_scale = tl.load(scale_ptr + cols).to(tl.float32)
-        if SYMMETRIC:
-            col_shift = (C - SYM_ZERO) * col_scale
-        else:
-            col_shift = (C - tl.load(zero_ptr + cols).to(tl.float32)) * col_scale
-        tot0 = tot0 * col_scale
-        tot1 = tot1 * col_scale
-        tot0_2 = tot0_2 * col_scale
-        tot1_2 = tot1_2 * col_scale
-        if X_TERM:
-            tot0 += col_shift * xs_tot0[:, None]
-            tot1 += col_shift * xs_tot1[:, None]
-            tot0_2 += col_shift * xs_tot0_2[:, None]
-            tot1_2 += col_shift * xs_tot1_2[:, None]
+        col_scale = ()
+        col_shift = ()
+        for c in tl.static_range(4):
+            s_c = tl.load(scale_ptr + n0 + c).to(tl.float32)
+            col_scale = col_scale + (s_c,)
+            if SYMMETRIC:
+                col_shift = col_shift + ((C - SYM_ZERO) * s_c,)
+            else:
+                col_shift = col_shift + ((C - tl.load(zero_ptr + n0 + c).to(tl.float32)) * s_c,)
+        zeros8 = (zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t, zero_t)
+        tot = _add_group(zeros8, tot, xs_tot0, xs_tot1, col_scale, col_shift, True, X_TERM)
+        tot_2 = _add_group(zeros8, tot_2, xs_tot0_2, xs_tot1_2, col_scale, col_shift, True, X_TERM)
+    tot0 = _join4(tot[0], tot[1], tot[2], tot[3])
+    tot1 = _join4(tot[4], tot[5], tot[6], tot[7])
+    tot0_2 = _join4(tot_2[0], tot_2[1], tot_2[2], tot_2[3])
+    tot1_2 = _join4(tot_2[4], tot_2[5], tot_2[6], tot_2[7])
     _store_rows(tot0, tot1, 0, m_first, M, N, pid_n, pid_k, out_ptr, out_ptr, stride_om, bias_ptr, ws_ptr, WARPS_N,
                 WARPS_K, False, HAS_BIAS, USE_WORKSPACE)
     if BATCH_TILES == 2:

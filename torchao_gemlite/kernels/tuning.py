@@ -84,7 +84,7 @@ GEMV_CANDIDATES = ((16, 32, 2, 3), (16, 64, 4, 3), (32, 16, 4, 3), (32, 32, 4, 3
 
 
 # mma decode kernel (block_n, num_warps): the H100 sweep's field (test/kernels/gpu_probe_mma_gemv.py)
-MMA_CANDIDATES = ((32, 4), (32, 8), (32, 16), (64, 16), (128, 16))
+MMA_CANDIDATES = ((32, 4), (32, 8), (32, 16), (64, 8), (64, 16), (128, 16))
 
 
 def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int,
@@ -99,9 +99,9 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
         for (bn, warps), bk in itertools.product(MMA_CANDIDATES, (128, 256)):
             bk = max(bk, group_size if group_size < k else 0)
             warps_k = warps // (bn // 32)
-            for split in (1, 2, 4):
+            for split, stages in itertools.product((1, 2, 4), (1, 2)):
                 if warps_k * split <= -(-k // bk):
-                    out.append(LaunchConfig("mma", MMA_TILE_M, bn, bk, split, num_warps=warps, num_stages=1))
+                    out.append(LaunchConfig("mma", MMA_TILE_M, bn, bk, split, num_warps=warps, num_stages=stages))
     if m <= GEMV_MAX_M:  # around the H100 sweep's winners (docs/kernels.md), also where the heuristic takes mma
         gemv = heuristic_config(m, n, k, bits, group_size, sm_count, mma=False, bf16=bf16)
         out.append(gemv)
