@@ -11,6 +11,7 @@ Writes OUTDIR/probe_dynamic_mma.json and prints a table last.
 """
 
 import argparse
+import itertools
 import json
 import sys
 
@@ -80,9 +81,10 @@ def timing(shapes, m_values, log):
 
             fp16 = graph_time_us([lambda w=w: F.linear(x, w) for w in dense], replays=20)
             prev = run(previous)
-            cands = [None] + [LaunchConfig("mma", 16, bn, bk, s, num_warps=w) for bn, w, bk, s in
-                              ((32, 8, 128, 1), (32, 16, 128, 1), (64, 16, 128, 1), (128, 16, 128, 1), (32, 8, 256, 2),
-                               (64, 8, 128, 2), (32, 4, 128, 2), (64, 8, 128, 1), (128, 8, 128, 1), (64, 16, 128, 2))]
+            cands = [None] + [LaunchConfig("mma", 16, bn, bk, s, num_warps=w, num_stages=st) for (bn, w, bk, s), st in
+                              itertools.product(((32, 8, 128, 1), (32, 16, 128, 1), (64, 16, 128, 1), (128, 16, 128, 1),
+                                                 (32, 8, 256, 2), (64, 8, 128, 2), (32, 4, 128, 2), (64, 8, 128, 1),
+                                                 (128, 8, 128, 1), (64, 16, 128, 2), (32, 4, 128, 1)), (1, 2))]
             times = []
             for cfg in cands:
                 try:
@@ -92,7 +94,8 @@ def timing(shapes, m_values, log):
             heur = times[0]
             best = min(times, key=lambda t: t[0])
             for us, cfg in times:
-                log(f"  {k}x{n} M={m} {us:.2f} bn{cfg.block_n} bk{cfg.block_k} s{cfg.split_k} w{cfg.num_warps}")
+                log(f"  {k}x{n} M={m} {us:.2f} bn{cfg.block_n} bk{cfg.block_k} s{cfg.split_k} w{cfg.num_warps} "
+                    f"st{cfg.num_stages}")
             results.append(dict(k=k, n=n, m=m, fp16_us=fp16, previous_us=prev, heuristic_us=heur[0],
                                 best_us=best[0], best_cfg=best[1].to_dict(), tb_s=nbytes / best[0] / 1e6))
             log(f"{k}x{n} M={m}: fp16 {fp16:.2f} previous {prev:.2f} mma {heur[0]:.2f} best {best[0]:.2f}")
@@ -120,7 +123,7 @@ def main():
         c = r["best_cfg"]
         print(f"{r['k']:>5}x{r['n']:<5} {r['m']:>2} {r['fp16_us']:7.2f} {r['previous_us']:7.2f} {r['heuristic_us']:7.2f} "
               f"{r['best_us']:7.2f} {r['fp16_us'] / r['heuristic_us']:6.2f} {r['previous_us'] / r['heuristic_us']:6.2f}"
-              f"  bn{c['block_n']} bk{c['block_k']} s{c['split_k']} w{c['num_warps']}")
+              f"  bn{c['block_n']} bk{c['block_k']} s{c['split_k']} w{c['num_warps']} st{c['num_stages']}")
 
 
 if __name__ == "__main__":

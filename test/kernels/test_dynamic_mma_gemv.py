@@ -71,10 +71,10 @@ def test_a8w4_mma_groups_splits_and_ragged_shapes(m, group, launch):
 
 
 @pytest.mark.parametrize("scale_dtype", [torch.float16, torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("n", [72, 45])
+@pytest.mark.parametrize("n", [72, 40])
 def test_a8w4_mma_scale_dtypes_and_layouts(scale_dtype, n):
-    """Group scales of every accepted dtype, odd N, and strided or column-major scale views (made
-    contiguous first: the kernel reads scale[row * stride + n])."""
+    """Group scales of every accepted dtype, and strided, misaligned or column-major scale views (made
+    contiguous first: the kernel reads 4 columns of scale[row * stride + n] with one vector load)."""
     k = 256
     x, w, bias = _inputs(2, k, n, seed=n)
     qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
@@ -88,6 +88,34 @@ def test_a8w4_mma_scale_dtypes_and_layouts(scale_dtype, n):
     for s in (scale, strided, column_major):
         _check(_run(xq, xs, qw, s, bias, n, k, 64, LaunchConfig("mma", 16, 64, 128, 1, num_warps=4)), xq, xs, qw,
                bias)
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_a8w4_mma_load_schedules_agree(stages):
+    """num_stages = 1 (a step's loads at its top) and 2 (and the next step's): the same sums, bit for bit;
+    ragged K (the last steps read x and scales past K as 0), a split, two batch tiles."""
+    x, w, bias = _inputs(11, 640, 72, seed=9)
+    qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
+    xq, xs = quantize_per_token(x, torch.int8)
+    for m in (1, 11):
+        runs = [_run(xq[:m], xs[:m], qw, qw.scale, bias, 72, 640, 64,
+                     LaunchConfig("mma", 16, 32, 128, 2, num_warps=2, num_stages=st)) for st in (stages, 3 - stages)]
+        _check(runs[0], xq[:m], xs[:m], qw, bias)
+        assert torch.equal(runs[0], runs[1])
+
+
+def test_a8w4_weights_the_vector_loads_cannot_read_take_the_int8_gemm():
+    """N not a multiple of 4 (or a misaligned weight view): no mma route; the int8 GEMM gives the result, and
+    the kernel called directly says what it needs."""
+    x, w, bias = _inputs(3, 256, 45, seed=4)
+    qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
+    dynamic_gemm._PLANS.clear()
+    y = a8w4_dynamic_linear(x, qw.qdata, qw.scale, bias, 64)
+    assert [plan.route for plan in dynamic_gemm._PLANS.values()] == ["gemm"]
+    xq, xs = quantize_per_token(x, torch.int8)
+    _check(y, xq, xs, qw, bias)
+    with pytest.raises(ValueError, match="N and its row stride multiples of 4"):
+        _run(xq, xs, qw, qw.scale, bias, 45, 256, 64, None)
 
 
 def test_a8w4_mma_is_deterministic():

@@ -22,7 +22,7 @@ from .gemv import gemv_kernel
 from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .launch import INTERPRETED as _INTERPRETED
 from .launch import FastLauncher, KernelCall, PlanCache, cdiv, device_facts, tensor_key, tma_ready
-from .mma_gemv import mma_gemv_kernel, mma_launch
+from .mma_gemv import mma_gemv_kernel, mma_launch, mma_operands_aligned
 from .reduce import splitk_reduce_call
 
 
@@ -34,19 +34,6 @@ _MMA_GEMV = FastLauncher(mma_gemv_kernel)
 def mma_gemv_supported(bits: int, dtype: torch.dtype) -> bool:
     """configs.mma_supported, and fp16 only under Triton's interpreter (it computes bf16 wrongly)."""
     return mma_supported(bits, str(dtype)[6:]) and (not _INTERPRETED or dtype == torch.float16)
-
-
-def mma_operands_aligned(qdata: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None) -> bool:
-    """Whether the mma kernel's vector loads can read the weight as it lies (vector_load.py): each thread reads
-    4 columns of a word row (16 bytes) and of a scale and zero row (8 bytes for 2-byte scales, 16 for fp32), so
-    N, the row strides and the base addresses must keep those pieces aligned (per-channel scales are read per
-    element). Else the call runs the GEMV
-    or the GEMM (weights narrowed to an odd column range, N not a multiple of 4)."""
-    def aligned(t: torch.Tensor | None, size: int) -> bool:
-        return t is None or ((t.stride(0) * t.element_size()) % size == 0 and t.data_ptr() % size == 0)
-    scale_piece = 4 * scale.element_size() if scale.shape[0] > 1 else 1  # per-channel: read per element
-    return (qdata.shape[1] % 4 == 0 and qdata.stride(1) == 1 and scale.stride(1) == 1 and aligned(qdata, 16)
-            and aligned(scale, scale_piece) and aligned(zero, scale_piece))
 
 
 def check_weight_only_inputs(x, qdata, scale, zero, bias, bits, group_size, symmetric) -> None:

@@ -70,6 +70,7 @@ from .dynamic_configs import NUM_SMS_H100, DynamicGemmConfig, choose_config
 from .dynamic_epilogue import epilogue, reduce_splits, reduce_splits_call, zero_accumulator
 from .dynamic_gemv import GEMV_MAX_M, dynamic_gemv, dynamic_gemv_call
 from .dynamic_mma_gemv import dynamic_mma_call, dynamic_mma_gemv
+from .mma_gemv import mma_operands_aligned
 from .dynamic_tma_gemm import TmaGemmCall
 from .launch import FastLauncher, KernelCall, PlanCache, cdiv, device_facts, tensor_key, tma_ready
 from .pdl import pdl_for
@@ -487,11 +488,11 @@ def _codes_route(m: int, config, qdata) -> bool:
     return config is None and m >= A8W4_CODES_MIN_M and qdata.stride(1) == 1
 
 
-def _mma_route(m: int, config, qdata) -> bool:
+def _mma_route(m: int, config, qdata, scale) -> bool:
     """A8W4 with 1 <= M <= 16 and no config asked for goes to the int8 tensor-core decode kernel
-    (dynamic_mma_gemv.py) when the words have unit stride along N: H100, 1.0-1.8x the dp4a GEMV
-    (M <= 4) and the int8 GEMM (M = 8, 16) it replaced (docs/kernels.md)."""
-    return config is None and 1 <= m <= MMA_MAX_M and qdata.stride(1) == 1
+    (dynamic_mma_gemv.py) when its vector loads can read the words and scales (mma_gemv.mma_operands_aligned):
+    H100, 1.0-1.8x the dp4a GEMV (M <= 4) and the int8 GEMM (M = 8, 16) it replaced (docs/kernels.md)."""
+    return config is None and 1 <= m <= MMA_MAX_M and mma_operands_aligned(qdata, scale, None)
 
 
 class DynamicPlan:
@@ -570,7 +571,7 @@ class DynamicPlan:
         m, n, k = self.m, self.n, self.k
         codes = self.kind == "a8w4" and _codes_route(m, None, weight)
         if config is None:
-            if self.kind == "a8w4" and _mma_route(m, None, weight):
+            if self.kind == "a8w4" and _mma_route(m, None, weight, w_scale):
                 return "mma"
             if self.kind == "fp8" and _scaled_mm_route(m, n, x, self.qdtype, None):
                 return "scaled_mm"
@@ -718,7 +719,7 @@ def a8w4_dynamic_linear(x: torch.Tensor, qdata: torch.Tensor, scale: torch.Tenso
     x2 = x.reshape(-1, k)
     m = x2.shape[0]
     per_channel = group == k
-    if _mma_route(m, config, qdata):
+    if _mma_route(m, config, qdata, scale):
         y = _check_out(out2, m, n, x.dtype, x.device)
         xq, x_scale = quantize_per_token(x2, torch.int8)
         dynamic_mma_gemv(xq, x_scale, qdata, scale, scale.stride(0), bias, y, n, k, 0 if per_channel else group)

@@ -26,7 +26,8 @@ import triton.language as tl
 from .configs import LaunchConfig, mma_config
 from .dynamic_epilogue import reduce_splits
 from .launch import INTERPRETED, FastLauncher, KernelCall
-from .mma_gemv import _join4, _split4, _store_rows, _thread_columns, _tile_of, mma_launch
+from .mma_gemv import (_as_f32, _by_column, _join4, _step_loads, _store_rows, _thread_lanes, _tile_of, mma_launch,
+                       mma_operands_aligned)
 from .mma_sync import mma_16832_u8s8
 from .pdl import dependent_meta, launch_dependents, wait_for_prior
 
@@ -48,14 +49,16 @@ def _bytes_of_pair(lo, hi, PICK: tl.constexpr, EMULATE: tl.constexpr):
 
 
 @triton.jit
-def _sub_block(words, x_words, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3, ones,
+def _sub_block(w, x_words, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3, ones,
                EMULATE: tl.constexpr):
-    """One 32-code sub-block against one 8-row batch tile: both column tiles and the x-sum."""
-    even0, even1, even2, even3 = _split4(words & 0x0F0F0F0F)
-    odd0, odd1, odd2, odd3 = _split4((words >> 4) & 0x0F0F0F0F)
-    x_lo, x_hi = tl.split(x_words)
+    """One 32-code sub-block against one 8-row batch tile: both column tiles and the x-sum. ``w``: the
+    thread's word of each of its 4 columns; ``x_words``: its 8 x bytes as two words."""
+    x_lo, x_hi = x_words
     b0 = _bytes_of_pair(x_lo, x_hi, 0, EMULATE)  # x at the even codes' k
     b1 = _bytes_of_pair(x_lo, x_hi, 1, EMULATE)
+    even0, even1, even2, even3 = w[0] & 0x0F0F0F0F, w[1] & 0x0F0F0F0F, w[2] & 0x0F0F0F0F, w[3] & 0x0F0F0F0F
+    odd0, odd1 = (w[0] >> 4) & 0x0F0F0F0F, (w[1] >> 4) & 0x0F0F0F0F
+    odd2, odd3 = (w[2] >> 4) & 0x0F0F0F0F, (w[3] >> 4) & 0x0F0F0F0F
     a00, a01, a02, a03 = mma_16832_u8s8(even0, even1, odd0, odd1, b0, b1, a00, a01, a02, a03, EMULATE)
     a10, a11, a12, a13 = mma_16832_u8s8(even2, even3, odd2, odd3, b0, b1, a10, a11, a12, a13, EMULATE)
     xs0, xs1, xs2, xs3 = mma_16832_u8s8(ones, ones, ones, ones, b0, b1, xs0, xs1, xs2, xs3, EMULATE)
@@ -63,20 +66,26 @@ def _sub_block(words, x_words, a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1,
 
 
 @triton.jit
-def _load_x(x_ptrs, SUB: tl.constexpr, k_sub, K, EVEN_K: tl.constexpr):
-    """The thread's 8 x bytes of a sub-block (two int32 words: codes 8t..8t+7 of its quad)."""
-    if EVEN_K:
-        return tl.load(x_ptrs + SUB * 8, eviction_policy="evict_last")
-    k_x = k_sub[:, None] + 4 * tl.arange(0, 2)[None, :]
-    return tl.load(x_ptrs + SUB * 8, mask=k_x < K, other=0, eviction_policy="evict_last")
+def _group_sums(a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1):
+    """The group's exact int32 sums x (q - 8), 8 [T] values ordered as mma_gemv._by_column's."""
+    sums = _by_column(a00, a01, a02, a03, a10, a11, a12, a13)
+    return (sums[0] - 8 * xs0, sums[1] - 8 * xs0, sums[2] - 8 * xs0, sums[3] - 8 * xs0,
+            sums[4] - 8 * xs1, sums[5] - 8 * xs1, sums[6] - 8 * xs1, sums[7] - 8 * xs1)
 
 
 @triton.jit
-def _group_sums(a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1):
-    """The group's exact int32 sums x (q - 8) per column, [T, 4] for m = 2t and m = 2t + 1."""
-    acc0 = _join4(a00, a02, a10, a12) - 8 * xs0[:, None]
-    acc1 = _join4(a01, a03, a11, a13) - 8 * xs1[:, None]
-    return acc0, acc1
+def _add_scaled(tot, sums, scale):
+    """tot + sums * scale per column (8 [T] fp32 values, ``_by_column``'s order; scale: 4, one a column)."""
+    return (tot[0] + sums[0].to(tl.float32) * scale[0], tot[1] + sums[1].to(tl.float32) * scale[1],
+            tot[2] + sums[2].to(tl.float32) * scale[2], tot[3] + sums[3].to(tl.float32) * scale[3],
+            tot[4] + sums[4].to(tl.float32) * scale[0], tot[5] + sums[5].to(tl.float32) * scale[1],
+            tot[6] + sums[6].to(tl.float32) * scale[2], tot[7] + sums[7].to(tl.float32) * scale[3])
+
+
+@triton.jit
+def _add_ints(tot, sums):
+    return (tot[0] + sums[0], tot[1] + sums[1], tot[2] + sums[2], tot[3] + sums[3],
+            tot[4] + sums[4], tot[5] + sums[5], tot[6] + sums[6], tot[7] + sums[7])
 
 
 @triton.jit
@@ -85,7 +94,7 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
                             GROUP_K: tl.constexpr, HAS_BIAS: tl.constexpr, BATCH_TILES: tl.constexpr,
                             WARPS_N: tl.constexpr, WARPS_K: tl.constexpr, BLOCK_K: tl.constexpr,
                             EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, USE_WORKSPACE: tl.constexpr,
-                            EMULATE: tl.constexpr, PDL: tl.constexpr = False):
+                            NUM_STAGES: tl.constexpr, EMULATE: tl.constexpr, PDL: tl.constexpr = False):
     # x_ptr: int32 words of xq [M, K/4] (stride_xm in words); GROUP_K: the group size (a divisor of
     # BLOCK_K, multiple of 32), 0 for per-channel scales ([N], or [1, N]); EVEN_K: as in mma_gemv.py.
     T: tl.constexpr = 32 * WARPS_N * WARPS_K
@@ -96,78 +105,90 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     pid_k = tl.program_id(1)
     wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
 
-    g, t, warp_k, cols = _thread_columns(pid_n, N, T, WARPS_N, EVEN_N)  # cols [T, 4]: n0..n0+3, n0 = 4 g
+    g, t, warp_k, n0 = _thread_lanes(pid_n, T, WARPS_N)  # the thread's columns: n0..n0+3, n0 = 4 g
+    if not EVEN_N:
+        n0 = tl.minimum(n0, N - 4)  # N is a multiple of 4: a valid 16-byte row piece, never stored
     ones = tl.full((T,), 0x01010101, tl.int32)
     k_first = (pid_k * steps_per_split * WARPS_K + warp_k) * BLOCK_K  # [T]
     K_STRIDE: tl.constexpr = WARPS_K * BLOCK_K
-    w_ptrs = w_ptr + ((k_first // 8 + t) * stride_wk)[:, None] + cols  # word row t of each sub-block
-    x_col = tl.max_contiguous(tl.multiple_of(((k_first + 8 * t) // 4)[:, None] + tl.arange(0, 2)[None, :],
-                                             [1, 2]), [1, 2])
-    x_ptrs = x_ptr + (tl.minimum(m_first + g, M - 1) * stride_xm)[:, None] + x_col  # [T, 2]: 8-byte loads
+    GROUP_STEP: tl.constexpr = GROUP_K if GROUP_K != 0 else K_STRIDE
+    S_STEP: tl.constexpr = K_STRIDE // GROUP_STEP  # scale rows a step (per-channel: unused)
+    w_base = w_ptr + (k_first // 8 + t) * stride_wk + n0  # word row t of each sub-block
+    x_col = (k_first + 8 * t) // 4  # the thread's 8 bytes of a sub-block: codes 8t..8t+7 of its quad
+    x_base = x_ptr + tl.minimum(m_first + g, M - 1) * stride_xm + x_col
+    x_base2 = x_base
     if BATCH_TILES == 2:
-        x_ptrs2 = x_ptr + (tl.minimum(m_first + g + 8, M - 1) * stride_xm)[:, None] + x_col
+        x_base2 = x_ptr + tl.minimum(m_first + g + 8, M - 1) * stride_xm + x_col
+    S_DTYPE: tl.constexpr = w_scale_ptr.dtype.element_ty
+    SCALE_WORDS: tl.constexpr = 4 if S_DTYPE == tl.float32 else 2
+    S_PER_WORD: tl.constexpr = 4 // SCALE_WORDS
+    stride_sw = stride_sg // S_PER_WORD
+    s_base = w_scale_ptr.to(tl.pointer_type(tl.int32))
     if GROUP_K != 0:
-        s_off = ((k_first // GROUP_K) * stride_sg)[:, None] + cols
+        s_base += ((k_first // GROUP_K) * stride_sg + n0) // S_PER_WORD
+    PREFETCH: tl.constexpr = NUM_STAGES == 2
+    PRED: tl.constexpr = PREFETCH or not EVEN_K
+    live = tl.full((T,), 1, tl.int32)
 
-    zero_f = tl.zeros((T, 4), dtype=tl.float32)
-    zero_i = tl.zeros((T, 4), dtype=tl.int32)
+    zf = tl.zeros((T,), dtype=tl.float32)
     z = tl.zeros((T,), dtype=tl.int32)
-    # fp32 sums for m = 2t, 2t + 1 (and + 8), group scales applied; per-channel: int32 sums
-    tot0, tot1, tot0_2, tot1_2 = zero_f, zero_f, zero_f, zero_f
-    int0, int1, int0_2, int1_2 = zero_i, zero_i, zero_i, zero_i
-    for step in range(0, steps_per_split):
+    # fp32 sums for m = 2t, 2t + 1 (and + 8) at the thread's 4 columns, group scales applied; per-channel: int32
+    tot = (zf, zf, zf, zf, zf, zf, zf, zf)
+    tot_2 = tot
+    ints = (z, z, z, z, z, z, z, z)
+    ints_2 = ints
+    # NUM_STAGES = 2: every load of a step issued a step ahead (mma_gemv.py); 1: at the top of its own step
+    if PREFETCH:
+        ahead = _step_loads(w_base, x_base, x_base2, s_base, s_base, k_first, live, K, stride_wk, stride_sw, 4, SUBS,
+                            GROUP_K, 0, 0, BATCH_TILES, False, SCALE_WORDS, EVEN_K, PRED, EMULATE, True)
+    for step in tl.range(0, steps_per_split, num_stages=1):
         k_step = k_first + step * K_STRIDE
+        if PREFETCH:
+            loads = ahead
+            nxt = step + 1
+            ahead = _step_loads(w_base + nxt * (K_STRIDE // 8) * stride_wk, x_base + nxt * (K_STRIDE // 4),
+                                x_base2 + nxt * (K_STRIDE // 4), s_base + nxt * S_STEP * stride_sw, s_base,
+                                k_step + K_STRIDE, live * (nxt < steps_per_split).to(tl.int32), K, stride_wk,
+                                stride_sw, 4, SUBS, GROUP_K, 0, 0, BATCH_TILES, False, SCALE_WORDS, EVEN_K, PRED,
+                                EMULATE, True)
+        else:
+            loads = _step_loads(w_base + step * (K_STRIDE // 8) * stride_wk, x_base + step * (K_STRIDE // 4),
+                                x_base2 + step * (K_STRIDE // 4), s_base + step * S_STEP * stride_sw, s_base, k_step,
+                                live, K, stride_wk, stride_sw, 4, SUBS, GROUP_K, 0, 0, BATCH_TILES, False,
+                                SCALE_WORDS, EVEN_K, PRED, EMULATE, True)
+        words, xs, xs2, scales, _ = loads
         for grp in tl.static_range(SUBS // GROUP_SUBS):
-            a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3 = z, z, z, z, z, z, z, z, z, z, z, z
+            a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2_, xs3 = z, z, z, z, z, z, z, z, z, z, z, z
             b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3 = z, z, z, z, z, z, z, z, z, z, z, z
             for sub in tl.static_range(GROUP_SUBS):
-                sub_i = grp * GROUP_SUBS + sub  # static
-                k_sub = k_step + sub_i * 32 + 8 * t
-                ptrs = w_ptrs + sub_i * 4 * stride_wk  # a sub-block is 4 word rows
-                if EVEN_K:
-                    words = tl.load(ptrs, eviction_policy="evict_first")
-                else:
-                    words = tl.load(ptrs, mask=(k_sub < K)[:, None], other=0, eviction_policy="evict_first")
-                a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2, xs3 = _sub_block(
-                    words, _load_x(x_ptrs, sub_i, k_sub, K, EVEN_K), a00, a01, a02, a03, a10, a11, a12, a13,
-                    xs0, xs1, xs2, xs3, ones, EMULATE)
+                a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2_, xs3 = _sub_block(
+                    words[grp * GROUP_SUBS + sub], xs[grp * GROUP_SUBS + sub], a00, a01, a02, a03, a10, a11, a12,
+                    a13, xs0, xs1, xs2_, xs3, ones, EMULATE)
                 if BATCH_TILES == 2:
                     b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1, ys2, ys3 = _sub_block(
-                        words, _load_x(x_ptrs2, sub_i, k_sub, K, EVEN_K), b00, b01, b02, b03, b10, b11, b12, b13,
-                        ys0, ys1, ys2, ys3, ones, EMULATE)
-            acc0, acc1 = _group_sums(a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1)
-            acc0_2, acc1_2 = _group_sums(b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1)
+                        words[grp * GROUP_SUBS + sub], xs2[grp * GROUP_SUBS + sub], b00, b01, b02, b03, b10, b11,
+                        b12, b13, ys0, ys1, ys2, ys3, ones, EMULATE)
+            sums = _group_sums(a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1)
+            sums_2 = _group_sums(b00, b01, b02, b03, b10, b11, b12, b13, ys0, ys1)
             if GROUP_K == 0:
-                int0 += acc0
-                int1 += acc1
+                ints = _add_ints(ints, sums)
                 if BATCH_TILES == 2:
-                    int0_2 += acc0_2
-                    int1_2 += acc1_2
+                    ints_2 = _add_ints(ints_2, sums_2)
             else:  # the group's scale, once per column
-                s_ptrs = s_off + grp * stride_sg
-                if EVEN_K:
-                    scale = tl.load(w_scale_ptr + s_ptrs).to(tl.float32)
-                else:
-                    g_ok = ((k_step + grp * GROUP_K) < K)[:, None]
-                    scale = tl.load(w_scale_ptr + s_ptrs, mask=g_ok, other=0.0).to(tl.float32)
-                tot0 += acc0.to(tl.float32) * scale
-                tot1 += acc1.to(tl.float32) * scale
+                scale = _as_f32(scales[grp], S_DTYPE)
+                tot = _add_scaled(tot, sums, scale)
                 if BATCH_TILES == 2:
-                    tot0_2 += acc0_2.to(tl.float32) * scale
-                    tot1_2 += acc1_2.to(tl.float32) * scale
-        w_ptrs += (K_STRIDE // 8) * stride_wk
-        x_ptrs += K_STRIDE // 4
-        if BATCH_TILES == 2:
-            x_ptrs2 += K_STRIDE // 4
-        if GROUP_K != 0:
-            s_off += (K_STRIDE // GROUP_K) * stride_sg
+                    tot_2 = _add_scaled(tot_2, sums_2, scale)
 
     if GROUP_K == 0:
-        col_scale = tl.load(w_scale_ptr + cols).to(tl.float32)
-        tot0 = int0.to(tl.float32) * col_scale
-        tot1 = int1.to(tl.float32) * col_scale
-        tot0_2 = int0_2.to(tl.float32) * col_scale
-        tot1_2 = int1_2.to(tl.float32) * col_scale
+        col_scale = (tl.load(w_scale_ptr + n0).to(tl.float32), tl.load(w_scale_ptr + n0 + 1).to(tl.float32),
+                     tl.load(w_scale_ptr + n0 + 2).to(tl.float32), tl.load(w_scale_ptr + n0 + 3).to(tl.float32))
+        tot = _add_scaled(tot, ints, col_scale)
+        tot_2 = _add_scaled(tot_2, ints_2, col_scale)
+    tot0 = _join4(tot[0], tot[1], tot[2], tot[3])
+    tot1 = _join4(tot[4], tot[5], tot[6], tot[7])
+    tot0_2 = _join4(tot_2[0], tot_2[1], tot_2[2], tot_2[3])
+    tot1_2 = _join4(tot_2[4], tot_2[5], tot_2[6], tot_2[7])
     launch_dependents(PDL and USE_WORKSPACE)  # the split reduction may start
     _store_rows(tot0, tot1, 0, m_first, M, N, pid_n, pid_k, x_scale_ptr, out_ptr, stride_om, bias_ptr, ws_ptr,
                 WARPS_N, WARPS_K, True, HAS_BIAS, USE_WORKSPACE)
@@ -188,11 +209,15 @@ def dynamic_mma_call(m: int, n: int, k: int, group_k: int, stride_xw: int, strid
     H100 sweep at M = 16 measured 1.05-1.3x faster than the one-tile launch on the Llama shapes
     (test/kernels/gpu_probe_dynamic_mma.py). ``pdl``: launched as the dependent of the activation
     quantization (pdl.py)."""
-    launch = mma_launch(config or mma_config(n, k, group_k or k, m=m), m, n, k, group_k)
+    c = config or mma_config(n, k, group_k or k, m=m)
+    if c.num_stages not in (1, 2):
+        raise ValueError(f"mma config num_stages={c.num_stages} is not supported: 1 (a step's loads at its top) or 2 "
+                         "(and the next step's: mma_gemv.py)")
+    launch = mma_launch(c, m, n, k, group_k)
     return KernelCall(_MMA, launch.grid, (m, n, k, launch.steps_per_split, launch.m_tiles, stride_xw, stride_qk,
                                           stride_sg, stride_om),
                       dict(launch.meta, GROUP_K=group_k, HAS_BIAS=has_bias and launch.split == 1,
-                           EMULATE=INTERPRETED, **dependent_meta(pdl))), launch.split
+                           NUM_STAGES=c.num_stages, EMULATE=INTERPRETED, **dependent_meta(pdl))), launch.split
 
 
 def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tensor, scale: torch.Tensor,
@@ -205,9 +230,12 @@ def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tenso
     m = xq.shape[0]
     if m == 0 or n == 0:
         return out
-    if scale.stride(-1) != 1:  # the kernel reads scales at row * stride_sg + n
+    if scale.stride(-1) != 1 or not mma_operands_aligned(qdata, scale, None):  # its vector loads: 4 columns
         scale = scale.contiguous()
         stride_sg = scale.stride(0) if scale.dim() == 2 else 0
+    if not mma_operands_aligned(qdata, scale, None):
+        raise ValueError("qdata must be 16-byte aligned with N and its row stride multiples of 4 for the A8W4 mma "
+                         f"kernel, got N={qdata.shape[1]}, stride {qdata.stride(0)}: use the int8 GEMM route")
     if bias is not None and not bias.is_contiguous():
         bias = bias.contiguous()
     x_words = xq.view(torch.int32)

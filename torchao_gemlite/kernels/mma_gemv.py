@@ -37,6 +37,8 @@ M = 16: M a multiple of 16 or not), and each CTA does the work of M = 16.
 
 from typing import NamedTuple
 
+import torch
+
 import triton
 import triton.language as tl
 
@@ -76,6 +78,20 @@ def mma_launch(c: LaunchConfig, m: int, n: int, k: int, group_k: int) -> MmaLaun
                 EVEN_K=k == split * steps_per_split * warps_k * c.block_k, EVEN_N=n % c.block_n == 0,
                 USE_WORKSPACE=split > 1, num_warps=c.num_warps)
     return MmaLaunch((cdiv(n, c.block_n) * m_tiles, split), steps_per_split, m_tiles, split, meta)
+
+
+def mma_operands_aligned(qdata: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None) -> bool:
+    """Whether the mma kernels' vector loads can read the weight as it lies (vector_load.py): each thread reads
+    4 columns of a word row (16 bytes) and of a group-wise scale and zero row (8 bytes for 2-byte scales, 16 for
+    fp32), so N, the row strides and the base addresses must keep those pieces aligned; per-channel scales
+    ([N] or [1, N]) are read per element. Else a weight-only call runs the GEMV or the GEMM, and A8W4 its int8
+    GEMM (weights narrowed to an odd column range, N not a multiple of 4)."""
+    def aligned(t: torch.Tensor, size: int) -> bool:
+        return (t.stride(-1) == 1 and (t.stride(0) * t.element_size()) % size == 0 and t.data_ptr() % size == 0)
+    group_wise = scale.dim() == 2 and scale.shape[0] > 1
+    piece = 4 * scale.element_size()
+    return (qdata.shape[1] % 4 == 0 and aligned(qdata, 16)
+            and (not group_wise or (aligned(scale, piece) and (zero is None or aligned(zero, piece)))))
 
 
 @triton.jit
@@ -230,12 +246,13 @@ def _x_load(ptrs, ok, X_HI: tl.constexpr, XW: tl.constexpr, PRED: tl.constexpr, 
 def _step_loads(w_base, x_base, x_base2, s_base, z_base, k_step, live, K, stride_wk, stride_sw,
                 BITS: tl.constexpr, SUBS: tl.constexpr, GROUP_K: tl.constexpr, X_HI: tl.constexpr, XW: tl.constexpr,
                 BATCH_TILES: tl.constexpr, HAS_ZERO: tl.constexpr, SCALE_WORDS: tl.constexpr, EVEN_K: tl.constexpr,
-                PRED: tl.constexpr, EMULATE: tl.constexpr):
+                PRED: tl.constexpr, EMULATE: tl.constexpr, INT8_X: tl.constexpr = False):
     """Every load of one warp step, issued together: the words of each sub-block (a tuple of [T] int32 per
-    column, 8-bit: two word rows), its x pairs for each batch tile, and the raw words of each group's scales
-    and zeros (SCALE_WORDS a thread: 4 columns of 2- or 4-byte values). ``k_step`` [T]: the step's first code
-    for the thread's warp; ``live`` [T] int32: whether the step exists (a prefetch past the split's last step
-    reads nothing). Past K (not EVEN_K) x, scales and zeros read as 0 and the words are not read: their codes
+    column, 8-bit: two word rows), its x for each batch tile (16-bit x: the pairs of ``_x_load``; INT8_X, the
+    A8W4 kernel: the thread's 8 bytes as two words), and the raw words of each group's scales and zeros
+    (SCALE_WORDS a thread: 4 columns of 2- or 4-byte values). ``k_step`` [T]: the step's first code for the
+    thread's warp; ``live`` [T] int32: whether the step exists (a prefetch past the split's last step reads
+    nothing). Past K (not EVEN_K) x, scales and zeros read as 0 and the words are not read: their codes
     multiply zeros."""
     words = ()
     xs = ()
@@ -250,9 +267,14 @@ def _step_loads(w_base, x_base, x_base2, s_base, z_base, k_step, live, K, stride
                              + load4(w_sub + stride_wk, ok, ".L1::no_allocate", PRED, False, EMULATE),)
         else:
             words = words + (load4(w_sub, ok, ".L1::no_allocate", PRED, False, EMULATE),)
-        xs = xs + (_x_load(x_base + sub * 16, ok, X_HI, XW, PRED, not EVEN_K, EMULATE),)
-        if BATCH_TILES == 2:
-            xs2 = xs2 + (_x_load(x_base2 + sub * 16, ok, X_HI, XW, PRED, not EVEN_K, EMULATE),)
+        if INT8_X:  # a sub-block is 8 words of x
+            xs = xs + (load2(x_base + sub * 8, ok, ".L1::evict_last", PRED, not EVEN_K, EMULATE),)
+            if BATCH_TILES == 2:
+                xs2 = xs2 + (load2(x_base2 + sub * 8, ok, ".L1::evict_last", PRED, not EVEN_K, EMULATE),)
+        else:  # 16 words (pairs)
+            xs = xs + (_x_load(x_base + sub * 16, ok, X_HI, XW, PRED, not EVEN_K, EMULATE),)
+            if BATCH_TILES == 2:
+                xs2 = xs2 + (_x_load(x_base2 + sub * 16, ok, X_HI, XW, PRED, not EVEN_K, EMULATE),)
     scales = ()
     zeros = ()
     if GROUP_K != 0:
