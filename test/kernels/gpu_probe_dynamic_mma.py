@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from torchao_gemlite.kernels.act_quant import quantize_per_token
-from torchao_gemlite.kernels.configs import LaunchConfig, mma_config
+from torchao_gemlite.kernels.configs import LaunchConfig, decode_config
 from torchao_gemlite.kernels.dynamic_configs import pick_config
 from torchao_gemlite.kernels.dynamic_gemm import a8w4_dynamic_linear
 from torchao_gemlite.kernels.dynamic_mma_gemv import dynamic_mma_gemv
@@ -88,7 +88,7 @@ def timing(shapes, m_values, log):
             times = []
             for cfg in cands:
                 try:
-                    times.append((run(mma(cfg)), cfg or mma_config(n, k, 128, m=m)))
+                    times.append((run(mma(cfg)), cfg or decode_config(n, k, 128)))
                 except Exception as err:
                     log(f"  skip {cfg}: {type(err).__name__}: {str(err)[:150]}")
             heur = times[0]

@@ -91,14 +91,9 @@ def test_without_the_mma_kernel_decode_falls_back_to_gemv_and_gemm(m, kernel):
 
 
 def test_mma_config_follows_the_h100_sweep():
-    """M <= 8: 16 warps, 128-code steps, the widest CTA that still gives 0.8 CTAs an SM; two batch tiles
-    (M > 8): 64 columns, 8 warps, 128-code steps, a K split to fill (1.5 CTAs an SM past M = 16, one CTA
-    per 16-row M tile); 8-bit codes, and bf16 past M = 16: 32 columns, 4 warps, about three CTAs an SM
-    (docs/kernels.md)."""
-    cfgs = {(k, n): configs.mma_config(n, k, 128, 132) for k, n in LLAMA}
-    assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in cfgs.items()} == {
-        (4096, 4096): (32, 128, 1, 16), (4096, 14336): (128, 128, 1, 16), (14336, 4096): (32, 128, 1, 16),
-        (8192, 8192): (64, 128, 1, 16)}
+    """Two batch tiles (M > 8): 64 columns, 8 warps, 128-code steps, a K split to fill (1.5 CTAs an SM past
+    M = 16, one CTA per 16-row M tile); 8-bit codes, and bf16 past M = 16: 32 columns, 4 warps, about three
+    CTAs an SM (docs/kernels.md); one batch tile is decode_config's."""
     two_tiles = {(k, n): configs.mma_config(n, k, 128, 132, m=16) for k, n in LLAMA}
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in two_tiles.items()} == {
         (4096, 4096): (64, 128, 2, 8), (4096, 14336): (64, 128, 1, 8), (14336, 4096): (64, 128, 2, 8),
@@ -117,11 +112,11 @@ def test_mma_config_follows_the_h100_sweep():
     assert {kn: (c.block_n, c.block_k, c.split_k, c.num_warps) for kn, c in eight_bit.items()} == {
         (4096, 4096): (32, 128, 3, 4), (4096, 14336): (32, 128, 1, 4), (14336, 4096): (32, 128, 3, 4),
         (8192, 8192): (32, 128, 2, 4)}
-    kv = configs.mma_config(1024, 4096, 128, 132)  # 32 CTAs: split K
-    assert (kv.block_n, kv.split_k, kv.num_warps) == (32, 2, 16)
-    short = configs.mma_config(64, 256, 32, 132)  # two steps of K: two warps, none idle
-    assert (short.num_warps, short.split_k) == (2, 1)
+    short = configs.mma_config(64, 256, 32, 132)  # two steps of K: two warps along K (of 2 x 2), none idle
+    assert (short.num_warps, short.split_k) == (4, 1)
     assert configs.mma_config(4096, 4096, 256, 132).block_k == 256  # one group a step at least
+    with pytest.raises(ValueError, match="use decode_config"):
+        configs.mma_config(4096, 4096, 128, 132, m=8)
 
 
 def test_heuristic_reproduces_the_h100_winners():

@@ -11,7 +11,7 @@ import itertools
 import pytest
 import torch
 
-from torchao_gemlite.kernels.configs import LaunchConfig, choose_config, mma_config
+from torchao_gemlite.kernels.configs import LaunchConfig, choose_config, decode_config
 from torchao_gemlite.kernels.dispatch import launch_weight_only, weight_only_linear
 from torchao_gemlite.quant import quantize_weight, reference_linear
 
@@ -99,7 +99,7 @@ def test_the_dispatcher_sends_m_up_to_16_to_the_mma_kernel_and_4_bit_codes_up_to
     qw, x, b = _case(4, False, 128, 5, 256, 64, torch.float16)
     y = weight_only_linear(x, qw.qdata, qw.scale, qw.zero, b, 4, 128, False)
     _check(qw, x, b, y)
-    assert torch.equal(y, _run(qw, x, b, mma_config(64, 256, 128, 4)))
+    assert torch.equal(y, _run(qw, x, b, decode_config(64, 256, 128, 4)))
 
 
 @pytest.mark.skipif(not CUDA, reason="run-to-run bit identity is a GPU property")

@@ -133,9 +133,9 @@ def test_gemv_packed_and_fp32_inner_loops(half_mac, bits, symmetric, group):
 
 
 def test_gemv_packed_loop_is_the_default_and_differs_from_fp32():
-    """The packed loop runs by default (its 16-bit roundings make it differ from the fp32 loop)."""
+    """The packed loop runs by default in the GEMV (its 16-bit roundings make it differ from the fp32 loop)."""
     qw, x, b = _case(4, False, 128, 1, 1024, 96, torch.float16)
-    cfg = heuristic_config(1, 96, 1024, 4, 128)
+    cfg = heuristic_config(1, 96, 1024, 4, 128, mma=False)
     assert cfg.kernel == "gemv" and cfg.half_mac
     packed, fp32 = _run(qw, x, b, cfg), _run(qw, x, b, replace(cfg, half_mac=False))
     assert not torch.equal(packed, fp32)

@@ -174,32 +174,30 @@ def _fill_split(programs: int, k_tiles: int, target_programs: float, k: int = 0,
     return 16
 
 
-def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT, m: int = 1,
+def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT, m: int = 16,
                bits: int = 4, bf16: bool = False) -> LaunchConfig:
-    """The tensor-core decode kernels' launch for two batch tiles and M tiles (weight-only; one batch tile:
-    ``decode_config``) and for every M of the A8W4 kernel (H100 sweeps, test/kernels/gpu_probe_mma_gemv.py).
-    Up to M = 8 (A8W4): 128-code steps (or one group), 16 warps and the widest CTA (32, 64 or 128 columns)
-    that still gives 0.8 CTAs an SM. Two batch tiles (M > 8): 128-code steps, 64 columns and 8 warps (the M = 16 sweep: 1.25x the
-    previous 32-column choice in geomean over 4-, 2- and 1-bit on the Llama shapes; 256-code steps ran 6-15%
-    faster but compile in twice the time, 2.9 s against 1.6 for 4-bit, and a new shape's first call must stay
-    under 2 s: the shipped tables keep the longer steps for the shapes they were measured on). Then a K split
-    where the CTAs do not fill the SMs (0.8 CTAs an SM; 1.5 past M = 16, where each 16-row M tile is a CTA:
-    the M = 24, 32 sweep), and fewer warps along K when K is short. 8-bit codes with two tiles: 32 columns,
-    4 warps and a K split up to about three CTAs an SM (the g128 M = 16 sweep: 1.0 / 1.0 / 1.21 / 1.31x the
-    64-column launch on the four Llama shapes); so do bf16 activations past M = 16 (4-bit g128 at M = 24, 32,
-    the Llama shapes and the fused q/k/v 4096x6144 and gate/up 4096x28672: within 1% of each shape's best
-    launch, where the 64-column one was 0.74-1.0x of it; fp16 keeps 64 columns, 0.82-1.0x of the best)."""
-    two_tiles = m > MMA_TILE_M // 2
+    """The weight-only mma kernel's launch for two batch tiles and M tiles (M > 8; one batch tile:
+    ``decode_config``; H100 sweeps, test/kernels/gpu_probe_mma_gemv.py): 128-code steps (or one group), 64
+    columns and 8 warps (the M = 16 sweep: 1.25x the previous 32-column choice in geomean over 4-, 2- and 1-bit
+    on the Llama shapes; 256-code steps ran 6-15% faster but compile in twice the time, 2.9 s against 1.6 for
+    4-bit, and a new shape's first call must stay under 2 s: the shipped tables keep the longer steps for the
+    shapes they were measured on). Then a K split where the CTAs do not fill the SMs (0.8 CTAs an SM; 1.5 past
+    M = 16, where each 16-row M tile is a CTA: the M = 24, 32 sweep), and fewer warps along K when K is short.
+    8-bit codes: 32 columns, 4 warps and a K split up to about three CTAs an SM (the g128 M = 16 sweep: 1.0 /
+    1.0 / 1.21 / 1.31x the 64-column launch on the four Llama shapes); so do bf16 activations past M = 16
+    (4-bit g128 at M = 24, 32, the Llama shapes and the fused q/k/v 4096x6144 and gate/up 4096x28672: within 1%
+    of each shape's best launch, where the 64-column one was 0.74-1.0x of it; fp16 keeps 64 columns, 0.82-1.0x
+    of the best). These sweeps ran before the vector loads of mma_gemv.py; re-measured at M = 16 with them, no
+    single launch came within 0.87 of each shape's best in geomean, and this one stayed at 0.86: the tables
+    hold the Llama shapes' winners (tuned/h100.json)."""
+    if m <= MMA_TILE_M // 2:
+        raise ValueError(f"mma_config is for M > {MMA_TILE_M // 2} (two batch tiles), got M={m}: use decode_config")
     m_tiles = -(-m // MMA_TILE_M)
     block_k = max(128, group_size if group_size < k else 0)
-    block_n, warps = (64, 8) if two_tiles else (32, 16)
-    small_ctas = two_tiles and (bits == 8 or (bf16 and m_tiles > 1))
+    block_n, warps = 64, 8
+    small_ctas = bits == 8 or (bf16 and m_tiles > 1)
     if small_ctas:
         block_n, warps = 32, 4
-    for wide in (128, 64):
-        if not two_tiles and -(-n // wide) >= 0.8 * sm_count:
-            block_n = wide
-            break
     steps = -(-k // block_k)
     warps_k = min(warps // (block_n // 32), 1 << (steps.bit_length() - 1))  # no idle warps for a short K
     split = 1
@@ -214,13 +212,15 @@ def mma_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT
 
 
 def decode_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
-    """The mma kernel's launch for one batch tile (M <= 8): 32 columns and up to 8 warps along K a CTA,
+    """The mma kernels' launch for one batch tile (M <= 8), and A8W4's up to M = 16: 32 columns and up to 8
+    warps along K a CTA,
     128-code steps (or one group), each step's loads issued a step ahead (num_stages=2), and a K split only
     where the column tiles leave SMs idle; on layers of WIDE_DECODE_WAVES column tiles an SM, 4 warps and no
     prefetch. H100 sweep (test/kernels/gpu_probe_mma_gemv.py, the four Llama shapes, M = 1 and 4, 4- and
     2-bit g128 / g64 and 8-bit per-channel, launches of 32-128 columns, 4-16 warps, 128- and 256-code steps,
     splits, 1 or 2 stages): the 8-warp launch ran within 0.95 of each shape's best in geomean (worst 0.89),
-    the best single launch of the sweep for every format and M."""
+    the best single launch of the sweep for every format and M. A8W4 (test/kernels/gpu_probe_dynamic_mma.py,
+    M = 1, 4, 16): within 0.94 of the best at M = 1 and 4 and 0.95 at M = 16 (two batch tiles)."""
     block_k = max(128, group_size if group_size < k else 0)
     steps = -(-k // block_k)
     ctas = -(-n // 32)

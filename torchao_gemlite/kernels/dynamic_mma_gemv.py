@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .configs import LaunchConfig, mma_config
+from .configs import LaunchConfig, decode_config
 from .dynamic_epilogue import reduce_splits
 from .launch import INTERPRETED, FastLauncher, KernelCall
 from .mma_gemv import (_as_f32, _by_column, _join4, _step_loads, _store_rows, _thread_lanes, _tile_of, mma_launch,
@@ -205,11 +205,12 @@ def dynamic_mma_call(m: int, n: int, k: int, group_k: int, stride_xw: int, strid
                      pdl: bool = False) -> tuple[KernelCall, int]:
     """The launch and its K split (> 1: fp32 partials to a workspace [split, M, N] for reduce_splits without
     weight scales); run it with (x_words, x_scale [M], qdata, scale, bias or x_scale, out, workspace or out).
-    mma_gemv's launch with 128-code steps: for two batch tiles (M > 8) 64 columns and 8 warps, which the
-    H100 sweep at M = 16 measured 1.05-1.3x faster than the one-tile launch on the Llama shapes
-    (test/kernels/gpu_probe_dynamic_mma.py). ``pdl``: launched as the dependent of the activation
-    quantization (pdl.py)."""
-    c = config or mma_config(n, k, group_k or k, m=m)
+    By default configs.decode_config's launch for every M (32 columns, 8 warps along K, 128-code steps, loads a
+    step ahead): H100 sweep (test/kernels/gpu_probe_dynamic_mma.py, M = 1, 4, 16) within 0.94-0.95 of each
+    shape's best launch in geomean, where the earlier choice (the widest CTA with 16 warps, and 64 columns with
+    8 warps for two batch tiles, loads at each step's top) ran 2.1x slower than the best at M = 16 on 8192x8192.
+    ``pdl``: launched as the dependent of the activation quantization (pdl.py)."""
+    c = config or decode_config(n, k, group_k or k)
     if c.num_stages not in (1, 2):
         raise ValueError(f"mma config num_stages={c.num_stages} is not supported: 1 (a step's loads at its top) or 2 "
                          "(and the next step's: mma_gemv.py)")
@@ -226,7 +227,7 @@ def dynamic_mma_gemv(xq: torch.Tensor, x_scale: torch.Tensor, qdata: torch.Tenso
     """Runs the kernel on checked inputs (dynamic_gemm.py validates them): xq int8 [M, K] row-major,
     M < 129 (16-row M tiles past 16); qdata int32 words [K/8, N] with unit stride along N; scale [K/G, N]
     (per-channel: ``group_k`` 0, one row) with row stride ``stride_sg``. The launch shape is mma_gemv's at M <= 8
-    (configs.mma_config: 32-column warps along N and K, 128-code steps, split-K to fill the SMs)."""
+    (configs.decode_config: 32-column warps along K, 128-code steps, split-K to fill the SMs)."""
     m = xq.shape[0]
     if m == 0 or n == 0:
         return out
