@@ -84,7 +84,7 @@ def timing(shapes, m_values, log):
             cands = [None] + [LaunchConfig("mma", 16, bn, bk, s, num_warps=w, num_stages=st) for (bn, w, bk, s), st in
                               itertools.product(((32, 8, 128, 1), (32, 16, 128, 1), (64, 16, 128, 1), (128, 16, 128, 1),
                                                  (32, 8, 256, 2), (64, 8, 128, 2), (32, 4, 128, 2), (64, 8, 128, 1),
-                                                 (128, 8, 128, 1), (64, 16, 128, 2), (32, 4, 128, 1)), (1, 2, 3))]
+                                                 (128, 8, 128, 1), (64, 16, 128, 2), (32, 4, 128, 1)), (1, 2))]
             times = []
             for cfg in cands:
                 try:

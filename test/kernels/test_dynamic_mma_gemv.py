@@ -90,16 +90,16 @@ def test_a8w4_mma_scale_dtypes_and_layouts(scale_dtype, n):
                bias)
 
 
-@pytest.mark.parametrize("stages", [2, 3, 4])
+@pytest.mark.parametrize("stages", [1, 2])
 def test_a8w4_mma_load_schedules_agree(stages):
-    """num_stages = 1 (a step's loads at its top) and 2..4 (the next steps' too): the same sums, bit for bit;
+    """num_stages = 1 (a step's loads at its top) and 2 (and the next step's): the same sums, bit for bit;
     ragged K (the last steps read x and scales past K as 0), a split, two batch tiles."""
     x, w, bias = _inputs(11, 640, 72, seed=9)
     qw = quantize_weight(w.half(), bits=4, group_size=64, symmetric=True)
     xq, xs = quantize_per_token(x, torch.int8)
     for m in (1, 11):
         runs = [_run(xq[:m], xs[:m], qw, qw.scale, bias, 72, 640, 64,
-                     LaunchConfig("mma", 16, 32, 128, 2, num_warps=2, num_stages=st)) for st in (stages, 1)]
+                     LaunchConfig("mma", 16, 32, 128, 2, num_warps=2, num_stages=st)) for st in (stages, 3 - stages)]
         _check(runs[0], xq[:m], xs[:m], qw, bias)
         assert torch.equal(runs[0], runs[1])
 

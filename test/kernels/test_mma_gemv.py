@@ -120,25 +120,24 @@ def test_mma_kernel_errors_name_the_problem():
                 LaunchConfig("mma", 8, 32, 96, 1, num_warps=2)):
         with pytest.raises(ValueError, match="block_n a multiple of 32"):
             _run(qw, x, b, bad)
-    with pytest.raises(ValueError, match="num_stages=5 is not supported: 1 to 4"):
-        _run(qw, x, b, LaunchConfig("mma", 8, 32, 128, 1, num_warps=2, num_stages=5))
+    with pytest.raises(ValueError, match="num_stages=3 is not supported: 1 .* or 2"):
+        _run(qw, x, b, LaunchConfig("mma", 8, 32, 128, 1, num_warps=2, num_stages=3))
     if not CUDA:  # the interpreter computes bf16 wrongly: refused there
         q8, x8, b8 = _case(8, True, None, 2, 256, 64, torch.bfloat16)
         with pytest.raises(ValueError, match="8-bit weights with torch.bfloat16 activations under Triton's interp"):
             _run(q8, x8, b8, LaunchConfig("mma", 8, 32, 128, 1, num_warps=2))
 
 
-@pytest.mark.parametrize("stages", [2, 3, 4])
-def test_every_load_schedule_matches_the_reference_and_the_others(stages):
-    """num_stages = 1 (a step's loads at its top) and 2..4 (the next 1..3 steps' too, reading nothing past the
-    split's last step, even where a warp has fewer steps than that): ragged K (a warp's last steps past K read
-    x, scales and zeros as 0), a split, two batch tiles; bit-identical to one stage."""
+@pytest.mark.parametrize("stages", [1, 2])
+def test_both_load_schedules_match_the_reference_and_each_other(stages):
+    """num_stages = 1 (a step's loads at its top) and 2 (the next step's too, read nothing past the split's last
+    step): ragged K (a warp's last steps past K read x, scales and zeros as 0), a split, two batch tiles."""
     for m in (1, 11):
         qw, x, b = _case(4, False, 32, m, 416, 72, torch.float16, seed=m)
         cfg = LaunchConfig("mma", 8, 32, 64, 2, num_warps=2, num_stages=stages)
         y = _run(qw, x, b, cfg)
         _check(qw, x, b, y)
-        assert torch.equal(y, _run(qw, x, b, LaunchConfig("mma", 8, 32, 64, 2, num_warps=2, num_stages=1)))
+        assert torch.equal(y, _run(qw, x, b, LaunchConfig("mma", 8, 32, 64, 2, num_warps=2, num_stages=3 - stages)))
 
 
 def test_weights_its_vector_loads_cannot_read_take_another_kernel():

@@ -29,7 +29,6 @@ GEMV_MAX_M = 4  # the CUDA-core GEMV takes up to M = 4 (where the mma kernel can
 # 12, 16: 1.17-1.27x cuBLAS against the GEMM's 0.88-1.10x)
 MMA_MAX_M = 16
 MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); more rows: more CTAs
-MMA_STAGES = (1, 2, 3, 4)  # the mma kernels' steps of loads in flight (LaunchConfig.num_stages; mma_gemv.py)
 # 4-bit codes keep the mma kernel up to M = 32 (two M tiles): H100 sweep at M = 24, 32, 1.22x the tensor-core
 # GEMM in geomean over the Llama shapes, fp16 and bf16 alike; 2-bit tied it, 1- and 8-bit lost, and from M = 48
 # every format lost (test/kernels/gpu_probe_mma_gemv.py, docs/kernels.md)
@@ -71,8 +70,8 @@ class LaunchConfig:
     kernel, M < DENSE_MIN_M in 16-row M tiles: 32-column warps, block_n // 32 of them along N and the rest
     of num_warps along K; block_m unused), "gemm" (tensor cores, dequantized in registers) or "dense"
     (dequantize to a dense matrix, then cuBLAS; block sizes unused). ``num_stages``: Triton's pipeline stages
-    of the GEMV and the GEMM; for the mma kernel the steps of loads in flight (MMA_STAGES): 1, a step's loads
-    at its top, or s, the next s - 1 steps' too (mma_gemv.py). ``tma``: the gemm loads x and the words through TMA descriptors
+    of the GEMV and the GEMM; for the mma kernels the steps of loads in flight, 1 (a step's loads at its top)
+    or 2 (and the next step's, mma_gemv.py). ``tma``: the gemm loads x and the words through TMA descriptors
     where both can back one (launch.tma_ready), else pointer loads."""
 
     kernel: str

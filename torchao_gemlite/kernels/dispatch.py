@@ -15,7 +15,7 @@ import torch
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from ..formats import ACTIVATION_DTYPES, FLOAT_WEIGHT_DTYPES, PackedFormat, codes_per_word, symmetric_zero
-from .configs import MMA_STAGES, LaunchConfig, choose_config, heuristic_config, mma_supported, register_derived_cache
+from .configs import LaunchConfig, choose_config, heuristic_config, mma_supported, register_derived_cache
 from .dequant import dequantize_packed
 from .gemm import gemm_kernel
 from .gemv import gemv_kernel
@@ -117,9 +117,9 @@ class WeightOnlyPlan:
             if not mma_gemv_supported(bits, x.dtype):
                 raise ValueError(f"the mma kernel does not take {bits}-bit weights with {x.dtype} activations"
                                  + (" under Triton's interpreter" if _INTERPRETED else ""))
-            if c.num_stages not in MMA_STAGES:
-                raise ValueError(f"mma config num_stages={c.num_stages} is not supported: {MMA_STAGES[0]} to "
-                                 f"{MMA_STAGES[-1]} (steps of loads in flight, mma_gemv.py)")
+            if c.num_stages not in (1, 2):
+                raise ValueError(f"mma config num_stages={c.num_stages} is not supported: 1 (a step's loads at its top) "
+                                 "or 2 (and the next step's: mma_gemv.py)")
             launch = mma_launch(c, m, n, k, group_k)
             # it reads x as int32 pairs, 8 or 16 bytes a load (per-channel 8-bit with one batch tile keeps 8:
             # 0.92x with 16 on the H100, where every other format gained up to 1.12x), rows aligned to the load

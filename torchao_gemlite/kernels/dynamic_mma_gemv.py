@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .configs import MMA_STAGES, LaunchConfig, decode_config
+from .configs import LaunchConfig, decode_config
 from .dynamic_epilogue import reduce_splits
 from .launch import INTERPRETED, FastLauncher, KernelCall
 from .mma_gemv import (_as_f32, _by_column, _join4, _step_loads, _store_rows, _thread_lanes, _tile_of, mma_launch,
@@ -126,7 +126,10 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     s_base = w_scale_ptr.to(tl.pointer_type(tl.int32))
     if GROUP_K != 0:
         s_base += ((k_first // GROUP_K) * stride_sg + n0) // S_PER_WORD
-    PRED: tl.constexpr = NUM_STAGES > 1 or not EVEN_K
+    PREFETCH: tl.constexpr = NUM_STAGES == 2
+    PRED: tl.constexpr = PREFETCH or not EVEN_K
+    live = tl.full((T,), 1, tl.int32)
+
     zf = tl.zeros((T,), dtype=tl.float32)
     z = tl.zeros((T,), dtype=tl.int32)
     # fp32 sums for m = 2t, 2t + 1 (and + 8) at the thread's 4 columns, group scales applied; per-channel: int32
@@ -134,26 +137,25 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     tot_2 = tot
     ints = (z, z, z, z, z, z, z, z)
     ints_2 = ints
-    # NUM_STAGES - 1 steps of loads in flight ahead of the one being computed (mma_gemv.py); 1: at its own top
-    if NUM_STAGES > 1:
-        ring = ()
-        for i in tl.static_range(NUM_STAGES - 1):
-            ring = ring + (_step_loads(i, steps_per_split, w_base, (K_STRIDE // 8) * stride_wk, x_base, x_base2,
-                                       K_STRIDE // 4, s_base, s_base, S_STEP * stride_sw, k_first, K, stride_wk,
-                                       stride_sw, K_STRIDE, 4, SUBS, GROUP_K, 0, 0, BATCH_TILES, False, SCALE_WORDS,
-                                       EVEN_K, PRED, EMULATE, True),)
+    # NUM_STAGES = 2: every load of a step issued a step ahead (mma_gemv.py); 1: at the top of its own step
+    if PREFETCH:
+        ahead = _step_loads(w_base, x_base, x_base2, s_base, s_base, k_first, live, K, stride_wk, stride_sw, 4, SUBS,
+                            GROUP_K, 0, 0, BATCH_TILES, False, SCALE_WORDS, EVEN_K, PRED, EMULATE, True)
     for step in tl.range(0, steps_per_split, num_stages=1):
-        if NUM_STAGES > 1:
-            loads = ring[0]
-            ring = ring[1:] + (_step_loads(step + NUM_STAGES - 1, steps_per_split, w_base, (K_STRIDE // 8) * stride_wk,
-                                           x_base, x_base2, K_STRIDE // 4, s_base, s_base, S_STEP * stride_sw, k_first,
-                                           K, stride_wk, stride_sw, K_STRIDE, 4, SUBS, GROUP_K, 0, 0, BATCH_TILES, False,
-                                           SCALE_WORDS, EVEN_K, PRED, EMULATE, True),)
+        k_step = k_first + step * K_STRIDE
+        if PREFETCH:
+            loads = ahead
+            nxt = step + 1
+            ahead = _step_loads(w_base + nxt * (K_STRIDE // 8) * stride_wk, x_base + nxt * (K_STRIDE // 4),
+                                x_base2 + nxt * (K_STRIDE // 4), s_base + nxt * S_STEP * stride_sw, s_base,
+                                k_step + K_STRIDE, live * (nxt < steps_per_split).to(tl.int32), K, stride_wk,
+                                stride_sw, 4, SUBS, GROUP_K, 0, 0, BATCH_TILES, False, SCALE_WORDS, EVEN_K, PRED,
+                                EMULATE, True)
         else:
-            loads = _step_loads(step, steps_per_split, w_base, (K_STRIDE // 8) * stride_wk, x_base, x_base2,
-                                K_STRIDE // 4, s_base, s_base, S_STEP * stride_sw, k_first, K, stride_wk, stride_sw,
-                                K_STRIDE, 4, SUBS, GROUP_K, 0, 0, BATCH_TILES, False, SCALE_WORDS, EVEN_K, PRED, EMULATE,
-                                True)
+            loads = _step_loads(w_base + step * (K_STRIDE // 8) * stride_wk, x_base + step * (K_STRIDE // 4),
+                                x_base2 + step * (K_STRIDE // 4), s_base + step * S_STEP * stride_sw, s_base, k_step,
+                                live, K, stride_wk, stride_sw, 4, SUBS, GROUP_K, 0, 0, BATCH_TILES, False,
+                                SCALE_WORDS, EVEN_K, PRED, EMULATE, True)
         words, xs, xs2, scales, _ = loads
         for grp in tl.static_range(SUBS // GROUP_SUBS):
             a00, a01, a02, a03, a10, a11, a12, a13, xs0, xs1, xs2_, xs3 = z, z, z, z, z, z, z, z, z, z, z, z
@@ -209,9 +211,9 @@ def dynamic_mma_call(m: int, n: int, k: int, group_k: int, stride_xw: int, strid
     8 warps for two batch tiles, loads at each step's top) ran 2.1x slower than the best at M = 16 on 8192x8192.
     ``pdl``: launched as the dependent of the activation quantization (pdl.py)."""
     c = config or decode_config(n, k, group_k or k)
-    if c.num_stages not in MMA_STAGES:
-        raise ValueError(f"mma config num_stages={c.num_stages} is not supported: {MMA_STAGES[0]} to {MMA_STAGES[-1]} "
-                         "(steps of loads in flight, mma_gemv.py)")
+    if c.num_stages not in (1, 2):
+        raise ValueError(f"mma config num_stages={c.num_stages} is not supported: 1 (a step's loads at its top) or 2 "
+                         "(and the next step's: mma_gemv.py)")
     launch = mma_launch(c, m, n, k, group_k)
     return KernelCall(_MMA, launch.grid, (m, n, k, launch.steps_per_split, launch.m_tiles, stride_xw, stride_qk,
                                           stride_sg, stride_om),

@@ -247,25 +247,17 @@ def _x_load(ptrs, ok, X_HI: tl.constexpr, XW: tl.constexpr, PRED: tl.constexpr, 
 
 
 @triton.jit
-def _step_loads(s, steps, w_base, w_adv, x_base, x_base2, x_adv, s_base, z_base, s_adv, k_first, K, stride_wk,
-                stride_sw, K_STRIDE: tl.constexpr, BITS: tl.constexpr, SUBS: tl.constexpr, GROUP_K: tl.constexpr,
-                X_HI: tl.constexpr, XW: tl.constexpr, BATCH_TILES: tl.constexpr, HAS_ZERO: tl.constexpr,
-                SCALE_WORDS: tl.constexpr, EVEN_K: tl.constexpr, PRED: tl.constexpr, EMULATE: tl.constexpr,
-                INT8_X: tl.constexpr = False):
-    """Every load of warp step ``s`` (of ``steps``), issued together: the words of each sub-block (a tuple of
-    [T] int32 per column, 8-bit: two word rows), its x for each batch tile (16-bit x: the pairs of ``_x_load``;
-    INT8_X, the A8W4 kernel: the thread's 8 bytes as two words), and the raw words of each group's scales and
-    zeros (SCALE_WORDS a thread: 4 columns of 2- or 4-byte values). The bases are the thread's addresses at
-    step 0 and the *_adv arguments what a step adds to them; ``k_first`` [T]: the thread's first code. A step
-    past the split's last (a prefetch) reads nothing; past K (not EVEN_K) x, scales and zeros read as 0 and
-    the words are not read: their codes multiply zeros."""
-    k_step = k_first + s * K_STRIDE
-    live = tl.full(k_first.shape, 1, tl.int32) * (s < steps).to(tl.int32)
-    w_base += s * w_adv
-    x_base += s * x_adv
-    x_base2 += s * x_adv
-    s_base += s * s_adv
-    z_base += s * s_adv
+def _step_loads(w_base, x_base, x_base2, s_base, z_base, k_step, live, K, stride_wk, stride_sw,
+                BITS: tl.constexpr, SUBS: tl.constexpr, GROUP_K: tl.constexpr, X_HI: tl.constexpr, XW: tl.constexpr,
+                BATCH_TILES: tl.constexpr, HAS_ZERO: tl.constexpr, SCALE_WORDS: tl.constexpr, EVEN_K: tl.constexpr,
+                PRED: tl.constexpr, EMULATE: tl.constexpr, INT8_X: tl.constexpr = False):
+    """Every load of one warp step, issued together: the words of each sub-block (a tuple of [T] int32 per
+    column, 8-bit: two word rows), its x for each batch tile (16-bit x: the pairs of ``_x_load``; INT8_X, the
+    A8W4 kernel: the thread's 8 bytes as two words), and the raw words of each group's scales and zeros
+    (SCALE_WORDS a thread: 4 columns of 2- or 4-byte values). ``k_step`` [T]: the step's first code for the
+    thread's warp; ``live`` [T] int32: whether the step exists (a prefetch past the split's last step reads
+    nothing). Past K (not EVEN_K) x, scales and zeros read as 0 and the words are not read: their codes
+    multiply zeros."""
     words = ()
     xs = ()
     xs2 = ()
@@ -488,7 +480,10 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
         s_word = ((k_first // GROUP_K) * stride_sg + n0) // S_PER_WORD
         s_base += s_word
         z_base += s_word
-    PRED: tl.constexpr = NUM_STAGES > 1 or not EVEN_K
+    PREFETCH: tl.constexpr = NUM_STAGES == 2
+    PRED: tl.constexpr = PREFETCH or not EVEN_K
+    live = tl.full((T,), 1, tl.int32)
+
     zero_t = tl.zeros((T,), dtype=tl.float32)
     # y[m = 2t] and y[m = 2t + 1] at the thread's 4 columns, one [T] tensor each (tot_2: m + 8); per-channel:
     # the plain sums, and the x-sums over all of K in xs_tot*
@@ -500,26 +495,27 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     xs_tot1_2 = zero_t
     scale = (zero_t, zero_t, zero_t, zero_t)
     shift = scale
-    # NUM_STAGES - 1 steps of loads in flight ahead of the one being computed (vector_load.py keeps them where
-    # they are issued), so a warp's loads fly while it unpacks and multiplies; 1: at the top of its own step
-    if NUM_STAGES > 1:
-        ring = ()
-        for i in tl.static_range(NUM_STAGES - 1):
-            ring = ring + (_step_loads(i, steps_per_split, w_base, W_STEP * stride_wk, x_base, x_base2, K_STRIDE // 2,
-                                       s_base, z_base, S_STEP * stride_sw, k_first, K, stride_wk, stride_sw, K_STRIDE,
-                                       BITS, SUBS, GROUP_K, X_HI, XW, BATCH_TILES, HAS_ZERO, SCALE_WORDS, EVEN_K, PRED,
-                                       EMULATE),)
+    # NUM_STAGES = 2: every load of a step is issued a step ahead (vector_load.py keeps it there), so a warp's
+    # loads are in flight while it unpacks and multiplies the previous step; 1: at the top of its own step
+    if PREFETCH:
+        ahead = _step_loads(w_base, x_base, x_base2, s_base, z_base, k_first, live, K, stride_wk, stride_sw, BITS,
+                            SUBS, GROUP_K, X_HI, XW, BATCH_TILES, HAS_ZERO, SCALE_WORDS, EVEN_K, PRED, EMULATE)
     for step in tl.range(0, steps_per_split, num_stages=1):
-        if NUM_STAGES > 1:
-            loads = ring[0]
-            ring = ring[1:] + (_step_loads(step + NUM_STAGES - 1, steps_per_split, w_base, W_STEP * stride_wk, x_base,
-                                           x_base2, K_STRIDE // 2, s_base, z_base, S_STEP * stride_sw, k_first, K,
-                                           stride_wk, stride_sw, K_STRIDE, BITS, SUBS, GROUP_K, X_HI, XW, BATCH_TILES,
-                                           HAS_ZERO, SCALE_WORDS, EVEN_K, PRED, EMULATE),)
+        k_step = k_first + step * K_STRIDE  # [T]
+        if PREFETCH:
+            loads = ahead
+            nxt = step + 1
+            ahead = _step_loads(w_base + nxt * W_STEP * stride_wk, x_base + nxt * (K_STRIDE // 2),
+                                x_base2 + nxt * (K_STRIDE // 2), s_base + nxt * S_STEP * stride_sw,
+                                z_base + nxt * S_STEP * stride_sw, k_step + K_STRIDE,
+                                live * (nxt < steps_per_split).to(tl.int32), K, stride_wk, stride_sw, BITS, SUBS,
+                                GROUP_K, X_HI, XW, BATCH_TILES, HAS_ZERO, SCALE_WORDS, EVEN_K, PRED, EMULATE)
         else:
-            loads = _step_loads(step, steps_per_split, w_base, W_STEP * stride_wk, x_base, x_base2, K_STRIDE // 2,
-                                s_base, z_base, S_STEP * stride_sw, k_first, K, stride_wk, stride_sw, K_STRIDE, BITS,
-                                SUBS, GROUP_K, X_HI, XW, BATCH_TILES, HAS_ZERO, SCALE_WORDS, EVEN_K, PRED, EMULATE)
+            loads = _step_loads(w_base + step * W_STEP * stride_wk, x_base + step * (K_STRIDE // 2),
+                                x_base2 + step * (K_STRIDE // 2), s_base + step * S_STEP * stride_sw,
+                                z_base + step * S_STEP * stride_sw, k_step, live, K, stride_wk,
+                                stride_sw, BITS, SUBS, GROUP_K, X_HI, XW, BATCH_TILES, HAS_ZERO, SCALE_WORDS, EVEN_K,
+                                PRED, EMULATE)
         words, xs, xs2, scales, zeros = loads
         for grp in tl.static_range(SUBS // GROUP_SUBS):
             # fresh group accumulators for each batch tile
