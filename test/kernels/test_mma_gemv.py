@@ -90,12 +90,13 @@ def test_mma_kernel_reads_x_of_any_layout(m):
     _check(qw, x3.reshape(6, 256), b, y3.reshape(6, 40))
 
 
-def test_the_dispatcher_sends_m_up_to_16_to_the_mma_kernel_and_4_bit_codes_up_to_32():
+def test_the_dispatcher_sends_m_up_to_16_to_the_mma_kernel_and_narrower_codes_up_to_32():
     assert [choose_config(m, 4096, 4096, 4, 128, "float16", "NVIDIA H100 80GB HBM3", 132).kernel
             for m in (1, 2, 3, 8, 9, 16, 17, 32, 33)] == ["mma", "mma", "mma", "mma", "mma", "mma", "mma", "mma",
                                                           "gemm"]
     assert [choose_config(m, 4096, 4096, bits, 64, "float16", "NVIDIA H100 80GB HBM3", 132).kernel
-            for bits in (8, 2, 1) for m in (16, 17)] == ["mma", "gemm"] * 3
+            for bits in (8, 2, 1) for m in (16, 17, 32, 33)] == ["mma", "gemm", "gemm", "gemm"] + ["mma", "mma", "mma",
+                                                                                              "gemm"] * 2
     qw, x, b = _case(4, False, 128, 5, 256, 64, torch.float16)
     y = weight_only_linear(x, qw.qdata, qw.scale, qw.zero, b, 4, 128, False)
     _check(qw, x, b, y)

@@ -29,10 +29,12 @@ GEMV_MAX_M = 4  # the CUDA-core GEMV takes up to M = 4 (where the mma kernel can
 # 12, 16: 1.17-1.27x cuBLAS against the GEMM's 0.88-1.10x)
 MMA_MAX_M = 16
 MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); more rows: more CTAs
-# 4-bit codes keep the mma kernel up to M = 32 (two M tiles): H100 sweep at M = 24, 32, 1.22x the tensor-core
-# GEMM in geomean over the Llama shapes, fp16 and bf16 alike; 2-bit tied it, 1- and 8-bit lost, and from M = 48
-# every format lost (test/kernels/gpu_probe_mma_gemv.py, docs/kernels.md)
-MMA_W4_MAX_M = 32
+# codes of 4 bits and fewer keep the mma kernel up to M = 32 (two M tiles). 4-bit: H100 sweep at M = 24, 32, 1.22x
+# the tensor-core GEMM in geomean over the Llama shapes, fp16 and bf16 alike (from M = 48 every format lost;
+# test/kernels/gpu_probe_mma_gemv.py, docs/kernels.md). 2- and 1-bit, with the vector loads: mma_config's launch
+# 1.15-1.25x (2-bit) and 1.03-1.19x (1-bit) the GEMM at M = 24, 32, fp16 and bf16; 8-bit stays on the GEMM
+# (0.87-1.23x with each shape's best launch)
+MMA_SUB8_MAX_M = 32
 # layers of at least WIDE_DECODE_WAVES column tiles of 32 an SM have CTAs enough to hide the load latency: at
 # M <= 8 they take 4 warps and no prefetch (H100 sweep, 4096x28672 and 8192x28672, 4-bit M = 1: 26.0 / 48.4 us
 # against 31.4 / 54.5 for 8 warps with loads a step ahead; test/kernels/gpu_probe_mma_gemv.py)
@@ -250,7 +252,7 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     if mma and m <= MMA_TILE_M // 2:
         if not (bits == 8 and m <= 2):
             return decode_config(n, k, group_size, sm_count)
-    elif mma and m <= (MMA_W4_MAX_M if bits == 4 else MMA_MAX_M):
+    elif mma and m <= (MMA_SUB8_MAX_M if bits < 8 else MMA_MAX_M):
         return mma_config(n, k, group_size, sm_count, m, bits=bits, bf16=bf16)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
         block_k = 32 * per_word

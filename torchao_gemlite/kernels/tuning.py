@@ -27,8 +27,8 @@ from .configs import (
     GEMV_MAX_M,
     FUSED_TILE_8BIT,
     GEMM_TILES,
+    MMA_SUB8_MAX_M,
     MMA_TILE_M,
-    MMA_W4_MAX_M,
     LaunchConfig,
     clear_caches,
     heuristic_config,
@@ -95,7 +95,7 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
     base = heuristic_config(m, n, k, bits, group_size, sm_count, mma=mma, bf16=bf16)
     per_word = 32 // bits
     out = [base]
-    if mma and m <= MMA_W4_MAX_M:
+    if mma and m <= MMA_SUB8_MAX_M:
         for (bn, warps), bk in itertools.product(MMA_CANDIDATES, (128, 256)):
             bk = max(bk, group_size if group_size < k else 0)
             warps_k = warps // (bn // 32)
