@@ -9,8 +9,10 @@ must be aligned to the load's size (8 or 16 bytes; the callers check the tensors
 
 ``ok`` ([T] int32, with ``PRED``) predicates the load: where it is 0 nothing is read and, with ``FILL``,
 the words are 0; without ``FILL`` they are undefined, for loads whose results are never used (a prefetch
-past the last step). ``CACHE``: the PTX cache qualifiers, e.g. ``.L1::no_allocate`` for a weight read
-once. Under Triton's interpreter (``EMULATE``) they are masked ``tl.load`` calls with the same results.
+past the last step). ``CACHE``: the PTX qualifiers after ``ld.global``, e.g. ``.nc.L1::no_allocate`` for a
+weight read once through the read-only path; data that a kernel running at the same time may still write (x
+behind a PDL wait, pdl.py) must not take ``.nc``, whose cache need not see those writes. Under Triton's
+interpreter (``EMULATE``) they are masked ``tl.load`` calls with the same results.
 """
 
 import triton
@@ -30,7 +32,7 @@ def load4(ptrs, ok, CACHE: tl.constexpr, PRED: tl.constexpr, FILL: tl.constexpr,
         w0, w2 = tl.split(a)
         w1, w3 = tl.split(b)
     else:
-        LD: tl.constexpr = "ld.global.nc" + CACHE + ".v4.b32 {$0, $1, $2, $3}, [$4];"
+        LD: tl.constexpr = "ld.global" + CACHE + ".v4.b32 {$0, $1, $2, $3}, [$4];"
         if PRED:
             ZERO: tl.constexpr = "mov.b32 $0, 0; mov.b32 $1, 0; mov.b32 $2, 0; mov.b32 $3, 0; " if FILL else ""
             w0, w1, w2, w3 = tl.inline_asm_elementwise(
@@ -53,7 +55,7 @@ def load2(ptrs, ok, CACHE: tl.constexpr, PRED: tl.constexpr, FILL: tl.constexpr,
             v = tl.load(ptrs[:, None] + offs)
         w0, w1 = tl.split(v.to(tl.int32, bitcast=True))
     else:
-        LD: tl.constexpr = "ld.global.nc" + CACHE + ".v2.b32 {$0, $1}, [$2];"
+        LD: tl.constexpr = "ld.global" + CACHE + ".v2.b32 {$0, $1}, [$2];"
         if PRED:
             ZERO: tl.constexpr = "mov.b32 $0, 0; mov.b32 $1, 0; " if FILL else ""
             w0, w1 = tl.inline_asm_elementwise(
