@@ -103,6 +103,7 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     tl.static_assert(BATCH_TILES == 1 or BATCH_TILES == 2)
     pid_n, m_first = _tile_of(tl.program_id(0), m_tiles)  # past M = 16: 16-row M tiles, as in mma_gemv.py
     pid_k = tl.program_id(1)
+    wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
 
     g, t, warp_k, n0 = _thread_lanes(pid_n, T, WARPS_N)  # the thread's columns: n0..n0+3, n0 = 4 g
     if not EVEN_N:
@@ -137,16 +138,9 @@ def dynamic_mma_gemv_kernel(x_ptr, x_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, ou
     ints = (z, z, z, z, z, z, z, z)
     ints_2 = ints
     # NUM_STAGES = 2: every load of a step issued a step ahead (mma_gemv.py); 1: at the top of its own step
-    if PREFETCH:  # the first step's weight loads fly while the activation codes' kernel finishes (PDL)
-        first_w = _step_loads(w_base, x_base, x_base2, s_base, s_base, k_first, live, K, stride_wk, stride_sw, 4,
-                              SUBS, GROUP_K, 0, 0, BATCH_TILES, False, SCALE_WORDS, EVEN_K, PRED, EMULATE, True,
-                              X=False)
-    wait_for_prior(PDL)  # the activation codes' kernel (pdl.py)
     if PREFETCH:
-        first_x = _step_loads(w_base, x_base, x_base2, s_base, s_base, k_first, live, K, stride_wk, stride_sw, 4,
-                              SUBS, GROUP_K, 0, 0, BATCH_TILES, False, SCALE_WORDS, EVEN_K, PRED, EMULATE, True,
-                              WEIGHT=False)
-        ahead = (first_w[0], first_x[1], first_x[2], first_w[3], first_w[4])
+        ahead = _step_loads(w_base, x_base, x_base2, s_base, s_base, k_first, live, K, stride_wk, stride_sw, 4, SUBS,
+                            GROUP_K, 0, 0, BATCH_TILES, False, SCALE_WORDS, EVEN_K, PRED, EMULATE, True)
     for step in tl.range(0, steps_per_split, num_stages=1):
         k_step = k_first + step * K_STRIDE
         if PREFETCH:

@@ -250,10 +250,8 @@ def _x_load(ptrs, ok, X_HI: tl.constexpr, XW: tl.constexpr, PRED: tl.constexpr, 
 def _step_loads(w_base, x_base, x_base2, s_base, z_base, k_step, live, K, stride_wk, stride_sw,
                 BITS: tl.constexpr, SUBS: tl.constexpr, GROUP_K: tl.constexpr, X_HI: tl.constexpr, XW: tl.constexpr,
                 BATCH_TILES: tl.constexpr, HAS_ZERO: tl.constexpr, SCALE_WORDS: tl.constexpr, EVEN_K: tl.constexpr,
-                PRED: tl.constexpr, EMULATE: tl.constexpr, INT8_X: tl.constexpr = False,
-                WEIGHT: tl.constexpr = True, X: tl.constexpr = True):
-    """Every load of one warp step, issued together (only the weight's with X=False, only x's with WEIGHT=False:
-    a PDL kernel loads its first weights before it waits for the kernel that writes x): the words of each sub-block (a tuple of [T] int32 per
+                PRED: tl.constexpr, EMULATE: tl.constexpr, INT8_X: tl.constexpr = False):
+    """Every load of one warp step, issued together: the words of each sub-block (a tuple of [T] int32 per
     column, 8-bit: two word rows), its x for each batch tile (16-bit x: the pairs of ``_x_load``; INT8_X, the
     A8W4 kernel: the thread's 8 bytes as two words), and the raw words of each group's scales and zeros
     (SCALE_WORDS a thread: 4 columns of 2- or 4-byte values). ``k_step`` [T]: the step's first code for the
@@ -268,16 +266,12 @@ def _step_loads(w_base, x_base, x_base2, s_base, z_base, k_step, live, K, stride
         if not EVEN_K:
             ok = live & ((k_step + sub * 32) < K).to(tl.int32)
         w_sub = w_base + sub * BITS * stride_wk  # a sub-block is BITS word rows
-        if not WEIGHT:
-            pass
-        elif BITS == 8:
+        if BITS == 8:
             words = words + (load4(w_sub, ok, ".nc.L1::no_allocate", PRED, False, EMULATE)
                              + load4(w_sub + stride_wk, ok, ".nc.L1::no_allocate", PRED, False, EMULATE),)
         else:
             words = words + (load4(w_sub, ok, ".nc.L1::no_allocate", PRED, False, EMULATE),)
-        if not X:
-            pass
-        elif INT8_X:  # a sub-block is 8 words of x, written by the quantization that a PDL launch overlaps: not .nc
+        if INT8_X:  # a sub-block is 8 words of x, written by the quantization that a PDL launch overlaps: not .nc
             xs = xs + (load2(x_base + sub * 8, ok, ".L1::evict_last", PRED, not EVEN_K, EMULATE),)
             if BATCH_TILES == 2:
                 xs2 = xs2 + (load2(x_base2 + sub * 8, ok, ".L1::evict_last", PRED, not EVEN_K, EMULATE),)
@@ -287,7 +281,7 @@ def _step_loads(w_base, x_base, x_base2, s_base, z_base, k_step, live, K, stride
                 xs2 = xs2 + (_x_load(x_base2 + sub * 16, ok, X_HI, XW, PRED, not EVEN_K, EMULATE),)
     scales = ()
     zeros = ()
-    if GROUP_K != 0 and WEIGHT:
+    if GROUP_K != 0:
         for grp in tl.static_range(SUBS // (GROUP_K // 32)):
             ok = live
             if not EVEN_K:
