@@ -99,17 +99,8 @@ def mma_operands_aligned(qdata: torch.Tensor, scale: torch.Tensor, zero: torch.T
 
 
 @triton.jit
-def _split4(v):
-    """[T, 4] -> its four columns as [T] tensors."""
-    a, b = tl.split(tl.reshape(v, (v.shape[0], 2, 2)))
-    v0, v2 = tl.split(a)
-    v1, v3 = tl.split(b)
-    return v0, v1, v2, v3
-
-
-@triton.jit
 def _join4(v0, v1, v2, v3):
-    """Four [T] tensors -> [T, 4] (inverse of _split4)."""
+    """Four [T] tensors -> [T, 4], column c from v_c."""
     return tl.reshape(tl.join(tl.join(v0, v2), tl.join(v1, v3)), (v0.shape[0], 4))
 
 
@@ -367,18 +358,6 @@ def _thread_lanes(pid_n, T: tl.constexpr, WARPS_N: tl.constexpr):
     lane = i % 32
     g = lane // 4
     return g, lane % 4, i // (32 * WARPS_N), pid_n * (32 * WARPS_N) + ((i // 32) % WARPS_N) * 32 + 4 * g
-
-
-@triton.jit
-def _thread_columns(pid_n, N, T: tl.constexpr, WARPS_N: tl.constexpr, EVEN_N: tl.constexpr):
-    """The thread mapping shared with dynamic_mma_gemv.py: (g, t, warp_k, cols) with lane = 4 g + t,
-    warp_k the thread's warp index along K and cols [T, 4] its columns n0..n0+3, n0 = 4 g of its warp's
-    32 (clamped past N unless EVEN_N: valid addresses, never stored)."""
-    g, t, warp_k, n0 = _thread_lanes(pid_n, T, WARPS_N)
-    cols = n0[:, None] + tl.arange(0, 4)[None, :]
-    if not EVEN_N:
-        cols = tl.minimum(cols, N - 1)
-    return g, t, warp_k, cols
 
 
 @triton.jit
