@@ -3,6 +3,7 @@ installed Triton and its bundled ptxas, and count the SASS instructions of its m
 
     python test/kernels/offline_sass.py gemv --bits 4 --block-k 256 --block-n 32 --warps 4 --stages 3
     python test/kernels/offline_sass.py mma --bits 4 --block-k 256 --block-n 64 --warps 8 --group 128
+    python test/kernels/offline_sass.py batch --bits 4 --block-k 64 --block-n 32 --warps 4 --batch-tiles 4 --stages 2
     python test/kernels/offline_sass.py gemm --bits 4 --block-m 64 --block-n 128 --block-k 128 --warps 4
     PYTHONPATH=/path/to/triton-3.6 python test/kernels/offline_sass.py ...   # the GPU machine's Triton
 
@@ -32,6 +33,7 @@ from torchao_gemlite.formats import symmetric_zero
 from torchao_gemlite.kernels.gemm import gemm_kernel
 from torchao_gemlite.kernels.gemv import gemv_kernel
 from torchao_gemlite.kernels.half2 import pair_kshift, pairs_per_flush
+from torchao_gemlite.kernels.mma_batch import mma_batch_kernel
 from torchao_gemlite.kernels.mma_gemv import mma_gemv_kernel
 
 POINTERS = {"x_ptr": "*fp16", "w_ptr": "*i32", "scale_ptr": "*fp16", "zero_ptr": "*fp16", "bias_ptr": "*fp16",
@@ -49,11 +51,14 @@ def kernel_spec(a):
         const = dict(common, M=1, BLOCK_M=1, BLOCK_N=a.block_n, BLOCK_K=a.block_k, EVEN_N=True,
                      HALF_MAC=not a.fp32_loop, PF=pairs_per_flush(a.bits), KSHIFT=pair_kshift(a.bits))
         fn, threads = gemv_kernel, 32 * a.warps
-    elif a.kernel == "mma":
+    elif a.kernel in ("mma", "batch"):
         warps_n = a.block_n // 32
-        const = dict(common, M=1, BATCH_TILES=a.batch_tiles, WARPS_N=warps_n, WARPS_K=a.warps // warps_n, BLOCK_K=a.block_k,
+        const = dict(common, BATCH_TILES=a.batch_tiles, WARPS_N=warps_n, WARPS_K=a.warps // warps_n, BLOCK_K=a.block_k,
                      EVEN_N=True, WIDE_X=True)
-        fn, threads = mma_gemv_kernel, a.block_n  # a warp step: BLOCK_K codes of 32 columns per warp along N
+        if a.kernel == "mma":  # decode: M = 1 specializes like a real launch
+            const["M"] = 1
+        fn, threads = (mma_gemv_kernel if a.kernel == "mma" else mma_batch_kernel), a.block_n
+        # a warp step: BLOCK_K codes of 32 columns per warp along N
     else:
         const = dict(common, stride_xk=1, BLOCK_M=a.block_m, BLOCK_N=a.block_n, BLOCK_K=a.block_k, GROUP_M=8,
                      SWAP_AB=False, HALF=True)
@@ -86,7 +91,7 @@ def main_loop(sass: str) -> list[str]:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kernel", choices=("gemv", "mma", "gemm"))
+    p.add_argument("kernel", choices=("gemv", "mma", "batch", "gemm"))
     p.add_argument("--bits", type=int, default=4)
     p.add_argument("--group", type=int, default=128, help="group size (omit with --per-channel)")
     p.add_argument("--per-channel", dest="group", action="store_const", const=None)
@@ -96,7 +101,8 @@ def main(argv=None):
     p.add_argument("--block-k", type=int, default=256)
     p.add_argument("--warps", type=int, default=4)
     p.add_argument("--stages", type=int, default=1)
-    p.add_argument("--batch-tiles", type=int, default=1, choices=(1, 2), help="mma: 8-row batch tiles (2: M > 8)")
+    p.add_argument("--batch-tiles", type=int, default=1, choices=(1, 2, 4, 8),
+                   help="8-row batch tiles a CTA: mma 1 or 2 (2: M > 8), batch up to 8")
     p.add_argument("--bf16", action="store_true", help="bf16 activations (default fp16)")
     p.add_argument("--fp32-loop", action="store_true", help="gemv: the fp32 loop instead of the packed 16-bit one")
     p.add_argument("--dump", help="directory for the SASS and TTGIR")

@@ -238,6 +238,21 @@ def decode_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFA
     return LaunchConfig("mma", MMA_TILE_M, 32, block_k, split, num_warps=warps, num_stages=2)
 
 
+def batch_config(m: int, n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
+    """The small-batch mma kernel's launch (mma_batch.py): 32 rows (four 8-row batch tiles), 64 columns and 8
+    warps (4 along K) a CTA, 64-code steps (groups are powers of two from 32: a step holds whole groups or lies
+    in one), loads at each step's top, and the smallest K split that gives 1.6 CTAs an SM. H200 sweep at M = 32
+    (4-bit g128 fp16, the four Llama shapes; test/kernels/gpu_probe_mma_batch.py): the best launch of each shape
+    or within 2% of it."""
+    block_k = 64
+    steps = -(-k // block_k)
+    ctas = -(-n // 64) * -(-m // 32)
+    split = 1
+    while ctas * split < 1.6 * sm_count and 4 * (split + 1) <= steps and split < 8:
+        split += 1
+    return LaunchConfig("mma_batch", 32, 64, block_k, split, num_warps=8, num_stages=1)
+
+
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,
                      mma: bool = True, bf16: bool = False) -> LaunchConfig:
     """A sound default for any shape, from the H100 tuning runs (docs/kernels.md). ``mma``: whether the

@@ -22,6 +22,7 @@ from .gemv import gemv_kernel
 from .half2 import half_mac_supported, pair_kshift, pairs_per_flush
 from .launch import INTERPRETED as _INTERPRETED
 from .launch import FastLauncher, KernelCall, PlanCache, cdiv, device_facts, tensor_key, tma_ready
+from .mma_batch import mma_batch_kernel
 from .mma_gemv import mma_gemv_kernel, mma_launch, mma_operands_aligned
 from .reduce import splitk_reduce_call
 
@@ -29,6 +30,7 @@ from .reduce import splitk_reduce_call
 _GEMV = FastLauncher(gemv_kernel)
 _GEMM = FastLauncher(gemm_kernel)
 _MMA_GEMV = FastLauncher(mma_gemv_kernel)
+_MMA_BATCH = FastLauncher(mma_batch_kernel)
 
 
 def mma_gemv_supported(bits: int, dtype: torch.dtype) -> bool:
@@ -110,9 +112,9 @@ class WeightOnlyPlan:
             return
         out_stride = n if out is None else out.stride(0)
         c = config
-        if c.kernel == "mma" and not mma_operands_aligned(qdata, scale, zero):
+        if c.kernel in ("mma", "mma_batch") and not mma_operands_aligned(qdata, scale, zero):
             c = self.config = heuristic_config(m, n, k, bits, group_size, device_facts(x.device)[1], mma=False)
-        if c.kernel == "mma":
+        if c.kernel in ("mma", "mma_batch"):
             group_k = 0 if group_size == k else group_size
             if not mma_gemv_supported(bits, x.dtype):
                 raise ValueError(f"the mma kernel does not take {bits}-bit weights with {x.dtype} activations"
@@ -133,7 +135,7 @@ class WeightOnlyPlan:
             meta = dict(launch.meta, BITS=bits, GROUP_K=group_k, SYMMETRIC=symmetric, SYM_ZERO=symmetric_zero(bits),
                         HAS_BIAS=bias is not None and self.split == 1, NUM_STAGES=c.num_stages,
                         WIDE_X=wide_x, EMULATE=_INTERPRETED)
-            self.kernel = KernelCall(_MMA_GEMV, launch.grid, ints, meta)
+            self.kernel = KernelCall(_MMA_GEMV if c.kernel == "mma" else _MMA_BATCH, launch.grid, ints, meta)
         else:
             self._tiled_kernel(x2, qdata, scale, bias, bits, group_size, symmetric, out_stride)
         if self.split > 1:
@@ -253,7 +255,7 @@ def weight_only_linear(x, qdata, scale, zero, bias, bits: int, group_size: int, 
         device_name, sm_count = device_facts(x.device)
         m = math.prod(x.shape[:-1])
         config = choose_config(m, n, k, bits, group_size, str(x.dtype)[6:], device_name, sm_count)
-        if config.kernel == "mma" and not mma_gemv_supported(bits, x.dtype):  # bf16 under the interpreter
+        if config.kernel in ("mma", "mma_batch") and not mma_gemv_supported(bits, x.dtype):  # bf16 under the interpreter
             config = heuristic_config(m, n, k, bits, group_size, sm_count, mma=False)
         plan = _PLANS.keep(key, WeightOnlyPlan(x, qdata, scale, zero, bias, bits, group_size, symmetric, config))
     return plan(x, qdata, scale, zero, bias)

@@ -69,7 +69,8 @@ def mma_launch(c: LaunchConfig, m: int, n: int, k: int, group_k: int) -> MmaLaun
     if m >= DENSE_MIN_M:  # where prefill starts; also keeps the split-K workspace offsets within int32
         raise ValueError(f"the mma kernels take M < {DENSE_MIN_M}, got M={m}")
     warps_n = c.block_n // 32
-    if not warps_n or c.block_n % 32 or c.num_warps % warps_n or c.block_k % 32 or (group_k and c.block_k % group_k):
+    if (not warps_n or c.block_n % 32 or c.num_warps % warps_n or c.block_k % 32
+            or (group_k and c.block_k % group_k and c.kernel != "mma_batch")):
         raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
                          "supported: block_n a multiple of 32 dividing 32 * num_warps, block_k a multiple of 32 "
                          f"and of the group size {group_k or k}")
@@ -77,8 +78,15 @@ def mma_launch(c: LaunchConfig, m: int, n: int, k: int, group_k: int) -> MmaLaun
     warp_steps = cdiv(k, c.block_k)
     steps_per_split = cdiv(warp_steps, max(1, c.split_k) * warps_k)
     split = cdiv(warp_steps, steps_per_split * warps_k)  # no empty splits
-    m_tiles = cdiv(m, MMA_TILE_M)
-    meta = dict(BATCH_TILES=1 if m <= MMA_TILE_M // 2 else 2, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
+    if c.kernel == "mma_batch":  # mma_batch.py: block_m rows a CTA, in 8-row batch tiles
+        if c.block_m not in (8, 16, 32, 64) or (group_k and group_k % c.block_k and c.block_k % group_k):
+            raise ValueError(f"mma_batch config block_m={c.block_m}, block_k={c.block_k} is not supported: block_m "
+                             f"8, 16, 32 or 64, block_k a divisor or a multiple of the group size {group_k}")
+        tile_m = min(c.block_m, cdiv(m, 8) * 8)
+        m_tiles, batch_tiles = cdiv(m, tile_m), tile_m // 8
+    else:
+        m_tiles, batch_tiles = cdiv(m, MMA_TILE_M), 1 if m <= MMA_TILE_M // 2 else 2
+    meta = dict(BATCH_TILES=batch_tiles, WARPS_N=warps_n, WARPS_K=warps_k, BLOCK_K=c.block_k,
                 EVEN_K=k == split * steps_per_split * warps_k * c.block_k, EVEN_N=n % c.block_n == 0,
                 USE_WORKSPACE=split > 1, num_warps=c.num_warps)
     return MmaLaunch((cdiv(n, c.block_n) * m_tiles, split), steps_per_split, m_tiles, split, meta)
