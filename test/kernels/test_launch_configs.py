@@ -28,7 +28,8 @@ def test_buckets_and_keys():
     assert table_key(1, 4096, 4096, 8, 4096, "bfloat16") == "8b/gpc/bfloat16/k4096/n4096/m1"
 
 
-@pytest.mark.parametrize("m,kernel", [(1, "mma"), (2, "mma"), (3, "mma"), (8, "mma"), (16, "mma"), (17, "mma"), (32, "mma"),
+@pytest.mark.parametrize("m,kernel", [(1, "mma"), (2, "mma"), (3, "mma"), (8, "mma"), (16, "mma"), (17, "mma_batch"),
+                                      (24, "mma_batch"), (32, "mma_batch"),
                                       (33, "gemm"), (64, "gemm"), (128, "gemm"), (129, "gemm"), (256, "gemm"),
                                       (257, "dense"), (4096, "dense")])
 def test_heuristic_regimes(m, kernel):
@@ -153,6 +154,24 @@ def test_the_fused_kernel_takes_m_up_to_256():
     assert tile(257, 4096, 14336) == tile(1024, 8192, 8192) == "dense"
 
 
+def test_batch_config_follows_the_h100_sweep():
+    """4-bit codes at M = 17..32 take the small-batch kernel: up to 24 rows 32 columns, 4 warps, loads a step ahead,
+    a split to 2.9 CTAs an SM; 25..32 rows 64 columns, 8 warps, loads at the step's top, a split to 1.6 CTAs an SM;
+    the other bit widths keep their route, and the tuning candidates hold it for every bit width."""
+    assert {kn: tuple(getattr(heuristic_config(24, kn[1], kn[0], 4, 128), f) for f in
+                      ("block_m", "block_n", "num_warps", "block_k", "split_k", "num_stages")) for kn in LLAMA} == {
+        (4096, 4096): (32, 32, 4, 64, 3, 2), (4096, 14336): (32, 32, 4, 64, 1, 2), (14336, 4096): (32, 32, 4, 64, 3, 2),
+        (8192, 8192): (32, 32, 4, 64, 2, 2)}
+    assert {kn: tuple(getattr(heuristic_config(32, kn[1], kn[0], 4, 128), f) for f in
+                      ("block_m", "block_n", "num_warps", "block_k", "split_k", "num_stages")) for kn in LLAMA} == {
+        (4096, 4096): (32, 64, 8, 64, 4, 1), (4096, 14336): (32, 64, 8, 64, 1, 1), (14336, 4096): (32, 64, 8, 64, 4, 1),
+        (8192, 8192): (32, 64, 8, 64, 2, 1)}
+    assert [heuristic_config(32, 4096, 4096, bits, 64).kernel for bits in (8, 2, 1)] == ["gemm", "mma", "mma"]
+    assert heuristic_config(32, 4096, 4096, 4, 128, mma=False).kernel == "gemm"
+    for bits in (8, 4, 2, 1):
+        assert any(c.kernel == "mma_batch" and c.block_m == 64 for c in candidate_configs(48, 4096, 4096, bits, 64, 132))
+
+
 @pytest.mark.parametrize("bits", [8, 4, 2, 1])
 def test_heuristic_and_candidates_respect_the_kernels_limits(bits):
     per_word = 32 // bits
@@ -162,10 +181,13 @@ def test_heuristic_and_candidates_respect_the_kernels_limits(bits):
                 assert cfg.block_k >= 16 and cfg.block_k % per_word == 0
             if cfg.kernel == "gemv":
                 assert cfg.block_m >= m and cfg.block_k % per_word == 0
-            if cfg.kernel == "mma":
+            if cfg.kernel in ("mma", "mma_batch"):
                 warps_n = cfg.block_n // 32
-                assert m <= 32 and cfg.block_n % 32 == 0 and cfg.num_warps % warps_n == 0
-                assert cfg.block_k % 64 == 0 and cfg.split_k * cfg.num_warps // warps_n <= 2048 // cfg.block_k
+                assert m <= (32 if cfg.kernel == "mma" else 64) and cfg.block_n % 32 == 0
+                assert cfg.num_warps % warps_n == 0 and cfg.block_k % 64 == 0
+                assert cfg.split_k * cfg.num_warps // warps_n <= 2048 // cfg.block_k
+            if cfg.kernel == "mma_batch":
+                assert cfg.block_m in (32, 64) and m > 16
         assert candidate_configs(m, 1000, 2048, bits, 64, 132)[0] == heuristic_config(m, 1000, 2048, bits, 64, 132)
     assert any(c.kernel == "dense" for c in candidate_configs(64, 1000, 2048, bits, 64, 132))
     assert any(c.block_m == 32 and c.kernel == "gemm" for c in candidate_configs(24, 1000, 2048, bits, 64, 132))

@@ -91,9 +91,10 @@ def test_mma_kernel_reads_x_of_any_layout(m):
 
 
 def test_the_dispatcher_sends_m_up_to_16_to_the_mma_kernel_and_narrower_codes_up_to_32():
+    """4-bit codes past 16 rows: the small-batch kernel (test_mma_batch.py)."""
     assert [choose_config(m, 4096, 4096, 4, 128, "float16", "NVIDIA H100 80GB HBM3", 132).kernel
-            for m in (1, 2, 3, 8, 9, 16, 17, 32, 33)] == ["mma", "mma", "mma", "mma", "mma", "mma", "mma", "mma",
-                                                          "gemm"]
+            for m in (1, 2, 3, 8, 9, 16, 17, 32, 33)] == ["mma", "mma", "mma", "mma", "mma", "mma", "mma_batch",
+                                                          "mma_batch", "gemm"]
     assert [choose_config(m, 4096, 4096, bits, 64, "float16", "NVIDIA H100 80GB HBM3", 132).kernel
             for bits in (8, 2, 1) for m in (16, 17, 32, 33)] == ["mma", "gemm", "gemm", "gemm"] + ["mma", "mma", "mma",
                                                                                               "gemm"] * 2

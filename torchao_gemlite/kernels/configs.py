@@ -35,6 +35,12 @@ MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); 
 # 1.15-1.25x (2-bit) and 1.03-1.19x (1-bit) the GEMM at M = 24, 32, fp16 and bf16; 8-bit stays on the GEMM
 # (0.87-1.23x with each shape's best launch)
 MMA_SUB8_MAX_M = 32
+# 4-bit codes at M = 17..BATCH_MAX_M take the small-batch kernel (mma_batch.py, one CTA of up to 32 rows sharing
+# each unpacked weight fragment instead of one CTA per 16 rows): H100 sweep, the four Llama shapes, batch_config
+# against the previous route (16-row mma CTAs) 1.04-1.12x at M = 24, 1.06-1.28x at M = 32 (bf16 1.08-1.24x).
+# M = 48 (two 32-row CTAs against the GEMM): 0.86-1.21x, so the GEMM keeps it. 2- and 1-bit codes gained 0.98-1.08x
+# with this launch (up to 1.22x with each shape's best), 8-bit per-channel lost (0.80-1.06x): both keep their route.
+BATCH_MAX_M = 32
 # layers of at least WIDE_DECODE_WAVES column tiles of 32 an SM have CTAs enough to hide the load latency: at
 # M <= 8 they take 4 warps and no prefetch (H100 sweep, 4096x28672 and 8192x28672, 4-bit M = 1: 26.0 / 48.4 us
 # against 31.4 / 54.5 for 8 warps with loads a step ahead; test/kernels/gpu_probe_mma_gemv.py)
@@ -239,18 +245,25 @@ def decode_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFA
 
 
 def batch_config(m: int, n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
-    """The small-batch mma kernel's launch (mma_batch.py): 32 rows (four 8-row batch tiles), 64 columns and 8
-    warps (4 along K) a CTA, 64-code steps (groups are powers of two from 32: a step holds whole groups or lies
-    in one), loads at each step's top, and the smallest K split that gives 1.6 CTAs an SM. H200 sweep at M = 32
-    (4-bit g128 fp16, the four Llama shapes; test/kernels/gpu_probe_mma_batch.py): the best launch of each shape
-    or within 2% of it."""
+    """The small-batch mma kernel's launch (mma_batch.py) for 17 <= M <= 32, one CTA of 24 or 32 rows (three or
+    four 8-row batch tiles) a column tile, 64-code steps (groups are powers of two from 32: a step holds whole
+    groups or lies in one). H100 sweep (test/kernels/gpu_probe_mma_batch.py, 4-bit g128, the four Llama shapes):
+    - M <= 24: 32 columns and 4 warps along K, loads a step ahead, the smallest K split that gives 2.9 CTAs an
+      SM: within 0.998 of each shape's best launch in geomean (the M = 32 launch: 0.76-0.93);
+    - M = 25..32: 64 columns and 8 warps (4 along K), loads at each step's top (four tiles of x a step ahead
+      took more registers than they hid), a split to 1.6 CTAs an SM: 0.98-1.0 of the best, fp16 and bf16."""
+    if m <= 24:
+        block_n, warps, stages, fill = 32, 4, 2, 2.9
+    else:
+        block_n, warps, stages, fill = 64, 8, 1, 1.6
     block_k = 64
+    warps_k = warps // (block_n // 32)
     steps = -(-k // block_k)
-    ctas = -(-n // 64) * -(-m // 32)
+    ctas = -(-n // block_n) * -(-m // 32)
     split = 1
-    while ctas * split < 1.6 * sm_count and 4 * (split + 1) <= steps and split < 8:
+    while ctas * split < fill * sm_count and warps_k * (split + 1) <= steps and split < 8:
         split += 1
-    return LaunchConfig("mma_batch", 32, 64, block_k, split, num_warps=8, num_stages=1)
+    return LaunchConfig("mma_batch", 32, block_n, block_k, split, num_warps=warps, num_stages=stages)
 
 
 def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,
@@ -267,6 +280,8 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     if mma and m <= MMA_TILE_M // 2:
         if not (bits == 8 and m <= 2):
             return decode_config(n, k, group_size, sm_count)
+    elif mma and bits == 4 and MMA_MAX_M < m <= BATCH_MAX_M:
+        return batch_config(m, n, k, group_size, sm_count)
     elif mma and m <= (MMA_SUB8_MAX_M if bits < 8 else MMA_MAX_M):
         return mma_config(n, k, group_size, sm_count, m, bits=bits, bf16=bf16)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages

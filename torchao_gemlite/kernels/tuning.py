@@ -23,13 +23,16 @@ import torch.nn.functional as F
 
 from ..quant import quantize_weight
 from .configs import (
+    BATCH_MAX_M,
     FUSED_TILE,
-    GEMV_MAX_M,
     FUSED_TILE_8BIT,
     GEMM_TILES,
+    GEMV_MAX_M,
+    MMA_MAX_M,
     MMA_SUB8_MAX_M,
     MMA_TILE_M,
     LaunchConfig,
+    batch_config,
     clear_caches,
     heuristic_config,
     m_bucket,
@@ -102,6 +105,14 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
             for split, stages in itertools.product((1, 2, 4), (1, 2)):
                 if warps_k * split <= -(-k // bk):
                     out.append(LaunchConfig("mma", MMA_TILE_M, bn, bk, split, num_warps=warps, num_stages=stages))
+    if mma and MMA_MAX_M < m <= 2 * BATCH_MAX_M:  # the small-batch kernel, every bit width, both row tiles
+        for rows, (bn, warps), stages in itertools.product((32, 64), ((32, 4), (64, 8)), (1, 2)):
+            if rows <= 32 or m > 32:
+                batch = replace(batch_config(m, n, k, group_size, sm_count), block_m=rows, block_n=bn,
+                                num_warps=warps, num_stages=stages)
+                for split in {1, batch.split_k, 2 * batch.split_k}:
+                    if (warps // (bn // 32)) * split <= -(-k // batch.block_k):
+                        out.append(replace(batch, split_k=split))
     if m <= GEMV_MAX_M:  # around the H100 sweep's winners (docs/kernels.md), also where the heuristic takes mma
         gemv = heuristic_config(m, n, k, bits, group_size, sm_count, mma=False, bf16=bf16)
         out.append(gemv)
