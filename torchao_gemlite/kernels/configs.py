@@ -251,18 +251,23 @@ def batch_config(m: int, n: int, k: int, group_size: int, sm_count: int = SM_COU
     - M <= 24: 32 columns and 4 warps along K, loads a step ahead, the smallest K split that gives 2.9 CTAs an
       SM: within 0.998 of each shape's best launch in geomean (the M = 32 launch: 0.76-0.93);
     - M = 25..32: 64 columns and 8 warps (4 along K), loads at each step's top (four tiles of x a step ahead
-      took more registers than they hid), a split to 1.6 CTAs an SM: 0.98-1.0 of the best, fp16 and bf16."""
+      took more registers than they hid), the largest K split that keeps the CTAs within one wave of two an SM:
+      0.98-1.0 of the best, fp16 and bf16."""
     if m <= 24:
         block_n, warps, stages, fill = 32, 4, 2, 2.9
     else:
-        block_n, warps, stages, fill = 64, 8, 1, 1.6
+        block_n, warps, stages, fill = 64, 8, 1, 2.0
     block_k = 64
     warps_k = warps // (block_n // 32)
     steps = -(-k // block_k)
     ctas = -(-n // block_n) * -(-m // 32)
-    split = 1
-    while ctas * split < fill * sm_count and warps_k * (split + 1) <= steps and split < 8:
-        split += 1
+    if m <= 24:  # the smallest K split that gives `fill` CTAs an SM
+        split = 1
+        while ctas * split < fill * sm_count and warps_k * (split + 1) <= steps and split < 8:
+            split += 1
+    else:  # 8-warp CTAs of about 120 registers: two an SM, and a split past that starts a second wave (4096x6144 at
+        # M = 32: 22 us with 3 splits, 288 CTAs; 12 us at M = 24)
+        split = max(1, min(8, int(fill * sm_count) // ctas, steps // warps_k))
     return LaunchConfig("mma_batch", 32, block_n, block_k, split, num_warps=warps, num_stages=stages)
 
 
