@@ -157,7 +157,8 @@ def test_the_fused_kernel_takes_m_up_to_256():
 def test_batch_config_follows_the_h100_sweep():
     """4-bit codes at M = 17..32 take the small-batch kernel: up to 24 rows 32 columns, 4 warps, loads a step ahead,
     a split to 2.9 CTAs an SM; 25..32 rows 64 columns, 8 warps, loads at the step's top, a split to 1.6 CTAs an SM;
-    the other bit widths keep their route, and the tuning candidates hold it for every bit width."""
+    2- and 1-bit codes take it from M = 25 with 32-code steps a step ahead; 8-bit codes keep the GEMM; the tuning
+    candidates hold it for every bit width."""
     assert {kn: tuple(getattr(heuristic_config(24, kn[1], kn[0], 4, 128), f) for f in
                       ("block_m", "block_n", "num_warps", "block_k", "split_k", "num_stages")) for kn in LLAMA} == {
         (4096, 4096): (32, 32, 4, 64, 3, 2), (4096, 14336): (32, 32, 4, 64, 1, 2), (14336, 4096): (32, 32, 4, 64, 3, 2),
@@ -166,7 +167,10 @@ def test_batch_config_follows_the_h100_sweep():
                       ("block_m", "block_n", "num_warps", "block_k", "split_k", "num_stages")) for kn in LLAMA} == {
         (4096, 4096): (32, 64, 8, 64, 4, 1), (4096, 14336): (32, 64, 8, 64, 1, 1), (14336, 4096): (32, 64, 8, 64, 4, 1),
         (8192, 8192): (32, 64, 8, 64, 2, 1)}
-    assert [heuristic_config(32, 4096, 4096, bits, 64).kernel for bits in (8, 2, 1)] == ["gemm", "mma", "mma"]
+    assert [heuristic_config(m, 4096, 4096, bits, 64).kernel for bits in (8, 2, 1) for m in (24, 32)] == [
+        "gemm", "gemm", "mma", "mma_batch", "mma", "mma_batch"]
+    narrow = heuristic_config(32, 4096, 4096, 2, 64)
+    assert (narrow.block_n, narrow.num_warps, narrow.block_k, narrow.split_k, narrow.num_stages) == (64, 8, 32, 4, 2)
     assert heuristic_config(32, 4096, 4096, 4, 128, mma=False).kernel == "gemm"
     for bits in (8, 4, 2, 1):
         assert any(c.kernel == "mma_batch" and c.block_m == 64 for c in candidate_configs(48, 4096, 4096, bits, 64, 132))
@@ -184,7 +188,7 @@ def test_heuristic_and_candidates_respect_the_kernels_limits(bits):
             if cfg.kernel in ("mma", "mma_batch"):
                 warps_n = cfg.block_n // 32
                 assert m <= (32 if cfg.kernel == "mma" else 64) and cfg.block_n % 32 == 0
-                assert cfg.num_warps % warps_n == 0 and cfg.block_k % 64 == 0
+                assert cfg.num_warps % warps_n == 0 and cfg.block_k % (64 if cfg.kernel == "mma" else 32) == 0
                 assert cfg.split_k * cfg.num_warps // warps_n <= 2048 // cfg.block_k
             if cfg.kernel == "mma_batch":
                 assert cfg.block_m in (32, 64) and m > 16

@@ -91,13 +91,13 @@ def test_mma_kernel_reads_x_of_any_layout(m):
 
 
 def test_the_dispatcher_sends_m_up_to_16_to_the_mma_kernel_and_narrower_codes_up_to_32():
-    """4-bit codes past 16 rows: the small-batch kernel (test_mma_batch.py)."""
+    """4-bit codes past 16 rows and 2- and 1-bit codes past 24: the small-batch kernel (test_mma_batch.py)."""
     assert [choose_config(m, 4096, 4096, 4, 128, "float16", "NVIDIA H100 80GB HBM3", 132).kernel
             for m in (1, 2, 3, 8, 9, 16, 17, 32, 33)] == ["mma", "mma", "mma", "mma", "mma", "mma", "mma_batch",
                                                           "mma_batch", "gemm"]
     assert [choose_config(m, 4096, 4096, bits, 64, "float16", "NVIDIA H100 80GB HBM3", 132).kernel
-            for bits in (8, 2, 1) for m in (16, 17, 32, 33)] == ["mma", "gemm", "gemm", "gemm"] + ["mma", "mma", "mma",
-                                                                                              "gemm"] * 2
+            for bits in (8, 2, 1) for m in (16, 17, 32, 33)] == ["mma", "gemm", "gemm", "gemm"] + ["mma", "mma",
+                                                                                              "mma_batch", "gemm"] * 2
     qw, x, b = _case(4, False, 128, 5, 256, 64, torch.float16)
     y = weight_only_linear(x, qw.qdata, qw.scale, qw.zero, b, 4, 128, False)
     _check(qw, x, b, y)

@@ -38,8 +38,9 @@ MMA_SUB8_MAX_M = 32
 # 4-bit codes at M = 17..BATCH_MAX_M take the small-batch kernel (mma_batch.py, one CTA of up to 32 rows sharing
 # each unpacked weight fragment instead of one CTA per 16 rows): H100 sweep, the four Llama shapes, batch_config
 # against the previous route (16-row mma CTAs) 1.04-1.12x at M = 24, 1.06-1.28x at M = 32 (bf16 1.08-1.24x).
-# M = 48 (two 32-row CTAs against the GEMM): 0.86-1.21x, so the GEMM keeps it. 2- and 1-bit codes gained 0.98-1.08x
-# with this launch (up to 1.22x with each shape's best), 8-bit per-channel lost (0.80-1.06x): both keep their route.
+# M = 48 (two 32-row CTAs against the GEMM): 0.86-1.21x, so the GEMM keeps it. 2- and 1-bit codes at M = 25..32
+# with 32-code steps a step ahead: each shape's best launch 1.02-1.22x the previous route, the rule within 0.94-1.0
+# of it (M <= 24 not measured: they keep the 16-row CTAs); 8-bit per-channel lost (0.80-1.06x): it keeps the GEMM.
 BATCH_MAX_M = 32
 # layers of at least WIDE_DECODE_WAVES column tiles of 32 an SM have CTAs enough to hide the load latency: at
 # M <= 8 they take 4 warps and no prefetch (H100 sweep, 4096x28672 and 8192x28672, 4-bit M = 1: 26.0 / 48.4 us
@@ -244,7 +245,8 @@ def decode_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFA
     return LaunchConfig("mma", MMA_TILE_M, 32, block_k, split, num_warps=warps, num_stages=2)
 
 
-def batch_config(m: int, n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT) -> LaunchConfig:
+def batch_config(m: int, n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,
+                 bits: int = 4) -> LaunchConfig:
     """The small-batch mma kernel's launch (mma_batch.py) for 17 <= M <= 32, one CTA of 24 or 32 rows (three or
     four 8-row batch tiles) a column tile, 64-code steps (groups are powers of two from 32: a step holds whole
     groups or lies in one). H100 sweep (test/kernels/gpu_probe_mma_batch.py, 4-bit g128, the four Llama shapes):
@@ -252,12 +254,15 @@ def batch_config(m: int, n: int, k: int, group_size: int, sm_count: int = SM_COU
       SM: within 0.998 of each shape's best launch in geomean (the M = 32 launch: 0.76-0.93);
     - M = 25..32: 64 columns and 8 warps (4 along K), loads at each step's top (four tiles of x a step ahead
       took more registers than they hid), the largest K split that keeps the CTAs within one wave of two an SM:
-      0.98-1.0 of the best, fp16 and bf16."""
+      0.98-1.0 of the best, fp16 and bf16. 2- and 1-bit codes (more unpacking a byte): 32-code steps with loads
+      a step ahead, 0.976-0.998 of the best in geomean (fp16 2- and 1-bit, bf16 2-bit)."""
+    block_k = 64
     if m <= 24:
         block_n, warps, stages, fill = 32, 4, 2, 2.9
     else:
         block_n, warps, stages, fill = 64, 8, 1, 2.0
-    block_k = 64
+        if bits < 4:
+            block_k, stages = 32, 2
     warps_k = warps // (block_n // 32)
     steps = -(-k // block_k)
     ctas = -(-n // block_n) * -(-m // 32)
@@ -285,8 +290,8 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     if mma and m <= MMA_TILE_M // 2:
         if not (bits == 8 and m <= 2):
             return decode_config(n, k, group_size, sm_count)
-    elif mma and bits == 4 and MMA_MAX_M < m <= BATCH_MAX_M:
-        return batch_config(m, n, k, group_size, sm_count)
+    elif mma and MMA_MAX_M < m <= BATCH_MAX_M and (bits == 4 or (bits < 4 and m > 24)):
+        return batch_config(m, n, k, group_size, sm_count, bits)
     elif mma and m <= (MMA_SUB8_MAX_M if bits < 8 else MMA_MAX_M):
         return mma_config(n, k, group_size, sm_count, m, bits=bits, bf16=bf16)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages
