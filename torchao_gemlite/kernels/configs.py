@@ -33,7 +33,8 @@ MMA_TILE_M = 16  # rows a CTA of the mma kernels takes (two 8-row batch tiles); 
 # the tensor-core GEMM in geomean over the Llama shapes, fp16 and bf16 alike (from M = 48 every format lost;
 # test/kernels/gpu_probe_mma_gemv.py, docs/kernels.md). 2- and 1-bit, with the vector loads: mma_config's launch
 # 1.15-1.25x (2-bit) and 1.03-1.19x (1-bit) the GEMM at M = 24, 32, fp16 and bf16; 8-bit stays on the GEMM
-# (0.87-1.23x with each shape's best launch)
+# (0.87-1.23x with each shape's best launch). The small-batch kernel (BATCH_MAX_M below) now takes 4-bit codes past
+# M = 16 and 2- and 1-bit codes past 24 first.
 MMA_SUB8_MAX_M = 32
 # 4-bit codes at M = 17..BATCH_MAX_M take the small-batch kernel (mma_batch.py, one CTA of up to 32 rows sharing
 # each unpacked weight fragment instead of one CTA per 16 rows): H100 sweep, the four Llama shapes, batch_config
