@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from gpu_probe_mma_gemv import FORMATS  # noqa: E402
+from gpu_probe_mma_gemv import FORMATS, _compile_job  # noqa: E402
 
 from torchao_gemlite.kernels.configs import LaunchConfig, batch_config, choose_config  # noqa: E402
 from torchao_gemlite.kernels.dispatch import launch_weight_only  # noqa: E402
@@ -79,20 +79,6 @@ def candidates(n, k, m, sms, block_ms=(32,), stages=(1, 2)):
         for split in sorted({fill[0], *fill[1:2]}):
             out.append(LaunchConfig("mma_batch", bm, bn, bk, split, num_warps=warps, num_stages=st))
     return out
-
-
-def _compile_job(job):
-    k, n, m, fmt, cfgs = job
-    bits, gs, sym, dtype = FORMATS[fmt]
-    qw = quantize_weight(torch.randn(n, k, dtype=torch.float16, device="cuda"), bits, gs, sym)
-    x = torch.randn(m, k, dtype=dtype, device="cuda")
-    for cfg in cfgs:
-        try:
-            launch_weight_only(x, qw.qdata, qw.scale, qw.zero, None, bits, qw.fmt.group_size, sym, cfg)
-        except Exception:  # reported by the timing pass
-            pass
-    torch.cuda.synchronize()
-    return len(cfgs)
 
 
 def timing(shapes, cases, log, jobs_at_once=16):

@@ -10,43 +10,14 @@ import itertools
 import pytest
 import torch
 
-from torchao_gemlite.kernels.configs import LaunchConfig, batch_config, choose_config
-from torchao_gemlite.kernels.dispatch import launch_weight_only, weight_only_linear
-from torchao_gemlite.quant import quantize_weight, reference_linear
+from test_mma_gemv import CUDA, DEVICE, DTYPES, FORMATS, _case, _check, _run  # the same cases and checks
 
-CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"
-DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float16]
-# one 16-bit rounding of each dequantized weight, as in the tensor-core GEMM
-TOLERANCE = {torch.float16: 2e-3, torch.bfloat16: 1.2e-2}
-# (bits, symmetric, group size): every bit width, both zero conventions, groups smaller than, equal to and
-# larger than a step, per-channel (1-bit symmetric: zero 0.5)
-FORMATS = [(8, True, None), (8, False, 64), (4, False, 32), (4, True, 128), (2, False, 64), (2, True, 32),
-           (1, False, 32), (1, True, None)]
-# (block_m, block_n, num_warps, block_k, split_k, num_stages): rows a CTA from one to eight batch tiles, warps
-# along N and K, splits that leave some warps' last step past K, both load schedules
+from torchao_gemlite.kernels.configs import LaunchConfig, batch_config
+from torchao_gemlite.kernels.dispatch import weight_only_linear
+
+# launch shapes: (block_m, block_n, num_warps, block_k, split_k, num_stages): rows a CTA from one to eight batch
+# tiles, warps along N and K, splits that leave some warps' last step past K, both load schedules
 LAUNCHES = [(32, 64, 8, 64, 2, 1), (64, 32, 2, 32, 3, 2), (16, 128, 4, 64, 1, 2), (8, 32, 1, 32, 1, 1)]
-
-
-def _case(bits, symmetric, group, m, k, n, dtype, bias=True, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    qw = quantize_weight(torch.randn(n, k, generator=gen).to(dtype).to(DEVICE), bits, group, symmetric)
-    x = torch.randn(m, k, generator=gen).to(dtype).to(DEVICE)
-    b = torch.randn(n, generator=gen).to(dtype).to(DEVICE) if bias else None
-    return qw, x, b
-
-
-def _run(qw, x, b, config):
-    out = torch.full((x.shape[0], qw.shape[0]), float("nan"), dtype=x.dtype, device=x.device)
-    return launch_weight_only(x, qw.qdata, qw.scale, qw.zero, b, qw.fmt.bits, qw.fmt.group_size, qw.fmt.symmetric,
-                              config, out=out)
-
-
-def _check(qw, x, b, y):
-    ref = reference_linear(x, qw, b).float()
-    assert not torch.isnan(y).any(), "unwritten (NaN-poisoned) outputs remain"
-    err = ((y.float() - ref).norm() / ref.norm()).item()
-    assert err < TOLERANCE[x.dtype], err
 
 
 if CUDA:

@@ -22,8 +22,9 @@ import triton
 import triton.language as tl
 
 from .half2 import fma2
-from .mma_gemv import _a_operands, _as_f32, _by_column, _join4, _store_rows, _sub_block_mmas, _thread_lanes, _x_load
-from .vector_load import load2, load4
+from .mma_gemv import (_a_operands, _as_f32, _by_column, _code_layout, _join4, _scale_loads, _store_rows,
+                       _sub_block_mmas, _thread_lanes, _x_load)
+from .vector_load import load4
 
 
 @triton.jit
@@ -79,22 +80,9 @@ def _batch_step_loads(w_base, x_base, x_row_step, s_base, z_base, k_step, live, 
             tiles = tiles + (_x_load(x_base + b * x_row_step + sub * 16, ok & rows_ok[b], X_HI, XW, True,
                                      not EVEN_K, EMULATE),)
         xs = xs + (tiles,)
-    scales = ()
-    zeros = ()
-    if GROUP_K != 0:
-        for grp in tl.static_range(GROUPS):
-            ok = live
-            if not EVEN_K:
-                ok = live & ((k_step + grp * GROUP_K) < K).to(tl.int32)
-            offset = grp * stride_sw
-            if SCALE_WORDS == 4:
-                scales = scales + (load4(s_base + offset, ok, ".nc.L1::no_allocate", True, not EVEN_K, EMULATE),)
-                if HAS_ZERO:
-                    zeros = zeros + (load4(z_base + offset, ok, ".nc.L1::no_allocate", True, not EVEN_K, EMULATE),)
-            else:
-                scales = scales + (load2(s_base + offset, ok, ".nc.L1::no_allocate", True, not EVEN_K, EMULATE),)
-                if HAS_ZERO:
-                    zeros = zeros + (load2(z_base + offset, ok, ".nc.L1::no_allocate", True, not EVEN_K, EMULATE),)
+    SCALE_ROWS: tl.constexpr = GROUPS if GROUP_K != 0 else 0  # per-channel: loaded once, before the loop
+    scales, zeros = _scale_loads(s_base, z_base, k_step, live, K, stride_sw, SCALE_ROWS, GROUP_K, HAS_ZERO,
+                                 SCALE_WORDS, EVEN_K, True, EMULATE)
     return words, xs, scales, zeros
 
 
@@ -124,17 +112,8 @@ def mma_batch_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_pt
     if not EVEN_N:
         n0 = tl.minimum(n0, N - 4)  # N is a multiple of 4: a valid 16-byte row piece, never stored
     # the thread's codes in a 32-code sub-block (mma_gemv.py)
-    if BITS == 8:
-        row0 = 2 * t
-        base = 8 * t
-        X_HI: tl.constexpr = 4
-        pshift = t  # unused
-    else:
-        L: tl.constexpr = 16 // BITS
-        row0 = t // (L // 4)
-        base = row0 * 2 * L + 4 * (t % (L // 4))
-        X_HI: tl.constexpr = L
-        pshift = 4 * BITS * (t % (L // 4))
+    row0, base, pshift = _code_layout(t, BITS)
+    X_HI: tl.constexpr = 4 if BITS == 8 else 16 // BITS
     k_first = (pid_k * steps_per_split * WARPS_K + warp_k) * BLOCK_K  # [T]
     K_STRIDE: tl.constexpr = WARPS_K * BLOCK_K
     W_STEP: tl.constexpr = K_STRIDE // E

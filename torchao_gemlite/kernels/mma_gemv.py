@@ -246,6 +246,46 @@ def _x_load(ptrs, ok, X_HI: tl.constexpr, XW: tl.constexpr, PRED: tl.constexpr, 
 
 
 @triton.jit
+def _scale_loads(s_base, z_base, k_step, live, K, stride_sw, GROUPS: tl.constexpr, GROUP_K: tl.constexpr,
+                 HAS_ZERO: tl.constexpr, SCALE_WORDS: tl.constexpr, EVEN_K: tl.constexpr, PRED: tl.constexpr,
+                 EMULATE: tl.constexpr):
+    """The raw words of GROUPS consecutive scale rows (and zero rows) at the thread's 4 columns, from the row at
+    ``s_base`` (``z_base``): SCALE_WORDS words a row; past K (not EVEN_K) they read as 0."""
+    scales = ()
+    zeros = ()
+    for grp in tl.static_range(GROUPS):
+        ok = live
+        if not EVEN_K:
+            ok = live & ((k_step + grp * GROUP_K) < K).to(tl.int32)
+        offset = grp * stride_sw
+        if SCALE_WORDS == 4:
+            scales = scales + (load4(s_base + offset, ok, ".nc.L1::no_allocate", PRED, not EVEN_K, EMULATE),)
+            if HAS_ZERO:
+                zeros = zeros + (load4(z_base + offset, ok, ".nc.L1::no_allocate", PRED, not EVEN_K, EMULATE),)
+        else:
+            scales = scales + (load2(s_base + offset, ok, ".nc.L1::no_allocate", PRED, not EVEN_K, EMULATE),)
+            if HAS_ZERO:
+                zeros = zeros + (load2(z_base + offset, ok, ".nc.L1::no_allocate", PRED, not EVEN_K, EMULATE),)
+    return scales, zeros
+
+
+@triton.jit
+def _code_layout(t, BITS: tl.constexpr):
+    """Where thread t of a quad finds its codes in a 32-code sub-block (see the docstring): its first word row, the
+    k of its register 0 (for x), and the shift that brings its codes down in 2- and 1-bit words (8-bit: unused)."""
+    if BITS == 8:
+        row0 = 2 * t
+        base = 8 * t
+        pshift = t
+    else:
+        L: tl.constexpr = 16 // BITS
+        row0 = t // (L // 4)
+        base = row0 * 2 * L + 4 * (t % (L // 4))
+        pshift = 4 * BITS * (t % (L // 4))
+    return row0, base, pshift
+
+
+@triton.jit
 def _step_loads(w_base, x_base, x_base2, s_base, z_base, k_step, live, K, stride_wk, stride_sw,
                 BITS: tl.constexpr, SUBS: tl.constexpr, GROUP_K: tl.constexpr, X_HI: tl.constexpr, XW: tl.constexpr,
                 BATCH_TILES: tl.constexpr, HAS_ZERO: tl.constexpr, SCALE_WORDS: tl.constexpr, EVEN_K: tl.constexpr,
@@ -278,22 +318,9 @@ def _step_loads(w_base, x_base, x_base2, s_base, z_base, k_step, live, K, stride
             xs = xs + (_x_load(x_base + sub * 16, ok, X_HI, XW, PRED, not EVEN_K, EMULATE),)
             if BATCH_TILES == 2:
                 xs2 = xs2 + (_x_load(x_base2 + sub * 16, ok, X_HI, XW, PRED, not EVEN_K, EMULATE),)
-    scales = ()
-    zeros = ()
-    if GROUP_K != 0:
-        for grp in tl.static_range(SUBS // (GROUP_K // 32)):
-            ok = live
-            if not EVEN_K:
-                ok = live & ((k_step + grp * GROUP_K) < K).to(tl.int32)
-            offset = grp * stride_sw
-            if SCALE_WORDS == 4:
-                scales = scales + (load4(s_base + offset, ok, ".nc.L1::no_allocate", PRED, not EVEN_K, EMULATE),)
-                if HAS_ZERO:
-                    zeros = zeros + (load4(z_base + offset, ok, ".nc.L1::no_allocate", PRED, not EVEN_K, EMULATE),)
-            else:
-                scales = scales + (load2(s_base + offset, ok, ".nc.L1::no_allocate", PRED, not EVEN_K, EMULATE),)
-                if HAS_ZERO:
-                    zeros = zeros + (load2(z_base + offset, ok, ".nc.L1::no_allocate", PRED, not EVEN_K, EMULATE),)
+    GROUPS: tl.constexpr = SUBS // (GROUP_K // 32) if GROUP_K != 0 else 0
+    scales, zeros = _scale_loads(s_base, z_base, k_step, live, K, stride_sw, GROUPS, GROUP_K, HAS_ZERO, SCALE_WORDS,
+                                 EVEN_K, PRED, EMULATE)
     return words, xs, xs2, scales, zeros
 
 
@@ -428,17 +455,8 @@ def mma_gemv_kernel(x_ptr, w_ptr, scale_ptr, zero_ptr, bias_ptr, out_ptr, ws_ptr
     if not EVEN_N:
         n0 = tl.minimum(n0, N - 4)  # N is a multiple of 4: a valid 16-byte row piece, never stored
     # the thread's codes in a 32-code sub-block: word row(s) and the k of register 0 (see the docstring)
-    if BITS == 8:
-        row0 = 2 * t
-        base = 8 * t
-        X_HI: tl.constexpr = 4  # x of registers 2 and 3
-        pshift = t  # unused
-    else:
-        L: tl.constexpr = 16 // BITS
-        row0 = t // (L // 4)
-        base = row0 * 2 * L + 4 * (t % (L // 4))
-        X_HI: tl.constexpr = L
-        pshift = 4 * BITS * (t % (L // 4))
+    row0, base, pshift = _code_layout(t, BITS)
+    X_HI: tl.constexpr = 4 if BITS == 8 else 16 // BITS  # codes from register 0's x to register 2's
     ones = tl.full((T,), ONES, tl.int32)
     # the thread's addresses at its first step; a step moves WARPS_K * BLOCK_K along K
     k_first = (pid_k * steps_per_split * WARPS_K + warp_k) * BLOCK_K  # [T]
