@@ -108,7 +108,7 @@ def timing(shapes, cases, log, jobs_at_once=16):
             fp16 = graph_time_us([lambda w=w: F.linear(x.half(), w) for w in dense], replays=20)
             default_cfg = choose_config(m, n, k, bits, group, str(dtype)[6:], props.name, sms)
             default = run(default_cfg)
-            heur_cfg = batch_config(m, n, k, group, sms)
+            heur_cfg = batch_config(m, n, k, sms, bits)
             heur = run(heur_cfg)
             best, by_bm = None, {}
             for cfg in candidates(n, k, m, sms):

@@ -101,7 +101,7 @@ def main(argv=None):
     p.add_argument("--block-k", type=int, default=256)
     p.add_argument("--warps", type=int, default=4)
     p.add_argument("--stages", type=int, default=1)
-    p.add_argument("--batch-tiles", type=int, default=1, choices=(1, 2, 4, 8),
+    p.add_argument("--batch-tiles", type=int, default=1, choices=(1, 2, 3, 4, 8),
                    help="8-row batch tiles a CTA: mma 1 or 2 (2: M > 8), batch up to 8")
     p.add_argument("--bf16", action="store_true", help="bf16 activations (default fp16)")
     p.add_argument("--fp32-loop", action="store_true", help="gemv: the fp32 loop instead of the packed 16-bit one")

@@ -147,3 +147,5 @@ def test_a8w4_mma_errors_name_the_problem():
         _run(xq, xs, qw, qw.scale, None, 64, 256, 64, None)
     with pytest.raises(ValueError, match="block_k a multiple of 32 and of the group size 64"):
         _run(xq[:2], xs[:2], qw, qw.scale, None, 64, 256, 64, LaunchConfig("mma", 16, 32, 32, 1, num_warps=2))
+    with pytest.raises(ValueError, match="takes an \"mma\" config, got kernel='mma_batch'"):
+        _run(xq[:2], xs[:2], qw, qw.scale, None, 64, 256, 64, LaunchConfig("mma_batch", 32, 32, 64, 1, num_warps=2))

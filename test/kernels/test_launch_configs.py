@@ -156,7 +156,8 @@ def test_the_fused_kernel_takes_m_up_to_256():
 
 def test_batch_config_follows_the_h100_sweep():
     """4-bit codes at M = 17..32 take the small-batch kernel: up to 24 rows 32 columns, 4 warps, loads a step ahead,
-    a split to 2.9 CTAs an SM; 25..32 rows 64 columns, 8 warps, loads at the step's top, a split to 1.6 CTAs an SM;
+    a split to 2.9 CTAs an SM; 25..32 rows 64 columns, 8 warps, loads at the step's top, the largest split within one
+    wave of two CTAs an SM;
     2- and 1-bit codes take it from M = 25 with 32-code steps a step ahead; 8-bit codes keep the GEMM; the tuning
     candidates hold it for every bit width."""
     assert {kn: tuple(getattr(heuristic_config(24, kn[1], kn[0], 4, 128), f) for f in

@@ -86,4 +86,4 @@ def test_batch_config_fits_every_group_size():
     for group in (32, 64, 128, 256, None):
         k = 416 if group is None else 2 * group
         qw, x, b = _case(4, False, group, 17, k, 68, torch.float16)
-        _check(qw, x, b, _run(qw, x, b, batch_config(17, 68, k, qw.fmt.group_size, 132)))
+        _check(qw, x, b, _run(qw, x, b, batch_config(17, 68, k, 132)))

@@ -43,6 +43,7 @@ MMA_SUB8_MAX_M = 32
 # with 32-code steps a step ahead: each shape's best launch 1.02-1.22x the previous route, the rule within 0.94-1.0
 # of it (M <= 24 not measured: they keep the 16-row CTAs); 8-bit per-channel lost (0.80-1.06x): it keeps the GEMM.
 BATCH_MAX_M = 32
+BATCH_NARROW_MIN_M = 25  # 2- and 1-bit codes from here (M = 17..24 not swept for them)
 # layers of at least WIDE_DECODE_WAVES column tiles of 32 an SM have CTAs enough to hide the load latency: at
 # M <= 8 they take 4 warps and no prefetch (H100 sweep, 4096x28672 and 8192x28672, 4-bit M = 1: 26.0 / 48.4 us
 # against 31.4 / 54.5 for 8 warps with loads a step ahead; test/kernels/gpu_probe_mma_gemv.py)
@@ -78,7 +79,8 @@ GEMM_TILES = {8: (16, 256, 128, 8, 3), 16: (16, 256, 128, 8, 3), 32: (64, 128, 1
 class LaunchConfig:
     """One kernel choice. kernel: "gemv" (CUDA cores, M <= GEMV_MAX_M), "mma" (the tensor-core decode
     kernel, M < DENSE_MIN_M in 16-row M tiles: 32-column warps, block_n // 32 of them along N and the rest
-    of num_warps along K; block_m unused), "gemm" (tensor cores, dequantized in registers) or "dense"
+    of num_warps along K; block_m unused), "mma_batch" (the small-batch kernel, mma_batch.py: the same warps,
+    block_m rows a CTA, 8..64), "gemm" (tensor cores, dequantized in registers) or "dense"
     (dequantize to a dense matrix, then cuBLAS; block sizes unused). ``num_stages``: Triton's pipeline stages
     of the GEMV and the GEMM; for the mma kernels the steps of loads in flight, 1 (a step's loads at its top)
     or 2 (and the next step's, mma_gemv.py). ``tma``: the gemm loads x and the words through TMA descriptors
@@ -246,8 +248,7 @@ def decode_config(n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFA
     return LaunchConfig("mma", MMA_TILE_M, 32, block_k, split, num_warps=warps, num_stages=2)
 
 
-def batch_config(m: int, n: int, k: int, group_size: int, sm_count: int = SM_COUNT_DEFAULT,
-                 bits: int = 4) -> LaunchConfig:
+def batch_config(m: int, n: int, k: int, sm_count: int = SM_COUNT_DEFAULT, bits: int = 4) -> LaunchConfig:
     """The small-batch mma kernel's launch (mma_batch.py) for 17 <= M <= 32, one CTA of 24 or 32 rows (three or
     four 8-row batch tiles) a column tile, 64-code steps (groups are powers of two from 32: a step holds whole
     groups or lies in one). H100 sweep (test/kernels/gpu_probe_mma_batch.py, 4-bit g128, the four Llama shapes):
@@ -291,8 +292,8 @@ def heuristic_config(m: int, n: int, k: int, bits: int, group_size: int, sm_coun
     if mma and m <= MMA_TILE_M // 2:
         if not (bits == 8 and m <= 2):
             return decode_config(n, k, group_size, sm_count)
-    elif mma and MMA_MAX_M < m <= BATCH_MAX_M and (bits == 4 or (bits < 4 and m > 24)):
-        return batch_config(m, n, k, group_size, sm_count, bits)
+    elif mma and bits < 8 and (MMA_MAX_M if bits == 4 else BATCH_NARROW_MIN_M - 1) < m <= BATCH_MAX_M:
+        return batch_config(m, n, k, sm_count, bits)
     elif mma and m <= (MMA_SUB8_MAX_M if bits < 8 else MMA_MAX_M):
         return mma_config(n, k, group_size, sm_count, m, bits=bits, bf16=bf16)
     if m <= GEMV_MAX_M:  # H100 sweep of the packed GEMV (docs/kernels.md): 32 word rows a step, 4 stages

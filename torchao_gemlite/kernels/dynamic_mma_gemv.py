@@ -211,6 +211,8 @@ def dynamic_mma_call(m: int, n: int, k: int, group_k: int, stride_xw: int, strid
     8 warps for two batch tiles, loads at each step's top) ran 2.1x slower than the best at M = 16 on 8192x8192.
     ``pdl``: launched as the dependent of the activation quantization (pdl.py)."""
     c = config or decode_config(n, k, group_k or k)
+    if c.kernel != "mma":
+        raise ValueError(f"the A8W4 mma kernel takes an \"mma\" config, got kernel={c.kernel!r}")
     if c.num_stages not in (1, 2):
         raise ValueError(f"mma config num_stages={c.num_stages} is not supported: 1 (a step's loads at its top) or 2 "
                          "(and the next step's: mma_gemv.py)")

@@ -1,5 +1,5 @@
-"""Small batches on the tensor cores (about M = 17..128): y = x @ dequant(W).T + bias, up to 64 batch rows a CTA
-sharing each unpacked weight fragment.
+"""Small batches on the tensor cores (by default 4-bit codes at M = 17..32, 2- and 1-bit at 25..32; configs.py):
+y = x @ dequant(W).T + bias, up to 64 batch rows a CTA sharing each unpacked weight fragment.
 
 mma_gemv.py keeps each group's sums in fp32 and scales them there, which costs per 8-row batch tile a set of
 group accumulators, an x-sum MMA and the scaling FMAs: past 16 rows it runs one CTA per 16 rows, each

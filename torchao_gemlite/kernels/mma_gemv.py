@@ -54,7 +54,7 @@ from .vector_load import load2, load4
 
 
 class MmaLaunch(NamedTuple):
-    """Grid and launch constexprs shared by both mma decode kernels (this one and dynamic_mma_gemv.py)."""
+    """Grid and launch constexprs shared by the mma kernels (this one, mma_batch.py and dynamic_mma_gemv.py)."""
     grid: tuple
     steps_per_split: int
     m_tiles: int
@@ -65,15 +65,17 @@ class MmaLaunch(NamedTuple):
 def mma_launch(c: LaunchConfig, m: int, n: int, k: int, group_k: int) -> MmaLaunch:
     """Checks ``c`` and derives the launch: block_n // 32 warps along N and the rest of num_warps along K,
     block_k codes a warp step, the K split without empty splits, one 8-row batch tile up to M = 8, two
-    up to 16, and past 16 one CTA per 16 rows (M tiles). ``group_k``: the group size, 0 for per-channel."""
+    up to 16, and past 16 one CTA per 16 rows (M tiles); for "mma_batch" (mma_batch.py) CTAs of block_m rows
+    (8..64), as many 8-row batch tiles as M needs up to block_m // 8 (each count is its own compile).
+    ``group_k``: the group size, 0 for per-channel."""
     if m >= DENSE_MIN_M:  # where prefill starts; also keeps the split-K workspace offsets within int32
         raise ValueError(f"the mma kernels take M < {DENSE_MIN_M}, got M={m}")
     warps_n = c.block_n // 32
     if (not warps_n or c.block_n % 32 or c.num_warps % warps_n or c.block_k % 32
             or (group_k and c.block_k % group_k and c.kernel != "mma_batch")):
         raise ValueError(f"mma config block_n={c.block_n}, num_warps={c.num_warps}, block_k={c.block_k} is not "
-                         "supported: block_n a multiple of 32 dividing 32 * num_warps, block_k a multiple of 32 "
-                         f"and of the group size {group_k or k}")
+                         "supported: block_n a multiple of 32 dividing 32 * num_warps, block_k a multiple of 32"
+                         + ("" if c.kernel == "mma_batch" else f" and of the group size {group_k or k}"))
     warps_k = c.num_warps // warps_n
     warp_steps = cdiv(k, c.block_k)
     steps_per_split = cdiv(warp_steps, max(1, c.split_k) * warps_k)

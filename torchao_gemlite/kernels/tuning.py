@@ -108,7 +108,7 @@ def candidate_configs(m: int, n: int, k: int, bits: int, group_size: int, sm_cou
     if mma and MMA_MAX_M < m <= 2 * BATCH_MAX_M:  # the small-batch kernel, every bit width, both row tiles
         for rows, (bn, warps), stages in itertools.product((32, 64), ((32, 4), (64, 8)), (1, 2)):
             if rows <= 32 or m > 32:
-                batch = replace(batch_config(m, n, k, group_size, sm_count, bits), block_m=rows, block_n=bn,
+                batch = replace(batch_config(m, n, k, sm_count, bits), block_m=rows, block_n=bn,
                                 num_warps=warps, num_stages=stages)
                 for split in {1, batch.split_k, 2 * batch.split_k}:
                     if (warps // (bn // 32)) * split <= -(-k // batch.block_k):
